@@ -1,0 +1,67 @@
+//! `portico build`: run each plugin's build command, with progress and timings.
+
+use crate::config::PluginsFile;
+use anyhow::{Context, bail};
+use std::time::Instant;
+
+pub async fn build_all(file: &PluginsFile) -> anyhow::Result<()> {
+    let to_build: Vec<_> = file.plugins.iter().filter(|p| p.build.is_some()).collect();
+    if to_build.is_empty() {
+        eprintln!(
+            "no plugin in {} declares a build command",
+            file.path.display()
+        );
+        return Ok(());
+    }
+    let all = Instant::now();
+    for (i, plugin) in to_build.iter().enumerate() {
+        let Some(command) = &plugin.build else {
+            continue;
+        };
+        eprintln!(
+            "[{}/{}] building {}: {command}",
+            i + 1,
+            to_build.len(),
+            plugin.name
+        );
+        let started = Instant::now();
+        let status = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(&file.base_dir)
+            // A cargo that runs us must not leak its target settings into the plugin build.
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("RUSTFLAGS")
+            .status()
+            .await
+            .with_context(|| format!("cannot run the build command of plugin {}", plugin.name))?;
+        if !status.success() {
+            bail!(
+                "building plugin {} failed ({status}); the command was `{command}` in {}",
+                plugin.name,
+                file.base_dir.display()
+            );
+        }
+        if !plugin.wasm_path.is_file() {
+            bail!(
+                "plugin {} built, but {} does not exist: fix `path` or `build` in {}",
+                plugin.name,
+                plugin.wasm_path.display(),
+                file.path.display()
+            );
+        }
+        eprintln!(
+            "[{}/{}] built {} in {:.1}s",
+            i + 1,
+            to_build.len(),
+            plugin.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    eprintln!(
+        "built {} plugin(s) in {:.1}s",
+        to_build.len(),
+        all.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

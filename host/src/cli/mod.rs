@@ -1,0 +1,150 @@
+//! The `portico` command line (design.md §3).
+
+mod build;
+mod serve;
+
+use crate::config::Settings;
+use crate::config::plugins::{FileCheck, load_plugins_file};
+use crate::store::Store;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portico",
+    version,
+    about = "Integration host: provider webhooks in, through sandboxed Wasm adapters"
+)]
+pub struct Cli {
+    /// Address to serve on.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTICO_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    listen: String,
+    /// The plugin manifest.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTICO_PLUGINS",
+        default_value = "./plugins.toml"
+    )]
+    plugins: PathBuf,
+    /// sqlite://FILE (created if missing) or postgres://...
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "sqlite://portico.db"
+    )]
+    database_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve with prebuilt plugins; migrations run on start.
+    Serve,
+    /// Build every plugin of plugins.toml that declares a `build` command.
+    Build,
+    /// Build, then serve.
+    Up,
+    /// Apply migrations and exit.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Map providers' ids to tenants.
+    #[command(subcommand)]
+    Source(SourceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its id.
+    Add { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum SourceCommand {
+    /// Map a provider's id (page id, phone number id, customer id, ...) to a tenant.
+    Add {
+        #[arg(long)]
+        tenant: i64,
+        /// meta, whatsapp, google, or another adapter's kind.
+        #[arg(long)]
+        kind: String,
+        /// The provider's id.
+        #[arg(long)]
+        key: String,
+    },
+}
+
+impl Cli {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let token = std::env::var("PORTICO_ADMIN_TOKEN").ok();
+        Ok(Settings::new(
+            &self.listen,
+            self.plugins.clone(),
+            &self.database_url,
+            token,
+        )?)
+    }
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    Store::open(&settings.database_url).await.with_context(|| {
+        format!(
+            "cannot open the database {} (--database-url/DATABASE_URL)",
+            settings.database_url
+        )
+    })
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = cli.settings()?;
+    match &cli.command {
+        Command::Serve => serve::serve(&settings).await,
+        Command::Build => {
+            let file = load_plugins_file(&settings.plugins_path, FileCheck::Skip)?;
+            build::build_all(&file).await
+        }
+        Command::Up => {
+            let file = load_plugins_file(&settings.plugins_path, FileCheck::Skip)?;
+            build::build_all(&file).await?;
+            serve::serve(&settings).await
+        }
+        Command::Migrate => {
+            open_store(&settings).await?;
+            eprintln!("migrations applied to {}", settings.database_url);
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Add { name }) => {
+            let name = name.trim();
+            anyhow::ensure!(
+                !name.is_empty(),
+                "tenant name is empty: give a name, e.g. `portico tenant add Acme`"
+            );
+            let id = open_store(&settings).await?.create_tenant(name).await?;
+            println!("{id}");
+            Ok(())
+        }
+        Command::Source(SourceCommand::Add { tenant, kind, key }) => {
+            let (kind, key) = (kind.trim(), key.trim());
+            anyhow::ensure!(
+                !kind.is_empty() && !key.is_empty(),
+                "--kind and --key must not be empty"
+            );
+            let id = open_store(&settings)
+                .await?
+                .add_lead_source(*tenant, kind, key)
+                .await?;
+            println!("{id}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `portico serve`: open the store, load the plugins, serve until SIGINT/SIGTERM.
+
+use crate::config::plugins::{FileCheck, load_plugins_file};
+use crate::config::settings::env_bool;
+use crate::config::{IntegrationToggles, Settings};
+use crate::http::{AppState, router};
+use crate::runtime::Runtime;
+use anyhow::Context;
+use std::sync::Arc;
+
+pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let file = load_plugins_file(&settings.plugins_path, FileCheck::Require)?;
+    let store = super::open_store(settings).await?;
+    let runtime = Arc::new(Runtime::new().context("cannot start the wasm runtime")?);
+    let set = runtime.load_all(&file).await;
+
+    let meta_enabled = set.slot("meta").is_some_and(|s| s.spec.enabled);
+    let toggles = IntegrationToggles {
+        meta: meta_enabled,
+        google_ads: env_bool("GOOGLE_ADS_OFFLINE_ENABLED", false)?,
+        whatsapp: env_bool("WHATSAPP_WEBHOOK_ENABLED", false)?,
+    };
+    if settings.admin_token.is_none() {
+        tracing::warn!(
+            "PORTICO_ADMIN_TOKEN is not set: admin and send endpoints answer 401 to everyone"
+        );
+    }
+    let state = AppState {
+        runtime,
+        store,
+        toggles,
+        admin_token: settings.admin_token.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--listen/PORTICO_LISTEN): is another process using it?",
+                settings.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    tracing::info!("listening on http://{addr}");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

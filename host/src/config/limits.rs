@@ -1,0 +1,113 @@
+//! Every tunable limit in one table: its plugins.toml key, default and range.
+//!
+//! A plugin may override any of them under `[plugins.NAME.limits]`; a value
+//! outside its range is a configuration error naming the plugin and the key.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Largest request body a plugin accepts by default. WhatsApp deliveries reach
+/// 3 MB, and Meta bodies full of `\uXXXX` escapes run to hundreds of KB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+/// Wall-clock budget of one call into an adapter (verify, parse, one map, handle).
+pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 5_000;
+/// Linear memory one adapter instance may grow to.
+pub const DEFAULT_MEMORY_MB: u64 = 64;
+
+/// Ranges accepted in plugins.toml.
+pub const MAX_BODY_BYTES_RANGE: (u64, u64) = (1024, 64 * 1024 * 1024);
+pub const CALL_TIMEOUT_MS_RANGE: (u64, u64) = (10, 120_000);
+/// The upper bound is also the pooling allocator's per-memory reservation.
+pub const MEMORY_MB_RANGE: (u64, u64) = (1, 1024);
+
+/// How often the engine's epoch advances; call deadlines are checked at this granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Instances alive at once across all plugins (pooling allocator slots).
+pub const MAX_CONCURRENT_INSTANCES: u32 = 256;
+/// What an adapter may write to stderr (kept to explain its traps) before writes fail.
+pub const GUEST_STDERR_BYTES: usize = 64 * 1024;
+
+/// Limits as written in plugins.toml; every field optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    pub max_body_bytes: Option<u64>,
+    pub call_timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+}
+
+/// Limits in force for one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub call_timeout: Duration,
+    pub memory_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            call_timeout: Duration::from_millis(DEFAULT_CALL_TIMEOUT_MS),
+            memory_bytes: DEFAULT_MEMORY_MB * 1024 * 1024,
+        }
+    }
+}
+
+/// A limit outside its range: `(key, value, min, max)`.
+pub type LimitError = (&'static str, u64, u64, u64);
+
+impl LimitsSpec {
+    /// Resolve over `base` (the file's `[defaults.limits]` or the built-in defaults).
+    pub fn resolve(&self, base: Limits) -> Result<Limits, LimitError> {
+        let check = |key: &'static str, v: u64, (lo, hi): (u64, u64)| {
+            if (lo..=hi).contains(&v) {
+                Ok(v)
+            } else {
+                Err((key, v, lo, hi))
+            }
+        };
+        let mut out = base;
+        if let Some(v) = self.max_body_bytes {
+            out.max_body_bytes = check("max_body_bytes", v, MAX_BODY_BYTES_RANGE)?;
+        }
+        if let Some(v) = self.call_timeout_ms {
+            out.call_timeout =
+                Duration::from_millis(check("call_timeout_ms", v, CALL_TIMEOUT_MS_RANGE)?);
+        }
+        if let Some(v) = self.memory_mb {
+            out.memory_bytes = check("memory_mb", v, MEMORY_MB_RANGE)? * 1024 * 1024;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_and_ranges_hold() {
+        let spec = LimitsSpec {
+            max_body_bytes: Some(2048),
+            call_timeout_ms: None,
+            memory_mb: Some(16),
+        };
+        let l = spec.resolve(Limits::default()).unwrap();
+        assert_eq!(l.max_body_bytes, 2048);
+        assert_eq!(l.memory_bytes, 16 << 20);
+        assert_eq!(
+            l.call_timeout,
+            Duration::from_millis(DEFAULT_CALL_TIMEOUT_MS)
+        );
+
+        let bad = LimitsSpec {
+            memory_mb: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.resolve(Limits::default()),
+            Err(("memory_mb", 0, 1, 1024))
+        );
+    }
+}

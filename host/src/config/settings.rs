@@ -1,0 +1,114 @@
+//! Process settings: flags, then env, then defaults (design.md §3).
+//!
+//! A bad value stops start-up with one line naming the setting and the fix.
+
+use super::plugins::parse_bool;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(
+        "--listen/PORTICO_LISTEN = {0:?} is not an address; use host:port, e.g. 127.0.0.1:8080"
+    )]
+    Listen(String),
+    #[error(
+        "--database-url/DATABASE_URL = {0:?} is not supported; use sqlite://portico.db (created if missing) or postgres://user:pass@host/db"
+    )]
+    DatabaseUrl(String),
+    #[error("{name} = {value:?} is not a boolean; use true or false")]
+    Bool { name: &'static str, value: String },
+}
+
+/// Which database backend a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub plugins_path: PathBuf,
+    pub database_url: String,
+    /// Bearer token for admin and send endpoints; `None` → those endpoints refuse everyone.
+    pub admin_token: Option<String>,
+}
+
+impl Settings {
+    pub fn new(
+        listen: &str,
+        plugins_path: PathBuf,
+        database_url: &str,
+        admin_token: Option<String>,
+    ) -> Result<Self, SettingsError> {
+        let listen = listen
+            .trim()
+            .parse()
+            .map_err(|_| SettingsError::Listen(listen.to_string()))?;
+        database_kind(database_url)?;
+        Ok(Settings {
+            listen,
+            plugins_path,
+            database_url: database_url.trim().to_string(),
+            admin_token: admin_token.filter(|t| !t.trim().is_empty()),
+        })
+    }
+}
+
+/// Which backend a database URL names, or why it names none.
+pub fn database_kind(url: &str) -> Result<DatabaseKind, SettingsError> {
+    let url = url.trim();
+    if url.starts_with("sqlite:") {
+        Ok(DatabaseKind::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(DatabaseKind::Postgres)
+    } else {
+        Err(SettingsError::DatabaseUrl(url.to_string()))
+    }
+}
+
+/// The integration switches of design.md §4 as health reports them.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct IntegrationToggles {
+    /// Meta Lead Ads is on whenever its plugin is enabled in plugins.toml.
+    pub meta: bool,
+    /// `GOOGLE_ADS_OFFLINE_ENABLED`: upload queued conversions.
+    #[serde(rename = "googleAds")]
+    pub google_ads: bool,
+    /// `WHATSAPP_WEBHOOK_ENABLED`: serve the WhatsApp routes.
+    pub whatsapp: bool,
+}
+
+/// Read a boolean env variable; unset or empty → `default`.
+pub fn env_bool(name: &'static str, default: bool) -> Result<bool, SettingsError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            parse_bool(&v).ok_or(SettingsError::Bool { name, value: v })
+        }
+        _ => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        let e = Settings::new("nope", "p.toml".into(), "sqlite://x.db", None).unwrap_err();
+        assert!(e.to_string().contains("PORTICO_LISTEN"));
+        let e = Settings::new("127.0.0.1:0", "p.toml".into(), "mysql://x", None).unwrap_err();
+        assert!(e.to_string().contains("DATABASE_URL"));
+        let s = Settings::new(
+            "127.0.0.1:0",
+            "p.toml".into(),
+            "sqlite://x.db",
+            Some(" ".into()),
+        )
+        .unwrap();
+        assert_eq!(s.admin_token, None);
+    }
+}

@@ -1,0 +1,56 @@
+//! Domain operations the host applies on an adapter's behalf.
+//!
+//! These mirror the WIT `domain-op` variant but belong to the host: the store
+//! speaks these types, never the generated bindings, so a WIT revision touches
+//! one conversion (runtime::plugin) and not the SQL.
+
+/// Names a tenant through lead_sources: `kind` + the provider's `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRef {
+    pub kind: String,
+    pub key: String,
+}
+
+impl std::fmt::Display for TenantRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind, self.key)
+    }
+}
+
+/// A lead to create (idempotent on tenant, source and external id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLead {
+    pub source: String,
+    pub external_id: String,
+    pub form_id: Option<String>,
+    pub ad_id: Option<String>,
+    pub campaign_id: Option<String>,
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub fields_json: String,
+}
+
+/// One thing an item asks of the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainOp {
+    CreateLead(NewLead),
+    /// Nothing to do; the reason goes on the event.
+    Ignore(String),
+}
+
+impl DomainOp {
+    /// Whether applying this op needs the item's tenant.
+    pub fn needs_tenant(&self) -> bool {
+        !matches!(self, DomainOp::Ignore(_))
+    }
+}
+
+/// An item as parse returned it, owned by the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedItem {
+    pub dedup_key: String,
+    pub tenant: Option<TenantRef>,
+    pub kind: String,
+    pub payload: Vec<u8>,
+}

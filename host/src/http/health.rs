@@ -1,0 +1,101 @@
+//! Liveness with the plugin list, and readiness. Nothing secret is ever here.
+
+use super::AppState;
+use crate::runtime::SlotState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::time::SystemTime;
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// `GET /api/health`: always 200 while the process serves; says what is loaded.
+pub async fn health(State(app): State<AppState>) -> Json<Value> {
+    let set = app.runtime.snapshot();
+    let plugins: Vec<Value> = set
+        .slots
+        .iter()
+        .map(|slot| {
+            let spec = &slot.spec;
+            let mount = format!("/api/integrations/{}", spec.mount);
+            match &slot.state {
+                SlotState::Loaded(p) => {
+                    let mut routes: Vec<String> = p
+                        .manifest
+                        .routes
+                        .iter()
+                        .map(|r| format!("{} {mount}/{}", r.method, r.path))
+                        .collect();
+                    routes.extend(
+                        spec.aliases
+                            .iter()
+                            .map(|(alias, route)| format!("{alias} -> {route}")),
+                    );
+                    json!({
+                        "name": spec.name,
+                        "version": p.manifest.version,
+                        "mount": mount,
+                        "routes": routes,
+                        "state": "loaded",
+                        "sha256": p.sha256,
+                        "loaded_at": rfc3339(p.loaded_at),
+                        "error": null,
+                        "warnings": p.manifest.warnings,
+                    })
+                }
+                SlotState::Failed { error, at } => json!({
+                    "name": spec.name,
+                    "version": null,
+                    "mount": mount,
+                    "routes": [],
+                    "state": "failed",
+                    "sha256": null,
+                    "loaded_at": null,
+                    "error": error,
+                    "failed_at": rfc3339(*at),
+                }),
+                SlotState::Disabled => json!({
+                    "name": spec.name,
+                    "version": null,
+                    "mount": mount,
+                    "routes": [],
+                    "state": "disabled",
+                    "sha256": null,
+                    "loaded_at": null,
+                    "error": null,
+                }),
+            }
+        })
+        .collect();
+    Json(json!({
+        "status": "ok",
+        "integrations": app.toggles,
+        "plugins": plugins,
+    }))
+}
+
+/// `GET /api/health/ready`: 200 when the database answers and every enabled plugin is loaded.
+pub async fn ready(State(app): State<AppState>) -> Response {
+    let mut problems = Vec::new();
+    if let Err(e) = app.store.ping().await {
+        problems.push(format!("database: {e}"));
+    }
+    for slot in &app.runtime.snapshot().slots {
+        if let SlotState::Failed { error, .. } = &slot.state {
+            problems.push(format!("plugin {}: {error}", slot.spec.name));
+        }
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "error": "not_ready", "message": problems.join("; ")})),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,72 @@
+//! HTTP: routes, correlation ids, and the mapping of outcomes to statuses.
+
+mod error;
+mod health;
+mod webhook;
+
+pub use error::ApiError;
+
+use crate::config::IntegrationToggles;
+use crate::runtime::Runtime;
+use crate::store::Store;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, get};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub runtime: Arc<Runtime>,
+    pub store: Store,
+    pub toggles: IntegrationToggles,
+    pub admin_token: Option<String>,
+}
+
+/// The correlation id of the request being served.
+#[derive(Debug, Clone)]
+pub struct CorrelationId(pub String);
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/health", get(health::health))
+        .route("/api/health/ready", get(health::ready))
+        .route(
+            "/api/integrations/{mount}/{*route}",
+            any(webhook::integration),
+        )
+        .fallback(webhook::fallback)
+        // Bodies are read by the webhook handler under each plugin's own limit.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(correlate))
+        .with_state(state)
+}
+
+/// Longest incoming X-Request-Id honoured; longer or odd ones are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+fn incoming_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?.trim();
+    let ok = !s.is_empty() && s.len() <= MAX_REQUEST_ID && s.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| s.to_string())
+}
+
+/// Honour an incoming X-Request-Id or make one; log under it; return it.
+async fn correlate(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(incoming_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(CorrelationId(id.clone()));
+    let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut response = next.run(req).instrument(span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

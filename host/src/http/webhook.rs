@@ -1,0 +1,297 @@
+//! `/api/integrations/{mount}/{route}` and legacy aliases: route to the plugin,
+//! read the body under its limit, and run the webhook or custom flow.
+//!
+//! Status mapping for webhooks:
+//! - signature refused by verify → 401, nothing stored;
+//! - the delivery cannot be stored → 503, so the provider retries;
+//! - stored → 200, whatever parse and the items make of it (failures wait in the DLQ);
+//! - the adapter traps before the delivery is stored → 500, so the provider retries.
+
+use super::error::ApiError;
+use super::{AppState, CorrelationId};
+use crate::jobs::ingest;
+use crate::runtime::session::{AdapterRequest, Verdict};
+use crate::runtime::{LoadedPlugin, Resolved, RouteKind, Session};
+use crate::store::NewDelivery;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+pub async fn integration(
+    State(app): State<AppState>,
+    Extension(cid): Extension<CorrelationId>,
+    Path((mount, route)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let set = app.runtime.snapshot();
+    let method = req.method().as_str().to_string();
+    let resolved = set.resolve(&mount, &method, route.trim_matches('/'));
+    serve(
+        &app,
+        &cid.0,
+        resolved,
+        route.trim_matches('/'),
+        req,
+        &format!("/api/integrations/{mount}"),
+    )
+    .await
+}
+
+/// Legacy aliases from plugins.toml, else a JSON 404.
+pub async fn fallback(
+    State(app): State<AppState>,
+    Extension(cid): Extension<CorrelationId>,
+    req: Request,
+) -> Response {
+    let set = app.runtime.snapshot();
+    let path = req.uri().path().to_string();
+    let method = req.method().as_str().to_string();
+    match set.resolve_alias(&path, &method) {
+        Some((resolved, route)) => serve(&app, &cid.0, resolved, route, req, &path).await,
+        None => ApiError::not_found(format!(
+            "no route {method} {path}; integrations live under /api/integrations/{{mount}}/..., see GET /api/health for the list"
+        ))
+        .into_response(),
+    }
+}
+
+async fn serve(
+    app: &AppState,
+    cid: &str,
+    resolved: Resolved<'_>,
+    route: &str,
+    req: Request,
+    shown: &str,
+) -> Response {
+    let (plugin, kind) = match resolved {
+        Resolved::Found(plugin, kind) => (plugin.clone(), kind),
+        Resolved::NoMount => {
+            return ApiError::not_found(format!(
+                "no integration is mounted at {shown}; see GET /api/health for the loaded plugins"
+            ))
+            .into_response();
+        }
+        Resolved::Disabled(spec) => {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "integration_disabled",
+                format!(
+                    "the {} integration is disabled; enable it in plugins.toml or its env switch",
+                    spec.name
+                ),
+            )
+            .into_response();
+        }
+        Resolved::Unavailable(spec, error) => {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "plugin_unavailable",
+                format!("the {} plugin is not loaded: {error}", spec.name),
+            )
+            .into_response();
+        }
+        Resolved::MethodNotAllowed(plugin) => {
+            return ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!(
+                    "{shown}/{route} of plugin {} does not take {}",
+                    plugin.spec.name,
+                    req.method()
+                ),
+            )
+            .into_response();
+        }
+        Resolved::NoRoute(plugin) => {
+            return ApiError::not_found(format!(
+                "plugin {} has no route {route:?}; its routes are listed in GET /api/health",
+                plugin.spec.name
+            ))
+            .into_response();
+        }
+    };
+    let request = match read_request(&plugin, route, req).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let result = match kind {
+        RouteKind::Webhook => webhook(app, cid, &plugin, request).await,
+        RouteKind::Custom => custom(cid, &plugin, request).await,
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Headers adapters never see (credentials meant for the host).
+fn hidden_header(name: &HeaderName) -> bool {
+    name == header::AUTHORIZATION || name == header::COOKIE
+}
+
+async fn read_request(
+    plugin: &LoadedPlugin,
+    route: &str,
+    req: Request,
+) -> Result<AdapterRequest, ApiError> {
+    let limit = plugin.spec.limits.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "body is larger than the {limit} bytes plugin {} accepts (limits.max_body_bytes in plugins.toml)",
+                plugin.spec.name
+            ),
+        )
+    };
+    // Refuse on the declared length before reading a byte of the body.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, limit as usize)
+        .await
+        .map_err(|e| {
+            let text = format!("{e:#}");
+            if text.contains("length limit") {
+                too_large()
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("cannot read the request body: {text}"),
+                )
+            }
+        })?;
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| !hidden_header(name))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    Ok(AdapterRequest {
+        method: parts.method.as_str().to_string(),
+        route: route.to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers,
+        body: bytes.to_vec(),
+    })
+}
+
+fn adapter_failed(plugin: &LoadedPlugin, e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "adapter_failed",
+        format!("plugin {} failed: {e}", plugin.spec.name),
+    )
+}
+
+async fn start(plugin: &LoadedPlugin, cid: &str) -> Result<Session, ApiError> {
+    Session::start(plugin, cid).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "plugin_unavailable",
+            format!("plugin {} cannot start: {e}", plugin.spec.name),
+        )
+    })
+}
+
+async fn webhook(
+    app: &AppState,
+    cid: &str,
+    plugin: &Arc<LoadedPlugin>,
+    request: AdapterRequest,
+) -> Result<Response, ApiError> {
+    let mut session = start(plugin, cid).await?;
+    match session
+        .verify(&request)
+        .await
+        .map_err(|e| adapter_failed(plugin, e))?
+    {
+        Verdict::Accept => {}
+        Verdict::Reject(reason) => {
+            tracing::warn!(plugin = %plugin.spec.name, "delivery refused by verify: {reason}");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_signature",
+                reason,
+            ));
+        }
+    }
+    let headers_json = headers_json(&request.headers);
+    let delivery = NewDelivery {
+        source: &plugin.spec.name,
+        correlation_id: cid,
+        payload: &request.body,
+        headers_json,
+    };
+    let event_id = app.store.insert_delivery(&delivery).await.map_err(|e| {
+        tracing::error!(plugin = %plugin.spec.name, "cannot store delivery: {e}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the delivery could not be stored; it was not accepted, retry later",
+        )
+    })?;
+    tracing::info!(plugin = %plugin.spec.name, event_id, bytes = request.body.len(), "delivery stored");
+    let report = ingest::process_delivery(
+        &app.store,
+        &mut session,
+        &plugin.spec.name,
+        cid,
+        event_id,
+        &request,
+    )
+    .await;
+    Ok((StatusCode::OK, Json(report)).into_response())
+}
+
+async fn custom(
+    cid: &str,
+    plugin: &Arc<LoadedPlugin>,
+    request: AdapterRequest,
+) -> Result<Response, ApiError> {
+    let mut session = start(plugin, cid).await?;
+    let answer = session
+        .handle(&request)
+        .await
+        .map_err(|e| adapter_failed(plugin, e))?;
+    let Some(answer) = answer else {
+        return Err(ApiError::not_found(format!(
+            "plugin {} does not serve {} {}",
+            plugin.spec.name, request.method, request.route
+        )));
+    };
+    let status = StatusCode::from_u16(answer.status)
+        .map_err(|_| adapter_failed(plugin, format!("invalid status {}", answer.status)))?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in answer.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    Ok((status, headers, Body::from(answer.body)).into_response())
+}
+
+/// Headers kept with a delivery, for the DLQ and replays.
+fn headers_json(headers: &[(String, String)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}

@@ -1,0 +1,196 @@
+//! Loading one plugin: read, hash, compile once, pre-link, ask its manifest.
+//!
+//! Everything that can be checked about a component is checked here, at load,
+//! off the request path; a plugin that fails any step is reported (health) and
+//! never serves.
+
+use super::bindings::{AdapterPre, portico::adapter::types};
+use super::host_api::{HostState, PluginEnv};
+use super::session::Session;
+use crate::config::PluginSpec;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::SystemTime;
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("not a valid WebAssembly component: {0}")]
+    Compile(String),
+    #[error("does not implement the portico:adapter world: {0}")]
+    Link(String),
+    #[error("manifest() failed: {0}")]
+    Manifest(String),
+    #[error("manifest is invalid: {0}")]
+    BadManifest(String),
+}
+
+/// How a route is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    Webhook,
+    Custom,
+}
+
+/// A route a plugin declared, inside its mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDecl {
+    pub method: String,
+    pub path: String,
+    pub kind: RouteKind,
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone)]
+pub struct PluginManifest {
+    pub name: String,
+    pub version: String,
+    pub routes: Vec<RouteDecl>,
+    pub warnings: Vec<String>,
+}
+
+/// A plugin ready to serve: compiled, linked, described.
+pub struct LoadedPlugin {
+    pub spec: PluginSpec,
+    pub env: Arc<PluginEnv>,
+    pub engine: Engine,
+    pub(super) pre: AdapterPre<HostState>,
+    pub manifest: PluginManifest,
+    pub sha256: String,
+    pub loaded_at: SystemTime,
+}
+
+impl LoadedPlugin {
+    /// The declared route for `method` and `path`, if any.
+    pub fn route(&self, method: &str, path: &str) -> Option<&RouteDecl> {
+        self.manifest
+            .routes
+            .iter()
+            .find(|r| r.path == path && r.method.eq_ignore_ascii_case(method))
+    }
+
+    /// Whether any method is declared for `path`.
+    pub fn has_path(&self, path: &str) -> bool {
+        self.manifest.routes.iter().any(|r| r.path == path)
+    }
+}
+
+/// Lower-case hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Load one plugin from its spec.
+pub async fn load(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    spec: PluginSpec,
+) -> Result<LoadedPlugin, LoadError> {
+    let bytes = tokio::fs::read(&spec.wasm_path)
+        .await
+        .map_err(|source| LoadError::Read {
+            path: spec.wasm_path.display().to_string(),
+            source,
+        })?;
+    let sha256 = sha256_hex(&bytes);
+    // Compiling is CPU-heavy (tens of ms to seconds): keep it off the async workers.
+    let compile_engine = engine.clone();
+    let component =
+        tokio::task::spawn_blocking(move || Component::from_binary(&compile_engine, &bytes))
+            .await
+            .map_err(|e| LoadError::Compile(e.to_string()))?
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+    let pre = AdapterPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+
+    let env = Arc::new(PluginEnv {
+        name: spec.name.clone(),
+        config: spec.config.clone(),
+        secrets: spec.secrets.clone(),
+    });
+    let mut plugin = LoadedPlugin {
+        spec,
+        env,
+        engine: engine.clone(),
+        pre,
+        manifest: PluginManifest {
+            name: String::new(),
+            version: String::new(),
+            routes: Vec::new(),
+            warnings: Vec::new(),
+        },
+        sha256,
+        loaded_at: SystemTime::now(),
+    };
+    let manifest = {
+        let mut session = Session::start(&plugin, "load")
+            .await
+            .map_err(|e| LoadError::Manifest(e.to_string()))?;
+        session
+            .manifest()
+            .await
+            .map_err(|e| LoadError::Manifest(e.to_string()))?
+    };
+    plugin.manifest = check_manifest(manifest)?;
+    Ok(plugin)
+}
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+fn check_manifest(m: types::PluginManifest) -> Result<PluginManifest, LoadError> {
+    if m.name.trim().is_empty() {
+        return Err(LoadError::BadManifest("name is empty".into()));
+    }
+    if m.routes.is_empty() {
+        return Err(LoadError::BadManifest("declares no routes".into()));
+    }
+    let mut seen = HashSet::new();
+    let mut routes = Vec::with_capacity(m.routes.len());
+    for r in m.routes {
+        let method = r.method.to_ascii_uppercase();
+        if !METHODS.contains(&method.as_str()) {
+            return Err(LoadError::BadManifest(format!(
+                "route {:?} has method {:?}; use one of {}",
+                r.path,
+                r.method,
+                METHODS.join(", ")
+            )));
+        }
+        let path = r.path.trim_matches('/').to_string();
+        if path.is_empty() || path.contains("..") || path.contains(char::is_whitespace) {
+            return Err(LoadError::BadManifest(format!(
+                "route path {:?} is not a plain relative path",
+                r.path
+            )));
+        }
+        if !seen.insert((method.clone(), path.clone())) {
+            return Err(LoadError::BadManifest(format!(
+                "route {method} {path} is declared twice"
+            )));
+        }
+        let kind = match r.kind {
+            types::RouteKind::Webhook => RouteKind::Webhook,
+            types::RouteKind::Custom => RouteKind::Custom,
+        };
+        routes.push(RouteDecl { method, path, kind });
+    }
+    Ok(PluginManifest {
+        name: m.name,
+        version: m.version,
+        routes,
+        warnings: m.warnings,
+    })
+}

@@ -1,0 +1,289 @@
+//! One webhook's instance: a fresh store and instance whose phases (verify,
+//! parse, map-to-domain, handle) share it. Two webhooks never share one.
+//!
+//! Every call is armed with the plugin's deadline; a trap of any kind poisons
+//! the instance, and the next call on the session starts a fresh one.
+
+use super::bindings::Adapter;
+use super::bindings::portico::adapter::types;
+use super::host_api::HostState;
+use super::plugin::LoadedPlugin;
+use crate::config::limits::GUEST_STDERR_BYTES;
+use crate::domain::{DomainOp, NewLead, ParsedItem, TenantRef};
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+
+/// A call into an adapter that did not return normally.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("adapter call timed out after {0} ms (limits.call_timeout_ms)")]
+    Timeout(u128),
+    #[error("adapter exceeded its memory limit of {0} MiB (limits.memory_mb)")]
+    MemoryLimit(u64),
+    #[error("adapter trapped: {0}")]
+    Trap(String),
+    #[error("cannot instantiate adapter: {0}")]
+    Instantiate(String),
+}
+
+/// An adapter's own error for an item or a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterError {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl std::fmt::Display for AdapterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// An HTTP request as adapters see it.
+pub type AdapterRequest = types::Request;
+/// A custom route's answer.
+pub type AdapterResponse = types::Response;
+
+/// The outcome of verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Reject(String),
+}
+
+pub struct Session {
+    plugin_memory: u64,
+    timeout: std::time::Duration,
+    pre: super::bindings::AdapterPre<HostState>,
+    env: Arc<super::host_api::PluginEnv>,
+    engine: wasmtime::Engine,
+    correlation_id: String,
+    live: Option<(Store<HostState>, Adapter)>,
+}
+
+impl Session {
+    /// Instantiate `plugin` for one webhook.
+    pub async fn start(plugin: &LoadedPlugin, correlation_id: &str) -> Result<Session, CallError> {
+        let mut session = Session {
+            plugin_memory: plugin.spec.limits.memory_bytes,
+            timeout: plugin.spec.limits.call_timeout,
+            pre: plugin.pre.clone(),
+            env: plugin.env.clone(),
+            engine: plugin.engine.clone(),
+            correlation_id: correlation_id.to_string(),
+            live: None,
+        };
+        session.ensure_live().await?;
+        Ok(session)
+    }
+
+    async fn ensure_live(&mut self) -> Result<(), CallError> {
+        if self.live.is_some() {
+            return Ok(());
+        }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.plugin_memory as usize)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = HostState::new(
+            self.env.clone(),
+            self.correlation_id.clone(),
+            limits,
+            GUEST_STDERR_BYTES,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        // Checked every epoch tick: past the deadline the guest is interrupted,
+        // before it the guest yields so a busy adapter cannot starve the runtime.
+        store.epoch_deadline_callback(|mut ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                ctx.data_mut().timed_out = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        arm_store(&mut store, self.timeout);
+        let adapter = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        self.live = Some((store, adapter));
+        Ok(())
+    }
+
+    /// Turn a failed call into a [`CallError`] and drop the poisoned instance.
+    fn fail(&mut self, error: wasmtime::Error) -> CallError {
+        let (timed_out, stderr) = match &self.live {
+            Some((store, _)) => (store.data().timed_out, store.data().stderr.contents()),
+            None => (false, Default::default()),
+        };
+        self.live = None;
+        if timed_out {
+            return CallError::Timeout(self.timeout.as_millis());
+        }
+        let text = format!("{error:?}");
+        if text.contains("forcing trap when growing memory") {
+            return CallError::MemoryLimit(self.plugin_memory / (1024 * 1024));
+        }
+        let mut what = match error.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => format!("{error:#}"),
+        };
+        let said = String::from_utf8_lossy(&stderr);
+        let said = said.trim();
+        if !said.is_empty() {
+            let tail: String = said
+                .chars()
+                .rev()
+                .take(1000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            what.push_str(&format!(" (adapter stderr: {tail})"));
+        }
+        CallError::Trap(what)
+    }
+
+    /// The live instance, instantiating a fresh one after a trap.
+    async fn live(&mut self) -> Result<&mut (Store<HostState>, Adapter), CallError> {
+        self.ensure_live().await?;
+        match self.live.as_mut() {
+            Some(live) => Ok(live),
+            None => Err(CallError::Instantiate("instance vanished".into())),
+        }
+    }
+
+    pub async fn manifest(&mut self) -> Result<types::PluginManifest, CallError> {
+        let timeout = self.timeout;
+        let (store, adapter) = self.live().await?;
+        arm_store(store, timeout);
+        let r = adapter
+            .portico_adapter_plugin()
+            .call_manifest(&mut *store)
+            .await;
+        r.map_err(|e| self.fail(e))
+    }
+
+    pub async fn verify(&mut self, req: &AdapterRequest) -> Result<Verdict, CallError> {
+        let timeout = self.timeout;
+        let (store, adapter) = self.live().await?;
+        arm_store(store, timeout);
+        let r = adapter
+            .portico_adapter_plugin()
+            .call_verify(&mut *store, req)
+            .await;
+        match r {
+            Ok(types::Verdict::Accept) => Ok(Verdict::Accept),
+            Ok(types::Verdict::Reject(why)) => Ok(Verdict::Reject(why)),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    pub async fn parse(
+        &mut self,
+        req: &AdapterRequest,
+    ) -> Result<Result<Vec<ParsedItem>, AdapterError>, CallError> {
+        let timeout = self.timeout;
+        let (store, adapter) = self.live().await?;
+        arm_store(store, timeout);
+        let r = adapter
+            .portico_adapter_plugin()
+            .call_parse(&mut *store, req)
+            .await;
+        match r {
+            Ok(Ok(items)) => Ok(Ok(items.into_iter().map(item_from_wit).collect())),
+            Ok(Err(e)) => Ok(Err(error_from_wit(e))),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    pub async fn map_to_domain(
+        &mut self,
+        item: &ParsedItem,
+    ) -> Result<Result<Vec<DomainOp>, AdapterError>, CallError> {
+        let timeout = self.timeout;
+        let wit_item = types::Item {
+            dedup_key: item.dedup_key.clone(),
+            tenant: item.tenant.as_ref().map(|t| types::TenantRef {
+                kind: t.kind.clone(),
+                key: t.key.clone(),
+            }),
+            kind: item.kind.clone(),
+            payload: item.payload.clone(),
+        };
+        let (store, adapter) = self.live().await?;
+        arm_store(store, timeout);
+        let r = adapter
+            .portico_adapter_plugin()
+            .call_map_to_domain(&mut *store, &wit_item)
+            .await;
+        match r {
+            Ok(Ok(ops)) => Ok(Ok(ops.into_iter().map(op_from_wit).collect())),
+            Ok(Err(e)) => Ok(Err(error_from_wit(e))),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    pub async fn handle(
+        &mut self,
+        req: &AdapterRequest,
+    ) -> Result<Option<AdapterResponse>, CallError> {
+        let timeout = self.timeout;
+        let (store, adapter) = self.live().await?;
+        arm_store(store, timeout);
+        let r = adapter
+            .portico_adapter_plugin()
+            .call_handle(&mut *store, req)
+            .await;
+        r.map_err(|e| self.fail(e))
+    }
+}
+
+fn arm_store(store: &mut Store<HostState>, timeout: std::time::Duration) {
+    let data = store.data_mut();
+    data.deadline = Instant::now() + timeout;
+    data.timed_out = false;
+    store.set_epoch_deadline(1);
+}
+
+fn item_from_wit(i: types::Item) -> ParsedItem {
+    ParsedItem {
+        dedup_key: i.dedup_key,
+        tenant: i.tenant.map(|t| TenantRef {
+            kind: t.kind,
+            key: t.key,
+        }),
+        kind: i.kind,
+        payload: i.payload,
+    }
+}
+
+fn error_from_wit(e: types::AdapterError) -> AdapterError {
+    AdapterError {
+        code: e.code,
+        message: e.message,
+        retryable: e.retryable,
+    }
+}
+
+fn op_from_wit(op: types::DomainOp) -> DomainOp {
+    match op {
+        types::DomainOp::CreateLead(l) => DomainOp::CreateLead(NewLead {
+            source: l.source,
+            external_id: l.external_id,
+            form_id: l.form_id,
+            ad_id: l.ad_id,
+            campaign_id: l.campaign_id,
+            full_name: l.full_name,
+            email: l.email,
+            phone: l.phone,
+            fields_json: l.fields_json,
+        }),
+        types::DomainOp::Ignore(reason) => DomainOp::Ignore(reason),
+    }
+}

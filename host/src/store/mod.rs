@@ -1,0 +1,171 @@
+//! Persistence. All SQL lives below this module, one sibling file per backend
+//! (`sqlite.rs` now; `postgres.rs` joins it behind the same methods).
+//!
+//! Invariants the rest of the host relies on:
+//! - a delivery row is committed before the HTTP handler answers 2xx;
+//! - an item's domain writes and its event status change commit in one transaction,
+//!   so an item is either fully applied and `processed`, or not applied at all;
+//! - every write of a domain row is idempotent (unique keys + ON CONFLICT DO NOTHING),
+//!   so a replayed or re-delivered item never creates a second row.
+
+mod sqlite;
+
+use crate::domain::{DomainOp, ParsedItem, TenantRef};
+pub use sqlite::SqliteStore;
+
+/// Errors of the store, with what the operator can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("cannot apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "no tenant is mapped to {kind} key {key:?}: add one with `portico source add --tenant ID --kind {kind} --key {key}`"
+    )]
+    UnknownTenant { kind: String, key: String },
+    #[error("the adapter gave no tenant for this item, and its operations need one")]
+    MissingTenant,
+    #[error("tenant {0} does not exist: create it with `portico tenant add NAME`")]
+    TenantNotFound(i64),
+    #[error("{kind} key {key:?} is already mapped to tenant {tenant_id}")]
+    DuplicateSource {
+        kind: String,
+        key: String,
+        tenant_id: i64,
+    },
+}
+
+impl StoreError {
+    /// Whether trying the same work later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Db(_) | StoreError::UnknownTenant { .. })
+    }
+}
+
+/// A verified delivery, as received.
+#[derive(Debug, Clone)]
+pub struct NewDelivery<'a> {
+    pub source: &'a str,
+    pub correlation_id: &'a str,
+    pub payload: &'a [u8],
+    pub headers_json: String,
+}
+
+/// Where an item stands after its delivery was split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemSlot {
+    /// First time seen: process it.
+    New(i64),
+    /// Seen before and not finished (failed, dead or still received): process it again.
+    Again(i64),
+    /// Already processed or ignored: nothing to do.
+    Duplicate { id: i64, status: String },
+}
+
+/// What applying an item did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Processed { created: u64 },
+    Ignored(String),
+}
+
+/// Final states an event can be put in after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailState {
+    /// Will be retried at `retry_in_secs`.
+    Failed { retry_in_secs: u64 },
+    /// Will not be retried without a replay.
+    Dead,
+}
+
+/// The database behind Portico.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+}
+
+impl Store {
+    /// Open (creating a SQLite file when missing) and migrate.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let store = Store::Sqlite(SqliteStore::connect(url).await?);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.migrate().await,
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    pub async fn create_tenant(&self, name: &str) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.create_tenant(name).await,
+        }
+    }
+
+    pub async fn add_lead_source(
+        &self,
+        tenant_id: i64,
+        kind: &str,
+        key: &str,
+    ) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.add_lead_source(tenant_id, kind, key).await,
+        }
+    }
+
+    /// Store a verified delivery; returns its event id. Must succeed before any 2xx.
+    pub async fn insert_delivery(&self, d: &NewDelivery<'_>) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert_delivery(d).await,
+        }
+    }
+
+    /// Record the items of a delivery (deduplicated) and mark the delivery processed, atomically.
+    pub async fn split_delivery(
+        &self,
+        delivery_id: i64,
+        source: &str,
+        correlation_id: &str,
+        items: &[ParsedItem],
+    ) -> Result<Vec<ItemSlot>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                s.split_delivery(delivery_id, source, correlation_id, items)
+                    .await
+            }
+        }
+    }
+
+    /// Apply an item's operations and mark its event, in one transaction.
+    pub async fn apply_item(
+        &self,
+        event_id: i64,
+        tenant: Option<&TenantRef>,
+        ops: &[DomainOp],
+    ) -> Result<Applied, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.apply_item(event_id, tenant, ops).await,
+        }
+    }
+
+    /// Mark an event failed (to be retried) or dead, with the error that explains why.
+    pub async fn fail_event(
+        &self,
+        event_id: i64,
+        state: FailState,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.fail_event(event_id, state, error).await,
+        }
+    }
+}

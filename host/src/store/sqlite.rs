@@ -1,0 +1,301 @@
+//! SQLite backend: one file in WAL mode, synchronous=FULL so a committed
+//! delivery survives a power cut, a busy timeout so writers queue instead of failing.
+
+use super::{Applied, FailState, ItemSlot, NewDelivery, StoreError};
+use crate::domain::{DomainOp, ParsedItem, TenantRef};
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The current time as stored: UTC RFC 3339 with milliseconds (a literal so SQL stays static).
+macro_rules! now {
+    () => {
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    };
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// Lower-case hex sha256 of a payload.
+pub fn payload_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn create_tenant(&self, name: &str) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar("INSERT INTO tenants (name) VALUES (?) RETURNING id")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn add_lead_source(
+        &self,
+        tenant_id: i64,
+        kind: &str,
+        key: &str,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = ?")
+            .bind(tenant_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::TenantNotFound(tenant_id));
+        }
+        let owner: Option<i64> = sqlx::query_scalar(
+            "SELECT tenant_id FROM lead_sources WHERE kind = ? AND external_key = ?",
+        )
+        .bind(kind)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(owner) = owner {
+            return Err(StoreError::DuplicateSource {
+                kind: kind.to_string(),
+                key: key.to_string(),
+                tenant_id: owner,
+            });
+        }
+        let id = sqlx::query_scalar(
+            "INSERT INTO lead_sources (tenant_id, kind, external_key) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(kind)
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn insert_delivery(&self, d: &NewDelivery<'_>) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO webhook_events (source, kind, correlation_id, payload_hash, payload, headers_json, status)
+             VALUES (?, 'delivery', ?, ?, ?, ?, 'received') RETURNING id",
+        )
+        .bind(d.source)
+        .bind(d.correlation_id)
+        .bind(payload_hash(d.payload))
+        .bind(d.payload)
+        .bind(&d.headers_json)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn split_delivery(
+        &self,
+        delivery_id: i64,
+        source: &str,
+        correlation_id: &str,
+        items: &[ParsedItem],
+    ) -> Result<Vec<ItemSlot>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut slots = Vec::with_capacity(items.len());
+        for item in items {
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO webhook_events
+                   (source, kind, parent_id, correlation_id, payload_hash, payload, dedup_key,
+                    item_kind, tenant_kind, tenant_key, status)
+                 VALUES (?, 'item', ?, ?, ?, ?, ?, ?, ?, ?, 'received')
+                 ON CONFLICT (source, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+                 RETURNING id",
+            )
+            .bind(source)
+            .bind(delivery_id)
+            .bind(correlation_id)
+            .bind(payload_hash(&item.payload))
+            .bind(&item.payload)
+            .bind(&item.dedup_key)
+            .bind(&item.kind)
+            .bind(item.tenant.as_ref().map(|t| t.kind.as_str()))
+            .bind(item.tenant.as_ref().map(|t| t.key.as_str()))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let slot = match inserted {
+                Some(id) => ItemSlot::New(id),
+                None => existing_slot(&mut tx, source, &item.dedup_key).await?,
+            };
+            slots.push(slot);
+        }
+        sqlx::query(concat!(
+            "UPDATE webhook_events SET status = 'processed', error = NULL, attempts = attempts + 1,
+               next_attempt_at = NULL, updated_at = ",
+            now!(),
+            " WHERE id = ?"
+        ))
+        .bind(delivery_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(slots)
+    }
+
+    pub async fn apply_item(
+        &self,
+        event_id: i64,
+        tenant: Option<&TenantRef>,
+        ops: &[DomainOp],
+    ) -> Result<Applied, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let tenant_id = if ops.iter().any(DomainOp::needs_tenant) {
+            let tenant = tenant.ok_or(StoreError::MissingTenant)?;
+            let id: Option<i64> = sqlx::query_scalar(
+                "SELECT tenant_id FROM lead_sources WHERE kind = ? AND external_key = ?",
+            )
+            .bind(&tenant.kind)
+            .bind(&tenant.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            Some(id.ok_or_else(|| StoreError::UnknownTenant {
+                kind: tenant.kind.clone(),
+                key: tenant.key.clone(),
+            })?)
+        } else {
+            None
+        };
+
+        let mut created = 0;
+        let mut ignored = Vec::new();
+        for op in ops {
+            match op {
+                DomainOp::CreateLead(lead) => {
+                    let r = sqlx::query(
+                        "INSERT INTO leads (tenant_id, source, external_id, form_id, ad_id, campaign_id,
+                            full_name, email, phone, fields_json)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         ON CONFLICT (tenant_id, source, external_id) DO NOTHING",
+                    )
+                    .bind(tenant_id)
+                    .bind(&lead.source)
+                    .bind(&lead.external_id)
+                    .bind(&lead.form_id)
+                    .bind(&lead.ad_id)
+                    .bind(&lead.campaign_id)
+                    .bind(&lead.full_name)
+                    .bind(&lead.email)
+                    .bind(&lead.phone)
+                    .bind(&lead.fields_json)
+                    .execute(&mut *tx)
+                    .await?;
+                    created += r.rows_affected();
+                }
+                DomainOp::Ignore(reason) => ignored.push(reason.as_str()),
+            }
+        }
+
+        let only_ignored = !ops.is_empty() && ignored.len() == ops.len();
+        let (status, note) = if only_ignored || ops.is_empty() {
+            let reason = if ops.is_empty() {
+                "the adapter returned no operations for this item".to_string()
+            } else {
+                ignored.join("; ")
+            };
+            ("ignored", Some(reason))
+        } else {
+            ("processed", None)
+        };
+        sqlx::query(concat!(
+            "UPDATE webhook_events SET status = ?, error = ?, attempts = attempts + 1,
+               next_attempt_at = NULL, updated_at = ",
+            now!(),
+            " WHERE id = ?"
+        ))
+        .bind(status)
+        .bind(&note)
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(match note {
+            Some(reason) if status == "ignored" => Applied::Ignored(reason),
+            _ => Applied::Processed { created },
+        })
+    }
+
+    pub async fn fail_event(
+        &self,
+        event_id: i64,
+        state: FailState,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let (status, next) = match state {
+            FailState::Failed { retry_in_secs } => {
+                ("failed", Some(format!("+{retry_in_secs} seconds")))
+            }
+            FailState::Dead => ("dead", None),
+        };
+        sqlx::query(concat!(
+            "UPDATE webhook_events SET status = ?, error = ?, attempts = attempts + 1,
+               next_attempt_at = CASE WHEN ? IS NULL THEN NULL
+                                      ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) END,
+               updated_at = ",
+            now!(),
+            " WHERE id = ?"
+        ))
+        .bind(status)
+        .bind(error)
+        .bind(&next)
+        .bind(&next)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+async fn existing_slot(
+    tx: &mut Transaction<'_, Sqlite>,
+    source: &str,
+    dedup_key: &str,
+) -> Result<ItemSlot, StoreError> {
+    let row =
+        sqlx::query("SELECT id, status FROM webhook_events WHERE source = ? AND dedup_key = ?")
+            .bind(source)
+            .bind(dedup_key)
+            .fetch_one(&mut **tx)
+            .await?;
+    let id: i64 = row.try_get("id")?;
+    let status: String = row.try_get("status")?;
+    Ok(match status.as_str() {
+        "processed" | "ignored" => ItemSlot::Duplicate { id, status },
+        _ => ItemSlot::Again(id),
+    })
+}

@@ -1,0 +1,363 @@
+//! Meta Lead Ads logic, free of host calls so it is unit-tested natively.
+//!
+//! A delivery is `{"object":"page","entry":[{"id","time","changes":[{"field","value"}]}]}`.
+//! Every change is one item: `leadgen` changes become leads, other fields are ignored
+//! with a reason. Ids arrive as strings on the wire and as numbers in Meta's docs:
+//! both are accepted.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The `source` column of leads created by this adapter.
+pub const LEAD_SOURCE: &str = "Meta";
+/// The lead_sources kind that maps a page id to a tenant.
+pub const TENANT_KIND: &str = "meta";
+/// Item kind of a lead change.
+pub const KIND_LEADGEN: &str = "leadgen";
+/// Item kind of a change this adapter does not act on.
+pub const KIND_IGNORED: &str = "ignored";
+
+/// A problem with the delivery body; always permanent (retrying the same bytes cannot help).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ParseError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        ParseError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// One item of a delivery, before it becomes a WIT record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedItem {
+    pub dedup_key: String,
+    pub page_id: Option<String>,
+    pub kind: &'static str,
+    pub payload: Vec<u8>,
+}
+
+/// The payload of a leadgen item: the change's ids, normalised to strings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeadgenChange {
+    pub leadgen_id: String,
+    pub page_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adgroup_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_time: Option<i64>,
+}
+
+/// The payload of an ignored item: why it was not acted on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IgnoredChange {
+    pub reason: String,
+}
+
+/// The lead an item maps to, before it becomes a WIT record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedLead {
+    pub external_id: String,
+    pub form_id: Option<String>,
+    pub ad_id: Option<String>,
+    pub campaign_id: Option<String>,
+    pub fields_json: String,
+}
+
+/// What one item turns into.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mapped {
+    Lead(MappedLead),
+    Ignore(String),
+}
+
+/// Split a delivery into items, one per change.
+pub fn parse_delivery(body: &[u8]) -> Result<Vec<ParsedItem>, ParseError> {
+    let root: Value = serde_json::from_slice(body)
+        .map_err(|e| ParseError::new("invalid_json", format!("body is not valid JSON: {e}")))?;
+    let object = root
+        .get("object")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ParseError::new("invalid_shape", "missing string field `object`"))?;
+    if object != "page" {
+        return Err(ParseError::new(
+            "unsupported_object",
+            format!(
+                "`object` is {object:?}; this adapter takes Page deliveries (\"page\") with leadgen changes"
+            ),
+        ));
+    }
+    let entries = root
+        .get("entry")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ParseError::new("invalid_shape", "missing array field `entry`"))?;
+
+    let mut items = Vec::new();
+    for (e, entry) in entries.iter().enumerate() {
+        let entry_id = id_string(entry.get("id"));
+        let time = entry.get("time").and_then(Value::as_i64);
+        let changes = entry
+            .get("changes")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                ParseError::new(
+                    "invalid_shape",
+                    format!(
+                        "entry[{e}].changes is missing: enable \"Include Values\" for the leadgen subscription"
+                    ),
+                )
+            })?;
+        for (c, change) in changes.iter().enumerate() {
+            let path = format!("entry[{e}].changes[{c}]");
+            let field = change.get("field").and_then(Value::as_str).unwrap_or("");
+            if field == KIND_LEADGEN {
+                items.push(leadgen_item(
+                    change.get("value"),
+                    entry_id.as_deref(),
+                    &path,
+                )?);
+            } else {
+                items.push(ignored_item(
+                    field,
+                    entry_id.as_deref(),
+                    time,
+                    &path,
+                    change,
+                )?);
+            }
+        }
+    }
+    Ok(items)
+}
+
+fn leadgen_item(
+    value: Option<&Value>,
+    entry_id: Option<&str>,
+    path: &str,
+) -> Result<ParsedItem, ParseError> {
+    let value = value
+        .filter(|v| v.is_object())
+        .ok_or_else(|| ParseError::new("invalid_shape", format!("{path}.value is missing")))?;
+    let leadgen_id = id_string(value.get("leadgen_id")).ok_or_else(|| {
+        ParseError::new(
+            "invalid_shape",
+            format!("{path}.value.leadgen_id is missing"),
+        )
+    })?;
+    let page_id = id_string(value.get("page_id"))
+        .or_else(|| entry_id.map(str::to_string))
+        .ok_or_else(|| {
+            ParseError::new(
+                "invalid_shape",
+                format!("{path}.value.page_id is missing and the entry has no id"),
+            )
+        })?;
+    let change = LeadgenChange {
+        leadgen_id,
+        page_id,
+        form_id: id_string(value.get("form_id")),
+        ad_id: id_string(value.get("ad_id")),
+        adgroup_id: id_string(value.get("adgroup_id")),
+        campaign_id: id_string(value.get("campaign_id")),
+        created_time: value.get("created_time").and_then(Value::as_i64),
+    };
+    Ok(ParsedItem {
+        dedup_key: format!("leadgen:{}", change.leadgen_id),
+        page_id: Some(change.page_id.clone()),
+        kind: KIND_LEADGEN,
+        payload: to_json(&change)?,
+    })
+}
+
+fn ignored_item(
+    field: &str,
+    entry_id: Option<&str>,
+    time: Option<i64>,
+    path: &str,
+    change: &Value,
+) -> Result<ParsedItem, ParseError> {
+    let field = if field.is_empty() { "(none)" } else { field };
+    let reason = format!("{path}: field {field:?} is not handled by the Meta Lead Ads adapter");
+    // Stable across provider retries of the same delivery: the change's own bytes.
+    let digest = portico_sdk::signature::to_hex(&short_digest(change.to_string().as_bytes()));
+    Ok(ParsedItem {
+        dedup_key: format!(
+            "{field}:{}:{}:{digest}",
+            entry_id.unwrap_or("-"),
+            time.unwrap_or_default()
+        ),
+        page_id: entry_id.map(str::to_string),
+        kind: KIND_IGNORED,
+        payload: to_json(&IgnoredChange { reason })?,
+    })
+}
+
+fn short_digest(bytes: &[u8]) -> [u8; 8] {
+    let full = portico_sdk::signature::hmac_sha256(b"portico-dedup", bytes);
+    let mut out = [0; 8];
+    out.copy_from_slice(&full[..8]);
+    out
+}
+
+/// Turn an item back into what the host should do with it.
+pub fn map_item(kind: &str, payload: &[u8]) -> Result<Mapped, ParseError> {
+    match kind {
+        KIND_LEADGEN => {
+            let change: LeadgenChange = serde_json::from_slice(payload).map_err(|e| {
+                ParseError::new("invalid_item", format!("leadgen item payload: {e}"))
+            })?;
+            let mut fields = serde_json::Map::new();
+            fields.insert("page_id".into(), Value::String(change.page_id.clone()));
+            if let Some(adgroup) = &change.adgroup_id {
+                fields.insert("adgroup_id".into(), Value::String(adgroup.clone()));
+            }
+            if let Some(t) = change.created_time {
+                fields.insert("created_time".into(), Value::from(t));
+            }
+            Ok(Mapped::Lead(MappedLead {
+                external_id: change.leadgen_id,
+                form_id: change.form_id,
+                ad_id: change.ad_id,
+                campaign_id: change.campaign_id,
+                fields_json: Value::Object(fields).to_string(),
+            }))
+        }
+        KIND_IGNORED => {
+            let ignored: IgnoredChange = serde_json::from_slice(payload).map_err(|e| {
+                ParseError::new("invalid_item", format!("ignored item payload: {e}"))
+            })?;
+            Ok(Mapped::Ignore(ignored.reason))
+        }
+        other => Err(ParseError::new(
+            "unknown_item_kind",
+            format!("item kind {other:?} was not produced by this adapter"),
+        )),
+    }
+}
+
+/// The GET subscription handshake: `Some(challenge)` when it must be echoed.
+/// An unset or empty verify token never matches.
+pub fn handshake(query: &str, verify_token: Option<&str>) -> Option<String> {
+    use portico_sdk::http::query_param;
+    let expected = verify_token.filter(|t| !t.is_empty())?;
+    let mode = query_param(query, "hub.mode")?;
+    let token = query_param(query, "hub.verify_token")?;
+    let challenge = query_param(query, "hub.challenge")?;
+    let token_ok = portico_sdk::signature::constant_time_eq(token.as_bytes(), expected.as_bytes());
+    (mode == "subscribe" && token_ok).then_some(challenge)
+}
+
+/// Ids are strings on the wire, numbers in some docs: accept both, keep digits exact.
+fn id_string(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ParseError> {
+    serde_json::to_vec(value).map_err(|e| ParseError::new("internal", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC_SAMPLE: &str = r#"{"object":"page","entry":[{"id":153125381133,"time":1438292065,"changes":[
+        {"field":"leadgen","value":{"leadgen_id":123123123123,"page_id":123123123,"form_id":12312312312,"adgroup_id":12312312312,"ad_id":12312312312,"created_time":1440120384}},
+        {"field":"leadgen","value":{"leadgen_id":123123123124,"page_id":123123123,"form_id":12312312312,"adgroup_id":12312312312,"ad_id":12312312312,"created_time":1440120384}}]}]}"#;
+
+    // Meta's test tool: string ids, no ad_id.
+    const TEST_TOOL: &str = r#"{"object":"page","entry":[{"id":"138124712925158","time":1630087927,"changes":[{"value":{"form_id":"172036835026334","leadgen_id":"233370042045345","created_time":1630087926,"page_id":"138124712925158"},"field":"leadgen"}]}]}"#;
+
+    #[test]
+    fn numeric_ids_become_exact_strings() {
+        let items = parse_delivery(DOC_SAMPLE.as_bytes()).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].dedup_key, "leadgen:123123123123");
+        assert_eq!(items[1].dedup_key, "leadgen:123123123124");
+        assert_eq!(items[0].page_id.as_deref(), Some("123123123"));
+        let Mapped::Lead(lead) = map_item(items[0].kind, &items[0].payload).unwrap() else {
+            panic!("expected a lead")
+        };
+        assert_eq!(lead.external_id, "123123123123");
+        assert_eq!(lead.ad_id.as_deref(), Some("12312312312"));
+    }
+
+    #[test]
+    fn test_tool_lead_without_ad_id() {
+        let items = parse_delivery(TEST_TOOL.as_bytes()).unwrap();
+        assert_eq!(items.len(), 1);
+        let Mapped::Lead(lead) = map_item(items[0].kind, &items[0].payload).unwrap() else {
+            panic!("expected a lead")
+        };
+        assert_eq!(lead.external_id, "233370042045345");
+        assert_eq!(lead.form_id.as_deref(), Some("172036835026334"));
+        assert_eq!(lead.ad_id, None);
+        let fields: Value = serde_json::from_str(&lead.fields_json).unwrap();
+        assert_eq!(fields["page_id"], "138124712925158");
+        assert_eq!(fields["created_time"], 1630087926);
+    }
+
+    #[test]
+    fn other_fields_are_ignored_with_a_reason() {
+        let body = r#"{"object":"page","entry":[{"id":"1","time":5,"changes":[{"field":"feed","value":{"x":1}}]}]}"#;
+        let items = parse_delivery(body.as_bytes()).unwrap();
+        assert_eq!(items[0].kind, KIND_IGNORED);
+        assert_eq!(
+            items[0].dedup_key,
+            parse_delivery(body.as_bytes()).unwrap()[0].dedup_key
+        );
+        let Mapped::Ignore(reason) = map_item(items[0].kind, &items[0].payload).unwrap() else {
+            panic!("expected ignore")
+        };
+        assert!(reason.contains("\"feed\""), "{reason}");
+    }
+
+    #[test]
+    fn bad_bodies_name_the_problem() {
+        assert_eq!(parse_delivery(b"{").unwrap_err().code, "invalid_json");
+        let e = parse_delivery(br#"{"object":"user","entry":[]}"#).unwrap_err();
+        assert_eq!(e.code, "unsupported_object");
+        let e = parse_delivery(
+            br#"{"object":"page","entry":[{"id":"1","changes":[{"field":"leadgen","value":{}}]}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("entry[0].changes[0].value.leadgen_id"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn handshake_echoes_only_on_matching_token() {
+        let q = "hub.mode=subscribe&hub.challenge=abc%2F123&hub.verify_token=tok";
+        assert_eq!(handshake(q, Some("tok")).as_deref(), Some("abc/123"));
+        assert_eq!(handshake(q, Some("other")), None);
+        assert_eq!(handshake(q, None), None);
+        assert_eq!(
+            handshake(
+                "hub.mode=subscribe&hub.challenge=1&hub.verify_token=",
+                Some("")
+            ),
+            None
+        );
+        assert_eq!(
+            handshake("hub.challenge=1&hub.verify_token=tok", Some("tok")),
+            None
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! Guest-side crate for Portico adapter authors.
+//!
+//! An adapter is a Rust crate built for `wasm32-wasip2` that implements the
+//! `portico:adapter/plugin` interface of `wit/adapter.wit`. This crate gives it:
+//!
+//! - [`bindings`]: the generated WIT bindings and the [`export_adapter!`] macro;
+//! - [`signature`]: HMAC-SHA256 signature checks with constant-time comparison;
+//! - [`http`]: small helpers over the request record (headers, query strings);
+//! - [`host`]: logging and config/secret lookups through the host.
+//!
+//! Keep the logic you unit-test natively free of host calls: on a native target
+//! the host imports are stubs that abort the test process.
+//!
+//! ```ignore
+//! use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
+//! struct MyAdapter;
+//! impl Guest for MyAdapter { /* manifest, verify, parse, map_to_domain, handle */ }
+//! portico_sdk::export_adapter!(MyAdapter);
+//! ```
+
+pub mod host;
+pub mod http;
+pub mod signature;
+
+/// Bindings generated from `wit/adapter.wit` (world `adapter`).
+#[allow(clippy::all, unsafe_code, missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "adapter",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_adapter",
+        default_bindings_module: "portico_sdk::bindings",
+    });
+}
+
+pub use bindings::export_adapter;
+pub use bindings::portico::adapter::types::{
+    AdapterError, DomainOp, Item, Lead, PluginManifest as Manifest, Request, Response, Route,
+    RouteKind, TenantRef, Verdict,
+};
+
+impl AdapterError {
+    /// An error that will not go away by trying again (bad input, unsupported shape).
+    pub fn permanent(code: &str, message: impl Into<String>) -> Self {
+        AdapterError {
+            code: code.to_string(),
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    /// An error worth retrying later (provider 5xx, timeouts, rate limits).
+    pub fn retryable(code: &str, message: impl Into<String>) -> Self {
+        AdapterError {
+            code: code.to_string(),
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+impl Response {
+    /// A plain-text response.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+            body: body.into().into_bytes(),
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The `portico` command line (design.md §3).
 
 mod build;
+mod dlq;
 mod serve;
 
 use crate::config::Settings;
@@ -61,6 +62,45 @@ enum Command {
     /// Map providers' ids to tenants.
     #[command(subcommand)]
     Source(SourceCommand),
+    /// Inspect and replay the dead-letter queue (failed and dead events).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List events (default: failed and dead ones).
+    List {
+        /// received, processed, failed, dead or ignored; repeat or comma-separate.
+        #[arg(long, value_delimiter = ',')]
+        status: Vec<String>,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Run events through their plugin again (dedup makes repeats harmless).
+    Replay {
+        /// One event id.
+        #[arg(conflicts_with = "all_failed")]
+        id: Option<i64>,
+        /// Every failed event (add --include-dead for dead ones).
+        #[arg(long)]
+        all_failed: bool,
+        #[arg(long, requires = "all_failed")]
+        include_dead: bool,
+        #[arg(long)]
+        source: Option<String>,
+        /// Only events created at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events created at or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// List what would be replayed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +172,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let id = open_store(&settings).await?.create_tenant(name).await?;
             println!("{id}");
             Ok(())
+        }
+        Command::Dlq(DlqCommand::List {
+            status,
+            source,
+            limit,
+        }) => {
+            let statuses = if status.is_empty() {
+                vec!["failed".into(), "dead".into()]
+            } else {
+                status.clone()
+            };
+            dlq::list(
+                &settings,
+                dlq::ListArgs {
+                    statuses,
+                    source: source.clone(),
+                    limit: *limit,
+                },
+            )
+            .await
+        }
+        Command::Dlq(DlqCommand::Replay {
+            id,
+            all_failed,
+            include_dead,
+            source,
+            since,
+            until,
+            dry_run,
+        }) => {
+            let args = dlq::ReplayArgs {
+                id: *id,
+                all_failed: *all_failed,
+                include_dead: *include_dead,
+                source: source.clone(),
+                since: since.clone(),
+                until: until.clone(),
+                dry_run: *dry_run,
+            };
+            dlq::replay(&settings, args).await
         }
         Command::Source(SourceCommand::Add { tenant, kind, key }) => {
             let (kind, key) = (kind.trim(), key.trim());

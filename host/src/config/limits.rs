@@ -14,6 +14,11 @@ pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 5_000;
 /// Linear memory one adapter instance may grow to.
 pub const DEFAULT_MEMORY_MB: u64 = 64;
 
+/// Wait for an adapter's outbound HTTP request when it names none (always capped by the call's deadline).
+pub const DEFAULT_OUTBOUND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest outbound answer handed back to an adapter.
+pub const MAX_OUTBOUND_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Ranges accepted in plugins.toml.
 pub const MAX_BODY_BYTES_RANGE: (u64, u64) = (1024, 64 * 1024 * 1024);
 pub const CALL_TIMEOUT_MS_RANGE: (u64, u64) = (10, 120_000);

@@ -121,6 +121,8 @@ struct EntrySpec {
     #[serde(default)]
     aliases: BTreeMap<String, String>,
     #[serde(default)]
+    allowed_hosts: Vec<ValueSpec>,
+    #[serde(default)]
     config: BTreeMap<String, ValueSpec>,
     #[serde(default)]
     secrets: BTreeMap<String, ValueSpec>,
@@ -157,9 +159,58 @@ pub struct PluginSpec {
     pub enabled: bool,
     /// Extra absolute paths (legacy routes) mapped to one of the plugin's routes.
     pub aliases: BTreeMap<String, String>,
+    /// Where the plugin's outbound HTTP may go; empty means nowhere.
+    pub allowed_hosts: Vec<HostRule>,
     pub config: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, Secret>,
     pub limits: Limits,
+}
+
+/// One entry of `allowed_hosts`: a host, and a port when the entry named one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRule {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl HostRule {
+    /// Read `https://graph.facebook.com`, `graph.facebook.com` or `127.0.0.1:8080`.
+    pub fn parse(raw: &str) -> Result<HostRule, String> {
+        let raw = raw.trim();
+        let with_scheme = if raw.contains("://") {
+            raw.to_string()
+        } else {
+            format!("http://{raw}")
+        };
+        let url = url::Url::parse(&with_scheme)
+            .map_err(|e| format!("{raw:?} is not a host or URL: {e}"))?;
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty() && !h.contains('*'))
+            .ok_or_else(|| format!("{raw:?} names no host"))?;
+        Ok(HostRule {
+            host: host
+                .trim_matches(|c| c == '[' || c == ']')
+                .to_ascii_lowercase(),
+            port: url.port(),
+        })
+    }
+
+    /// Whether a request to `host:port` is allowed by this rule.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        self.host
+            .eq_ignore_ascii_case(host.trim_matches(|c| c == '[' || c == ']'))
+            && self.port.is_none_or(|p| p == port)
+    }
+}
+
+impl fmt::Display for HostRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(p) => write!(f, "{}:{p}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
 }
 
 /// The whole manifest, resolved.
@@ -319,6 +370,14 @@ pub fn resolve(
                 ),
             ));
         }
+        let mut allowed_hosts = Vec::new();
+        for (i, value) in entry.allowed_hosts.iter().enumerate() {
+            if let Some(raw) = value.resolve(env) {
+                let rule = HostRule::parse(&raw)
+                    .map_err(|e| invalid(&name, format!("allowed_hosts[{i}]: {e}")))?;
+                allowed_hosts.push(rule);
+            }
+        }
         let config = entry
             .config
             .iter()
@@ -336,6 +395,7 @@ pub fn resolve(
             mount,
             enabled,
             aliases: entry.aliases,
+            allowed_hosts,
             config,
             secrets,
             limits,
@@ -388,6 +448,7 @@ mod tests {
             config = { verify_signature = { env = "META_VERIFY_SIGNATURE", default = true } }
             secrets = { app_secret = { env = "META_APP_SECRET" }, verify_token = { env = "UNSET" } }
             limits = { memory_mb = 32 }
+            allowed_hosts = [{ env = "GRAPH", default = "https://graph.facebook.com" }, "127.0.0.1:9000"]
             [plugins.whatsapp]
             path = "/abs/wa.wasm"
             enabled = { env = "OFF", default = true }
@@ -404,6 +465,16 @@ mod tests {
         assert!(format!("{meta:?}").contains("Secret(***)"));
         assert!(!format!("{meta:?}").contains("s1,s2"));
         assert!(!f.plugins[1].enabled);
+        assert_eq!(
+            meta.allowed_hosts[0],
+            HostRule {
+                host: "graph.facebook.com".into(),
+                port: None
+            }
+        );
+        assert!(meta.allowed_hosts[0].allows("graph.facebook.com", 443));
+        assert!(meta.allowed_hosts[1].allows("127.0.0.1", 9000));
+        assert!(!meta.allowed_hosts[1].allows("127.0.0.1", 9001));
     }
 
     #[test]

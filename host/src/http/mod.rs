@@ -1,5 +1,6 @@
 //! HTTP: routes, correlation ids, and the mapping of outcomes to statuses.
 
+mod admin;
 mod error;
 mod health;
 mod webhook;
@@ -14,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -35,6 +36,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/health", get(health::health))
         .route("/api/health/ready", get(health::ready))
+        .route("/api/admin/dlq", get(admin::list))
+        .route("/api/admin/dlq/replay", post(admin::replay_many))
+        .route("/api/admin/dlq/{id}/replay", post(admin::replay_one))
+        .route("/api/admin/tenants", post(admin::add_tenant))
+        .route("/api/admin/lead-sources", post(admin::add_source))
         .route(
             "/api/integrations/{mount}/{*route}",
             any(webhook::integration),

@@ -3,4 +3,5 @@
 //! exactly like the first attempt.
 
 pub mod ingest;
+pub mod replay;
 pub mod retry;

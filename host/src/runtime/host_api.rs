@@ -2,7 +2,7 @@
 //! (log, config, secret). A plugin sees only its own config and secrets.
 
 use super::bindings::portico::adapter::{host, types};
-use crate::config::plugins::Secret;
+use crate::config::plugins::{HostRule, Secret};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +17,9 @@ pub struct PluginEnv {
     pub name: String,
     pub config: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, Secret>,
+    pub allowed_hosts: Vec<HostRule>,
+    /// The process's shared HTTP client, for the outbound interface.
+    pub http: reqwest::Client,
 }
 
 /// The data of one store (one instance, one webhook).
@@ -54,6 +57,20 @@ impl HostState {
             deadline: Instant::now(),
             timed_out: false,
         }
+    }
+}
+
+impl HostState {
+    pub(super) fn env(&self) -> &Arc<PluginEnv> {
+        &self.env
+    }
+
+    pub(super) fn correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
+
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod engine;
 pub mod host_api;
+pub mod outbound;
 pub mod plugin;
 pub mod registry;
 pub mod session;
@@ -19,6 +20,7 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         world: "adapter",
         path: "../wit",
+        imports: { "portico:adapter/outbound.send": async },
         exports: { default: async },
     });
 }

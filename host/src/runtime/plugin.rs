@@ -95,6 +95,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub async fn load(
     engine: &Engine,
     linker: &Linker<HostState>,
+    http: &reqwest::Client,
     spec: PluginSpec,
 ) -> Result<LoadedPlugin, LoadError> {
     let bytes = tokio::fs::read(&spec.wasm_path)
@@ -120,6 +121,8 @@ pub async fn load(
         name: spec.name.clone(),
         config: spec.config.clone(),
         secrets: spec.secrets.clone(),
+        allowed_hosts: spec.allowed_hosts.clone(),
+        http: http.clone(),
     });
     let mut plugin = LoadedPlugin {
         spec,

@@ -105,6 +105,7 @@ impl PluginSet {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
+    http: reqwest::Client,
     current: ArcSwap<PluginSet>,
 }
 
@@ -112,9 +113,11 @@ impl Runtime {
     pub fn new() -> anyhow::Result<Runtime> {
         let engine = build_engine()?;
         let linker = build_linker(&engine)?;
+        let http = super::outbound::http_client()?;
         Ok(Runtime {
             engine,
             linker,
+            http,
             current: ArcSwap::from_pointee(PluginSet::default()),
         })
     }
@@ -145,7 +148,7 @@ impl Runtime {
             };
         }
         let started = std::time::Instant::now();
-        match load(&self.engine, &self.linker, spec.clone()).await {
+        match load(&self.engine, &self.linker, &self.http, spec.clone()).await {
             Ok(plugin) => {
                 tracing::info!(
                     plugin = %spec.name,

@@ -79,6 +79,51 @@ pub enum FailState {
     Dead,
 }
 
+/// A stored event, whole (for replays).
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: i64,
+    pub source: String,
+    /// delivery | item
+    pub kind: String,
+    pub parent_id: Option<i64>,
+    pub correlation_id: String,
+    pub payload: Vec<u8>,
+    pub headers_json: String,
+    pub dedup_key: Option<String>,
+    pub item_kind: Option<String>,
+    pub tenant: Option<TenantRef>,
+    pub status: String,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl EventRow {
+    /// The item this row stands for (item rows only).
+    pub fn as_item(&self) -> Option<ParsedItem> {
+        Some(ParsedItem {
+            dedup_key: self.dedup_key.clone()?,
+            tenant: self.tenant.clone(),
+            kind: self.item_kind.clone()?,
+            payload: self.payload.clone(),
+        })
+    }
+}
+
+/// Which events to list or replay. Empty `statuses` means any status.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub statuses: Vec<String>,
+    pub source: Option<String>,
+    /// created_at bounds, RFC 3339 (inclusive).
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: i64,
+}
+
 /// The database behind Portico.
 #[derive(Clone)]
 pub enum Store {
@@ -154,6 +199,19 @@ impl Store {
     ) -> Result<Applied, StoreError> {
         match self {
             Store::Sqlite(s) => s.apply_item(event_id, tenant, ops).await,
+        }
+    }
+
+    /// Events matching `filter`, oldest first.
+    pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.list_events(filter).await,
+        }
+    }
+
+    pub async fn get_event(&self, id: i64) -> Result<Option<EventRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.get_event(id).await,
         }
     }
 

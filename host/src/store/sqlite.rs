@@ -1,9 +1,10 @@
 //! SQLite backend: one file in WAL mode, synchronous=FULL so a committed
 //! delivery survives a power cut, a busy timeout so writers queue instead of failing.
 
-use super::{Applied, FailState, ItemSlot, NewDelivery, StoreError};
+use super::{Applied, EventFilter, EventRow, FailState, ItemSlot, NewDelivery, StoreError};
 use crate::domain::{DomainOp, ParsedItem, TenantRef};
 use sha2::{Digest, Sha256};
+use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -15,6 +16,14 @@ use std::time::Duration;
 macro_rules! now {
     () => {
         "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    };
+}
+
+/// The columns of an [`EventRow`], in one place.
+macro_rules! event_columns {
+    () => {
+        "id, source, kind, parent_id, correlation_id, payload, headers_json, dedup_key, item_kind,
+         tenant_kind, tenant_key, status, error, attempts, next_attempt_at, created_at, updated_at"
     };
 }
 
@@ -250,6 +259,40 @@ impl SqliteStore {
         })
     }
 
+    pub async fn list_events(&self, f: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
+        let statuses = serde_json::to_string(&f.statuses).unwrap_or_else(|_| "[]".into());
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM webhook_events
+             WHERE (json_array_length(?1) = 0 OR status IN (SELECT value FROM json_each(?1)))
+               AND (?2 IS NULL OR source = ?2)
+               AND (?3 IS NULL OR created_at >= ?3)
+               AND (?4 IS NULL OR created_at <= ?4)
+             ORDER BY id LIMIT ?5"
+        ))
+        .bind(&statuses)
+        .bind(&f.source)
+        .bind(&f.since)
+        .bind(&f.until)
+        .bind(if f.limit > 0 { f.limit } else { i64::MAX })
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_row).collect()
+    }
+
+    pub async fn get_event(&self, id: i64) -> Result<Option<EventRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM webhook_events WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(event_row).transpose()
+    }
+
     pub async fn fail_event(
         &self,
         event_id: i64,
@@ -279,6 +322,31 @@ impl SqliteStore {
         .await?;
         Ok(())
     }
+}
+
+fn event_row(row: &SqliteRow) -> Result<EventRow, StoreError> {
+    let tenant_kind: Option<String> = row.try_get("tenant_kind")?;
+    let tenant_key: Option<String> = row.try_get("tenant_key")?;
+    Ok(EventRow {
+        id: row.try_get("id")?,
+        source: row.try_get("source")?,
+        kind: row.try_get("kind")?,
+        parent_id: row.try_get("parent_id")?,
+        correlation_id: row.try_get("correlation_id")?,
+        payload: row.try_get("payload")?,
+        headers_json: row.try_get("headers_json")?,
+        dedup_key: row.try_get("dedup_key")?,
+        item_kind: row.try_get("item_kind")?,
+        tenant: tenant_kind
+            .zip(tenant_key)
+            .map(|(kind, key)| TenantRef { kind, key }),
+        status: row.try_get("status")?,
+        error: row.try_get("error")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
 }
 
 async fn existing_slot(

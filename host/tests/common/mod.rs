@@ -88,9 +88,11 @@ aliases = {{ "/api/webhooks/meta/leads" = "webhook" }}
 {extra}
 [plugins.meta.config]
 verify_signature = {{ env = "META_VERIFY_SIGNATURE", default = true }}
+graph_base_url = {{ env = "META_GRAPH_BASE_URL", default = "https://graph.facebook.com" }}
 [plugins.meta.secrets]
 app_secret = {{ env = "META_APP_SECRET" }}
 verify_token = {{ env = "META_VERIFY_TOKEN" }}
+page_access_token = {{ env = "META_PAGE_ACCESS_TOKEN" }}
 "#,
         plugin_wasm("portico-meta").display()
     )
@@ -108,6 +110,8 @@ pub struct Server {
 impl Server {
     /// Start `portico serve` with `plugins_toml` and extra env.
     pub fn start(plugins_toml: &str, env: &[(&str, &str)]) -> Server {
+        // reqwest is built with rustls but no provider: the tests' client needs one too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins.toml");
         std::fs::write(&plugins, plugins_toml).unwrap();
@@ -249,4 +253,112 @@ pub async fn count(db: &SqlitePool, sql: &str) -> i64 {
         .fetch_one(db)
         .await
         .unwrap()
+}
+
+/// How the fake Graph API answers lead GETs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphMode {
+    /// 200 with the lead.
+    Ok,
+    /// 400 with an expired-token error (code 190).
+    Expired,
+    /// 500 with a plain text body.
+    Down,
+    /// Answers after this many milliseconds.
+    Slow(u64),
+    /// Every n-th request answers 500, the others 200.
+    FailEvery(u64),
+}
+
+pub struct FakeGraph {
+    pub base: String,
+    pub state: Arc<Mutex<FakeGraphState>>,
+}
+
+pub struct FakeGraphState {
+    pub mode: GraphMode,
+    pub requests: u64,
+    pub tokens: Vec<String>,
+}
+
+/// The Graph answer for a lead: non-ASCII escaped as Meta sends it.
+pub fn graph_lead_json(id: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","created_time":"2026-09-20T15:25:28+0000","ad_id":"120215566778899001","ad_name":"Spring promo \u2013 carousel","campaign_id":"120215566778899003","form_id":"812345678901234","is_organic":false,"platform":"fb","field_data":[{{"name":"full_name","values":["Jos\u00e9 P\u00e9rez"]}},{{"name":"email","values":["jose.perez@example.com"]}},{{"name":"phone_number","values":["+5511987654321"]}},{{"name":"city","values":["S\u00e3o Paulo"]}}],"custom_disclaimer_responses":[{{"checkbox_key":"optional_1","is_checked":"1"}}]}}"#
+    )
+}
+
+impl FakeGraph {
+    pub async fn start(mode: GraphMode) -> FakeGraph {
+        use axum::extract::{Path as AxPath, RawQuery, State};
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        let state = Arc::new(Mutex::new(FakeGraphState {
+            mode,
+            requests: 0,
+            tokens: Vec::new(),
+        }));
+        async fn lead(
+            State(state): State<Arc<Mutex<FakeGraphState>>>,
+            AxPath((_version, id)): AxPath<(String, String)>,
+            RawQuery(query): RawQuery,
+        ) -> axum::response::Response {
+            let mode = {
+                let mut s = state.lock().unwrap();
+                s.requests += 1;
+                let token = query
+                    .unwrap_or_default()
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("access_token=").map(str::to_string))
+                    .unwrap_or_default();
+                s.tokens.push(token);
+                match s.mode {
+                    GraphMode::FailEvery(n) if s.requests % n == 0 => GraphMode::Down,
+                    GraphMode::FailEvery(_) => GraphMode::Ok,
+                    m => m,
+                }
+            };
+            match mode {
+                GraphMode::Ok | GraphMode::FailEvery(_) => {
+                    ([("content-type", "application/json")], graph_lead_json(&id)).into_response()
+                }
+                GraphMode::Expired => (
+                    StatusCode::BAD_REQUEST,
+                    [("content-type", "application/json")],
+                    r#"{"error":{"message":"Error validating access token: Session has expired on Sunday, 20-Sep-26 10:00:00 PDT.","type":"OAuthException","code":190,"error_subcode":463,"fbtrace_id":"AbC123dEfGhIjK"}}"#,
+                )
+                    .into_response(),
+                GraphMode::Down => (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded").into_response(),
+                GraphMode::Slow(ms) => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    ([("content-type", "application/json")], graph_lead_json(&id)).into_response()
+                }
+            }
+        }
+        let app = axum::Router::new()
+            .route("/{version}/{id}", axum::routing::get(lead))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeGraph {
+            base: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    pub fn set_mode(&self, mode: GraphMode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.state.lock().unwrap().requests
+    }
+
+    /// The plugins.toml lines that point the Meta adapter at this fake.
+    pub fn meta_lines(&self) -> String {
+        format!("allowed_hosts = [\"{}\"]\n", self.base)
+    }
 }

@@ -1,7 +1,9 @@
 //! Meta Lead Ads adapter: a thin component wrapper over [`logic`].
 //!
-//! Config (plugins.toml): `verify_signature` (default true).
-//! Secrets: `app_secret` (comma-separated for rotation), `verify_token` (GET handshake).
+//! Config (plugins.toml): `verify_signature` (default true), `graph_base_url`
+//! (default https://graph.facebook.com), `graph_api_version` (default 25.0).
+//! Secrets: `app_secret` (comma-separated for rotation), `verify_token` (GET
+//! handshake), `page_access_token` (Graph lead retrieval; unset → ids only).
 
 pub mod logic;
 
@@ -11,7 +13,7 @@ mod component {
     use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
     use portico_sdk::{
         AdapterError, DomainOp, Item, Lead, Manifest, Request, Response, Route, RouteKind,
-        TenantRef, Verdict, host, http, signature,
+        TenantRef, Verdict, host, http, outbound, signature,
     };
 
     struct MetaAdapter;
@@ -81,22 +83,27 @@ mod component {
         }
 
         fn map_to_domain(item: Item) -> Result<Vec<DomainOp>, AdapterError> {
-            Ok(
-                match logic::map_item(&item.kind, &item.payload).map_err(to_error)? {
-                    Mapped::Lead(l) => vec![DomainOp::CreateLead(Lead {
-                        source: logic::LEAD_SOURCE.into(),
-                        external_id: l.external_id,
-                        form_id: l.form_id,
-                        ad_id: l.ad_id,
-                        campaign_id: l.campaign_id,
-                        full_name: None,
-                        email: None,
-                        phone: None,
-                        fields_json: l.fields_json,
-                    })],
-                    Mapped::Ignore(reason) => vec![DomainOp::Ignore(reason)],
-                },
-            )
+            let mut lead = match logic::map_item(&item.kind, &item.payload).map_err(to_error)? {
+                Mapped::Lead(lead) => lead,
+                Mapped::Ignore(reason) => return Ok(vec![DomainOp::Ignore(reason)]),
+            };
+            // Without a page token the lead is stored with the webhook's ids only.
+            if let Some(token) = host::secret("page_access_token") {
+                let graph = fetch_lead(&lead.external_id, &token)?;
+                logic::enrich(&mut lead, graph);
+            }
+            let fields_json = lead.fields_json();
+            Ok(vec![DomainOp::CreateLead(Lead {
+                source: logic::LEAD_SOURCE.into(),
+                external_id: lead.external_id,
+                form_id: lead.form_id,
+                ad_id: lead.ad_id,
+                campaign_id: lead.campaign_id,
+                full_name: lead.full_name,
+                email: lead.email,
+                phone: lead.phone,
+                fields_json,
+            })])
         }
 
         fn handle(req: Request) -> Option<Response> {
@@ -109,6 +116,28 @@ mod component {
                 None => Response::text(403, "verification failed: hub.verify_token does not match"),
             })
         }
+    }
+
+    /// The lead's details from the Graph API; every failure is the item's, never the delivery's.
+    fn fetch_lead(leadgen_id: &str, token: &str) -> Result<logic::GraphLead, AdapterError> {
+        let base =
+            host::config("graph_base_url").unwrap_or_else(|| "https://graph.facebook.com".into());
+        let version = host::config("graph_api_version").unwrap_or_else(|| "25.0".into());
+        let url = logic::graph_lead_url(&base, &version, leadgen_id, token);
+        let answer =
+            outbound::get(&url, &[("accept", "application/json")], Some(4_000)).map_err(|e| {
+                let code = match e {
+                    outbound::OutboundError::NotAllowed(_) => "host_not_allowed",
+                    outbound::OutboundError::Timeout(_) => "graph_timeout",
+                    outbound::OutboundError::Failed(_) => "graph_unreachable",
+                };
+                AdapterError::retryable(code, outbound::describe(&e))
+            })?;
+        logic::read_graph_answer(answer.status, &answer.body).map_err(|f| AdapterError {
+            code: f.code.into(),
+            message: f.message,
+            retryable: f.retryable,
+        })
     }
 
     fn to_error(e: logic::ParseError) -> AdapterError {

@@ -72,7 +72,17 @@ pub struct MappedLead {
     pub form_id: Option<String>,
     pub ad_id: Option<String>,
     pub campaign_id: Option<String>,
-    pub fields_json: String,
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// Everything else worth keeping, stored as fields_json.
+    pub fields: serde_json::Map<String, Value>,
+}
+
+impl MappedLead {
+    pub fn fields_json(&self) -> String {
+        Value::Object(self.fields.clone()).to_string()
+    }
 }
 
 /// What one item turns into.
@@ -230,7 +240,10 @@ pub fn map_item(kind: &str, payload: &[u8]) -> Result<Mapped, ParseError> {
                 form_id: change.form_id,
                 ad_id: change.ad_id,
                 campaign_id: change.campaign_id,
-                fields_json: Value::Object(fields).to_string(),
+                full_name: None,
+                email: None,
+                phone: None,
+                fields,
             }))
         }
         KIND_IGNORED => {
@@ -244,6 +257,175 @@ pub fn map_item(kind: &str, payload: &[u8]) -> Result<Mapped, ParseError> {
             format!("item kind {other:?} was not produced by this adapter"),
         )),
     }
+}
+
+/// Lead fields asked of the Graph API (always name them: the default set is tiny).
+pub const GRAPH_FIELDS: &str = "id,created_time,ad_id,ad_name,adset_id,adset_name,campaign_id,campaign_name,form_id,is_organic,platform,field_data,custom_disclaimer_responses";
+
+/// `GET {base}/v{version}/{leadgen_id}?fields=...&access_token=...`
+pub fn graph_lead_url(base: &str, version: &str, leadgen_id: &str, token: &str) -> String {
+    let version = version.trim().trim_start_matches('v');
+    format!(
+        "{}/v{version}/{}?fields={GRAPH_FIELDS}&access_token={}",
+        base.trim().trim_end_matches('/'),
+        url_escape(leadgen_id),
+        url_escape(token)
+    )
+}
+
+fn url_escape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Why a Graph lead could not be read: code, message (Graph's own), retryable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphFailure {
+    pub code: &'static str,
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// What Graph says about a lead, ready to merge into the webhook's lead.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GraphLead {
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub form_id: Option<String>,
+    pub ad_id: Option<String>,
+    pub campaign_id: Option<String>,
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// Read Graph's answer to a lead GET: the lead, or a classified failure.
+///
+/// Expired tokens (190), rate limits (4, 17, 32, 613), transient errors (1, 2) and
+/// 5xx are retryable: an operator renews the token or waits, then replays. A lead
+/// Graph says does not exist (code 100) is not.
+pub fn read_graph_answer(status: u16, body: &[u8]) -> Result<GraphLead, GraphFailure> {
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    if let Some(err) = json.as_ref().and_then(|j| j.get("error")) {
+        let code = err.get("code").and_then(Value::as_i64).unwrap_or_default();
+        let subcode = err.get("error_subcode").and_then(Value::as_i64);
+        let message = err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("(no message)");
+        let kind = err
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("GraphError");
+        let trace = err.get("fbtrace_id").and_then(Value::as_str).unwrap_or("-");
+        let sub = subcode
+            .map(|s| format!(", subcode {s}"))
+            .unwrap_or_default();
+        let (short, retryable) = match code {
+            190 | 102 => ("graph_token_invalid", true),
+            4 | 17 | 32 | 613 | 80001 => ("graph_rate_limited", true),
+            100 => ("graph_lead_not_found", false),
+            _ => ("graph_error", true),
+        };
+        return Err(GraphFailure {
+            code: short,
+            message: format!(
+                "Graph API {kind} {code}{sub} (HTTP {status}): {message} [fbtrace_id {trace}]"
+            ),
+            retryable,
+        });
+    }
+    if !(200..300).contains(&status) {
+        let snippet: String = String::from_utf8_lossy(body).chars().take(300).collect();
+        return Err(GraphFailure {
+            code: "graph_http_error",
+            message: format!("Graph API answered HTTP {status}: {snippet}"),
+            retryable: status >= 500 || status == 429 || status == 408,
+        });
+    }
+    let Some(Value::Object(lead)) = json else {
+        return Err(GraphFailure {
+            code: "graph_bad_answer",
+            message: "Graph API answered 2xx with a body that is not a JSON object".into(),
+            retryable: true,
+        });
+    };
+    Ok(graph_lead(lead))
+}
+
+fn graph_lead(mut lead: serde_json::Map<String, Value>) -> GraphLead {
+    let mut out = GraphLead::default();
+    let mut answers = serde_json::Map::new();
+    let mut first_name = None;
+    let mut last_name = None;
+    if let Some(Value::Array(fields)) = lead.remove("field_data") {
+        for field in fields {
+            let Some(name) = field.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let values: Vec<String> = field
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let single = values.first().cloned().filter(|v| !v.trim().is_empty());
+            match name {
+                "full_name" => out.full_name = single,
+                "first_name" => first_name = single,
+                "last_name" => last_name = single,
+                "email" => out.email = single,
+                "phone_number" => out.phone = single,
+                _ => {}
+            }
+            let value = if values.len() == 1 {
+                Value::String(values[0].clone())
+            } else {
+                Value::from(values)
+            };
+            answers.insert(name.to_string(), value);
+        }
+    }
+    if out.full_name.is_none() {
+        let joined = [first_name, last_name]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.full_name = Some(joined).filter(|s| !s.is_empty());
+    }
+    out.form_id = id_string(lead.get("form_id"));
+    out.ad_id = id_string(lead.get("ad_id"));
+    out.campaign_id = id_string(lead.get("campaign_id"));
+    lead.remove("id");
+    out.extra
+        .insert("field_data".into(), Value::Object(answers));
+    for (k, v) in lead {
+        if !matches!(k.as_str(), "form_id" | "ad_id" | "campaign_id") {
+            out.extra.insert(k, v);
+        }
+    }
+    out
+}
+
+/// Merge what Graph said into the lead mapped from the webhook (Graph wins where it speaks).
+pub fn enrich(lead: &mut MappedLead, graph: GraphLead) {
+    lead.full_name = graph.full_name.or(lead.full_name.take());
+    lead.email = graph.email.or(lead.email.take());
+    lead.phone = graph.phone.or(lead.phone.take());
+    lead.form_id = graph.form_id.or(lead.form_id.take());
+    lead.ad_id = graph.ad_id.or(lead.ad_id.take());
+    lead.campaign_id = graph.campaign_id.or(lead.campaign_id.take());
+    lead.fields.extend(graph.extra);
 }
 
 /// The GET subscription handshake: `Some(challenge)` when it must be echoed.
@@ -306,7 +488,7 @@ mod tests {
         assert_eq!(lead.external_id, "233370042045345");
         assert_eq!(lead.form_id.as_deref(), Some("172036835026334"));
         assert_eq!(lead.ad_id, None);
-        let fields: Value = serde_json::from_str(&lead.fields_json).unwrap();
+        let fields: Value = serde_json::from_str(&lead.fields_json()).unwrap();
         assert_eq!(fields["page_id"], "138124712925158");
         assert_eq!(fields["created_time"], 1630087926);
     }
@@ -339,6 +521,75 @@ mod tests {
             e.message.contains("entry[0].changes[0].value.leadgen_id"),
             "{}",
             e.message
+        );
+    }
+
+    const GRAPH_LEAD: &str = r#"{"id":"1789012345678901","created_time":"2026-09-20T15:25:28+0000","ad_id":"120215566778899001","ad_name":"Spring promo \u2013 carousel","campaign_id":"120215566778899003","form_id":"812345678901234","is_organic":false,"platform":"fb",
+        "field_data":[{"name":"full_name","values":["Jos\u00e9 P\u00e9rez"]},{"name":"email","values":["jose.perez@example.com"]},{"name":"phone_number","values":["+5511987654321"]},{"name":"city","values":["S\u00e3o Paulo"]},{"name":"interests","values":["a","b"]}],
+        "custom_disclaimer_responses":[{"checkbox_key":"optional_1","is_checked":"1"}]}"#;
+
+    #[test]
+    fn graph_lead_fills_the_lead_and_keeps_the_rest() {
+        let items = parse_delivery(TEST_TOOL.as_bytes()).unwrap();
+        let Mapped::Lead(mut lead) = map_item(items[0].kind, &items[0].payload).unwrap() else {
+            panic!("expected a lead")
+        };
+        enrich(
+            &mut lead,
+            read_graph_answer(200, GRAPH_LEAD.as_bytes()).unwrap(),
+        );
+        assert_eq!(lead.full_name.as_deref(), Some("José Pérez"));
+        assert_eq!(lead.email.as_deref(), Some("jose.perez@example.com"));
+        assert_eq!(lead.phone.as_deref(), Some("+5511987654321"));
+        assert_eq!(lead.ad_id.as_deref(), Some("120215566778899001"));
+        assert_eq!(lead.campaign_id.as_deref(), Some("120215566778899003"));
+        let fields: Value = serde_json::from_str(&lead.fields_json()).unwrap();
+        assert_eq!(fields["field_data"]["city"], "São Paulo");
+        assert_eq!(
+            fields["field_data"]["interests"],
+            serde_json::json!(["a", "b"])
+        );
+        assert_eq!(
+            fields["custom_disclaimer_responses"][0]["checkbox_key"],
+            "optional_1"
+        );
+        assert_eq!(fields["page_id"], "138124712925158");
+        assert_eq!(fields["platform"], "fb");
+    }
+
+    #[test]
+    fn first_and_last_name_make_a_full_name() {
+        let body = br#"{"id":"1","field_data":[{"name":"first_name","values":["Ana"]},{"name":"last_name","values":["Silva"]}]}"#;
+        assert_eq!(
+            read_graph_answer(200, body).unwrap().full_name.as_deref(),
+            Some("Ana Silva")
+        );
+    }
+
+    #[test]
+    fn graph_errors_are_classified() {
+        let expired = br#"{"error":{"message":"Error validating access token: Session has expired","type":"OAuthException","code":190,"error_subcode":463,"fbtrace_id":"AbC"}}"#;
+        let e = read_graph_answer(400, expired).unwrap_err();
+        assert!(e.retryable);
+        assert_eq!(e.code, "graph_token_invalid");
+        assert!(
+            e.message.contains("Session has expired") && e.message.contains("190"),
+            "{}",
+            e.message
+        );
+        let limited = br#"{"error":{"message":"(#17) User request limit reached","type":"OAuthException","code":17}}"#;
+        assert!(read_graph_answer(400, limited).unwrap_err().retryable);
+        let missing = br#"{"error":{"message":"Unsupported get request","type":"GraphMethodException","code":100,"error_subcode":33}}"#;
+        assert!(!read_graph_answer(400, missing).unwrap_err().retryable);
+        let e = read_graph_answer(502, b"Bad Gateway").unwrap_err();
+        assert!(e.retryable && e.message.contains("502"), "{e:?}");
+    }
+
+    #[test]
+    fn graph_url_escapes_the_token() {
+        assert_eq!(
+            graph_lead_url("http://127.0.0.1:9/", "v25.0", "123", "a b&c"),
+            format!("http://127.0.0.1:9/v25.0/123?fields={GRAPH_FIELDS}&access_token=a%20b%26c")
         );
     }
 

@@ -6,7 +6,8 @@
 //! - [`bindings`]: the generated WIT bindings and the [`export_adapter!`] macro;
 //! - [`signature`]: HMAC-SHA256 signature checks with constant-time comparison;
 //! - [`http`]: small helpers over the request record (headers, query strings);
-//! - [`host`]: logging and config/secret lookups through the host.
+//! - [`host`]: logging and config/secret lookups through the host;
+//! - [`outbound`]: HTTP to the hosts plugins.toml allows.
 //!
 //! Keep the logic you unit-test natively free of host calls: on a native target
 //! the host imports are stubs that abort the test process.
@@ -20,6 +21,7 @@
 
 pub mod host;
 pub mod http;
+pub mod outbound;
 pub mod signature;
 
 /// Bindings generated from `wit/adapter.wit` (world `adapter`).

@@ -1,0 +1,171 @@
+//! Load tool: signed Meta leads against a running Portico, with a baseline.
+//!
+//! It first measures `GET /api/health` (HTTP and runtime overhead only) and then
+//! signed lead POSTs, each the same number of times at the same concurrency, so the
+//! figures can be read as a ratio measured in one run on a noisy machine.
+//! See bench/lead-latency.sh for a self-contained run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use clap::Parser;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    /// Base URL of a running Portico.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// META_APP_SECRET of that server.
+    #[arg(long, default_value = "s3cret")]
+    secret: String,
+    /// A page id mapped to a tenant.
+    #[arg(long, default_value = "138124712925158")]
+    page: String,
+    #[arg(long, default_value_t = 1000)]
+    requests: u64,
+    #[arg(long, default_value_t = 1)]
+    concurrency: u64,
+}
+
+struct Stats {
+    latencies: Vec<Duration>,
+    wall: Duration,
+    failures: u64,
+}
+
+fn sign(body: &[u8], secret: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+async fn run(args: &Args, leads: bool) -> Stats {
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicU64::new(0));
+    let run_id =
+        std::process::id() as u64 * 1_000_000_000 + Instant::now().elapsed().as_nanos() as u64;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let client = client.clone();
+        let next = next.clone();
+        let (url, secret, page, total) = (
+            args.url.clone(),
+            args.secret.clone(),
+            args.page.clone(),
+            args.requests,
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    break;
+                }
+                let t = Instant::now();
+                let response = if leads {
+                    let body = format!(
+                        r#"{{"object":"page","entry":[{{"id":"{page}","time":1630087927,"changes":[{{"field":"leadgen","value":{{"leadgen_id":"{}","form_id":"172036835026334","created_time":1630087926,"page_id":"{page}"}}}}]}}]}}"#,
+                        run_id + n
+                    );
+                    client
+                        .post(format!("{url}/api/integrations/meta/webhook"))
+                        .header("x-hub-signature-256", sign(body.as_bytes(), &secret))
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                } else {
+                    client.get(format!("{url}/api/health")).send().await
+                };
+                let ok = match response {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(t.elapsed());
+                } else {
+                    failures += 1;
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for task in tasks {
+        let (l, f) = task.await.unwrap();
+        latencies.extend(l);
+        failures += f;
+    }
+    latencies.sort();
+    Stats {
+        latencies,
+        wall: started.elapsed(),
+        failures,
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn report(name: &str, s: &Stats) -> (f64, f64) {
+    let median = pct(&s.latencies, 0.5).as_secs_f64() * 1e3;
+    let rate = s.latencies.len() as f64 / s.wall.as_secs_f64();
+    println!(
+        "{name:<22} n={:<6} failed={:<4} median={median:>8.3} ms  p99={:>8.3} ms  max={:>8.3} ms  {rate:>9.1} req/s",
+        s.latencies.len(),
+        s.failures,
+        pct(&s.latencies, 0.99).as_secs_f64() * 1e3,
+        s.latencies
+            .last()
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3,
+    );
+    (median, rate)
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = Args::parse();
+    println!(
+        "{} requests each at concurrency {} against {}",
+        args.requests, args.concurrency, args.url
+    );
+    // Warm up connections, caches and the instance pool.
+    let warm = Args {
+        requests: 50,
+        ..Args::parse()
+    };
+    run(&warm, false).await;
+    let baseline = run(&args, false).await;
+    let leads = run(&args, true).await;
+    let (base_median, base_rate) = report("GET /api/health", &baseline);
+    let (lead_median, lead_rate) = report("POST signed lead", &leads);
+    println!(
+        "lead/health: median latency x{:.2}, throughput x{:.2}",
+        lead_median / base_median,
+        lead_rate / base_rate
+    );
+    if leads.failures > 0 {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,256 @@
+//! Admin endpoints (bearer PORTICO_ADMIN_TOKEN): the DLQ, tenants, lead sources.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::jobs::replay::{replay_event, replay_matching};
+use crate::store::{EventFilter, EventRow, StoreError};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Check `Authorization: Bearer <PORTICO_ADMIN_TOKEN>` in constant time.
+pub fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = app.admin_token.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin endpoints are closed: set PORTICO_ADMIN_TOKEN on the server and send it as a bearer token",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .unwrap_or("");
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token: send Authorization: Bearer <PORTICO_ADMIN_TOKEN>",
+        ))
+    }
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::TenantNotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "tenant_not_found", e.to_string())
+        }
+        StoreError::DuplicateSource { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "duplicate_source", e.to_string())
+        }
+        other => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            other.to_string(),
+        ),
+    }
+}
+
+/// An event as the DLQ shows it (no payload bytes).
+pub fn event_json(e: &EventRow) -> Value {
+    json!({
+        "id": e.id,
+        "source": e.source,
+        "kind": e.kind,
+        "parent_id": e.parent_id,
+        "correlation_id": e.correlation_id,
+        "dedup_key": e.dedup_key,
+        "item_kind": e.item_kind,
+        "status": e.status,
+        "error": e.error,
+        "attempts": e.attempts,
+        "next_attempt_at": e.next_attempt_at,
+        "created_at": e.created_at,
+        "updated_at": e.updated_at,
+        "payload_bytes": e.payload.len(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    source: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/admin/dlq?status=failed,dead&source=meta&limit=100`
+pub async fn list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&app, &headers)?;
+    let statuses = match q.status {
+        Some(s) => s
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+        None => vec!["failed".into(), "dead".into()],
+    };
+    let filter = EventFilter {
+        statuses,
+        source: q.source,
+        limit: q.limit.unwrap_or(100).clamp(1, 10_000),
+        ..Default::default()
+    };
+    let events = app.store.list_events(&filter).await.map_err(store_error)?;
+    Ok(Json(
+        json!({"events": events.iter().map(event_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `POST /api/admin/dlq/{id}/replay`
+pub async fn replay_one(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&app, &headers)?;
+    let event = app
+        .store
+        .get_event(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no event {id}; list them with GET /api/admin/dlq"))
+        })?;
+    let outcome = replay_event(&app.store, &app.runtime.snapshot(), &event).await;
+    Ok(Json(
+        json!({"succeeded": outcome.succeeded(), "outcome": outcome}),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    /// Statuses to replay; default ["failed"].
+    #[serde(default)]
+    status: Option<Vec<String>>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    until: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+const REPLAYABLE: [&str; 3] = ["failed", "dead", "received"];
+
+/// `POST /api/admin/dlq/replay` with an optional JSON filter.
+pub async fn replay_many(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&app, &headers)?;
+    let body: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("body must be JSON like {{\"status\":[\"failed\"],\"source\":\"meta\",\"dry_run\":true}}: {e}"),
+            )
+        })?
+    };
+    let statuses = body.status.unwrap_or_else(|| vec!["failed".into()]);
+    if let Some(bad) = statuses.iter().find(|s| !REPLAYABLE.contains(&s.as_str())) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("status {bad:?} cannot be replayed; use failed, dead or received"),
+        ));
+    }
+    let filter = EventFilter {
+        statuses,
+        source: body.source,
+        since: body.since,
+        until: body.until,
+        limit: body.limit.unwrap_or(0),
+    };
+    let report = replay_matching(&app.store, &app.runtime.snapshot(), &filter, body.dry_run)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    name: String,
+}
+
+/// `POST /api/admin/tenants {"name"}`
+pub async fn add_tenant(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<NewTenant>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&app, &headers)?;
+    let name = body.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "name must not be empty",
+        ));
+    }
+    let id = app.store.create_tenant(name).await.map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "name": name}))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSource {
+    tenant_id: i64,
+    kind: String,
+    #[serde(alias = "key")]
+    external_key: String,
+}
+
+/// `POST /api/admin/lead-sources {"tenant_id","kind","external_key"}`
+pub async fn add_source(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<NewSource>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&app, &headers)?;
+    let (kind, key) = (body.kind.trim(), body.external_key.trim());
+    if kind.is_empty() || key.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "kind and external_key must not be empty",
+        ));
+    }
+    let id = app
+        .store
+        .add_lead_source(body.tenant_id, kind, key)
+        .await
+        .map_err(store_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "tenant_id": body.tenant_id, "kind": kind, "external_key": key})),
+    ))
+}

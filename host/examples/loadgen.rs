@@ -28,6 +28,42 @@ struct Args {
     requests: u64,
     #[arg(long, default_value_t = 1)]
     concurrency: u64,
+    /// Instead of sending load, serve a fake Graph API on this address (until killed).
+    #[arg(long)]
+    fake_graph: Option<String>,
+    /// With --fake-graph: every n-th lead GET answers 500 (0: never).
+    #[arg(long, default_value_t = 0)]
+    fail_every: u64,
+}
+
+/// A fake Graph API: `GET /v{version}/{lead_id}` answers a lead, every n-th one a 500.
+async fn fake_graph(addr: &str, fail_every: u64) {
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let calls = Arc::new(AtomicU64::new(0));
+    async fn lead(
+        State((calls, fail_every)): State<(Arc<AtomicU64>, u64)>,
+        Path((_v, id)): Path<(String, String)>,
+    ) -> axum::response::Response {
+        let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if fail_every > 0 && n % fail_every == 0 {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "fake outage").into_response();
+        }
+        let body = format!(
+            r#"{{"id":"{id}","created_time":"2026-09-20T15:25:28+0000","ad_id":"1","form_id":"2","field_data":[{{"name":"full_name","values":["Jos\u00e9 P\u00e9rez"]}},{{"name":"email","values":["j@example.com"]}},{{"name":"phone_number","values":["+5511987654321"]}}]}}"#
+        );
+        ([("content-type", "application/json")], body).into_response()
+    }
+    let app = axum::Router::new()
+        .route("/{v}/{id}", axum::routing::get(lead))
+        .with_state((calls, fail_every));
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    println!(
+        "fake Graph API on http://{}",
+        listener.local_addr().unwrap()
+    );
+    axum::serve(listener, app).await.unwrap();
 }
 
 struct Stats {
@@ -146,6 +182,10 @@ fn report(name: &str, s: &Stats) -> (f64, f64) {
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
+    if let Some(addr) = &args.fake_graph {
+        fake_graph(addr, args.fail_every).await;
+        return;
+    }
     println!(
         "{} requests each at concurrency {} against {}",
         args.requests, args.concurrency, args.url

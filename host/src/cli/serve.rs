@@ -1,9 +1,11 @@
 //! `portico serve`: open the store, load the plugins, serve until SIGINT/SIGTERM.
 
+use crate::config::limits::Tunables;
 use crate::config::plugins::{FileCheck, load_plugins_file};
 use crate::config::settings::env_bool;
 use crate::config::{IntegrationToggles, Settings};
 use crate::http::{AppState, router};
+use crate::jobs::worker;
 use crate::runtime::Runtime;
 use anyhow::Context;
 use std::sync::Arc;
@@ -25,11 +27,29 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
             "PORTICO_ADMIN_TOKEN is not set: admin and send endpoints answer 401 to everyone"
         );
     }
+    let tunables = Tunables::from_env(&|k| std::env::var(k).ok())?;
+    crate::jobs::retry::configure_from_env().map_err(anyhow::Error::msg)?;
+    // One process owns a SQLite file: whatever leases it finds are a dead process's.
+    let released = store.release_leases().await?;
+    if released > 0 {
+        tracing::warn!(
+            events = released,
+            "found events claimed by a process that is gone; the retry worker takes them over"
+        );
+    }
+    let owner = format!(
+        "pid{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    worker::spawn(store.clone(), runtime.clone(), tunables, owner.clone());
     let state = AppState {
         runtime,
         store,
         toggles,
         admin_token: settings.admin_token.clone(),
+        tunables,
+        owner,
     };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -32,6 +32,63 @@ pub const MAX_CONCURRENT_INSTANCES: u32 = 256;
 /// What an adapter may write to stderr (kept to explain its traps) before writes fail.
 pub const GUEST_STDERR_BYTES: usize = 64 * 1024;
 
+/// Process-wide tunables read from env at start: (env, default, range, meaning).
+///
+/// | env | default | range | meaning |
+/// |---|---|---|---|
+/// | PORTICO_RETRY_POLL_MS | 1000 | 10..=60000 | how often the retry worker looks for due events |
+/// | PORTICO_RETRY_BATCH | 32 | 1..=1000 | events claimed per poll |
+/// | PORTICO_LEASE_SECS | 300 | 5..=86400 | how long a claim holds before another worker may take the event |
+/// | PORTICO_RETENTION_DAYS | 14 | 8..=3650 | processed events kept (their dedup keys too: longer than Meta's 7-day retries) |
+#[derive(Debug, Clone, Copy)]
+pub struct Tunables {
+    pub retry_poll: Duration,
+    pub retry_batch: i64,
+    pub lease: Duration,
+    pub retention_days: u32,
+    pub prune_every: Duration,
+}
+
+/// A tunable env variable that is not a number in its range.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} = {value:?} must be a whole number from {min} to {max}")]
+pub struct TunableError {
+    pub name: &'static str,
+    pub value: String,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Tunables {
+    /// Read the tunables through `env` (the process env in production).
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Tunables, TunableError> {
+        let read =
+            |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, TunableError> {
+                match env(name).filter(|v| !v.trim().is_empty()) {
+                    None => Ok(default),
+                    Some(v) => v
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| (min..=max).contains(n))
+                        .ok_or(TunableError {
+                            name,
+                            value: v,
+                            min,
+                            max,
+                        }),
+                }
+            };
+        Ok(Tunables {
+            retry_poll: Duration::from_millis(read("PORTICO_RETRY_POLL_MS", 1000, 10, 60_000)?),
+            retry_batch: read("PORTICO_RETRY_BATCH", 32, 1, 1000)? as i64,
+            lease: Duration::from_secs(read("PORTICO_LEASE_SECS", 300, 5, 86_400)?),
+            retention_days: read("PORTICO_RETENTION_DAYS", 14, 8, 3650)? as u32,
+            prune_every: Duration::from_secs(3600),
+        })
+    }
+}
+
 /// Limits as written in plugins.toml; every field optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +147,20 @@ impl LimitsSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tunables_default_and_refuse_bad_values() {
+        let t = Tunables::from_env(&|_| None).unwrap();
+        assert_eq!(t.retention_days, 14);
+        assert_eq!(t.retry_poll, Duration::from_secs(1));
+        let e = Tunables::from_env(&|k| (k == "PORTICO_RETENTION_DAYS").then(|| "3".to_string()))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("PORTICO_RETENTION_DAYS = \"3\" must be a whole number from 8"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn overrides_apply_and_ranges_hold() {

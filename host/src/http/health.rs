@@ -71,10 +71,15 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
             }
         })
         .collect();
+    let dlq = match app.store.dlq_stats().await {
+        Ok(stats) => json!(stats),
+        Err(e) => json!({"error": format!("cannot read the DLQ: {e}")}),
+    };
     Json(json!({
         "status": "ok",
         "integrations": app.toggles,
         "plugins": plugins,
+        "dlq": dlq,
     }))
 }
 

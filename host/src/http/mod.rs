@@ -8,6 +8,7 @@ mod webhook;
 pub use error::ApiError;
 
 use crate::config::IntegrationToggles;
+use crate::config::limits::Tunables;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use axum::Router;
@@ -26,6 +27,9 @@ pub struct AppState {
     pub store: Store,
     pub toggles: IntegrationToggles,
     pub admin_token: Option<String>,
+    pub tunables: Tunables,
+    /// This process, as it signs event leases.
+    pub owner: String,
 }
 
 /// The correlation id of the request being served.

@@ -235,6 +235,8 @@ async fn webhook(
         correlation_id: cid,
         payload: &request.body,
         headers_json,
+        lease_owner: &app.owner,
+        lease_secs: app.tunables.lease.as_secs(),
     };
     let event_id = app.store.insert_delivery(&delivery).await.map_err(|e| {
         tracing::error!(plugin = %plugin.spec.name, "cannot store delivery: {e}");
@@ -251,6 +253,7 @@ async fn webhook(
         &plugin.spec.name,
         cid,
         event_id,
+        0,
         &request,
     )
     .await;

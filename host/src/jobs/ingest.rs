@@ -3,7 +3,7 @@
 //! apply each item on its own. An item that fails never fails the others, and
 //! nothing here can make the provider see anything but the 2xx it was promised.
 
-use super::retry::RETRY_SCHEDULE_SECS;
+use super::retry::delay_after;
 use crate::domain::ParsedItem;
 use crate::runtime::Session;
 use crate::runtime::session::{AdapterError, AdapterRequest, CallError};
@@ -66,13 +66,28 @@ impl From<StoreError> for Failure {
     }
 }
 
-fn fail_state(retryable: bool) -> FailState {
-    if retryable {
-        FailState::Failed {
-            retry_in_secs: RETRY_SCHEDULE_SECS[0],
+/// Failed with the next delay of the schedule (±20% jitter so a burst of failures
+/// does not come back as one burst), or dead when permanent or out of attempts.
+fn fail_state(f: &mut Failure, attempts_before: i64) -> FailState {
+    if !f.retryable {
+        return FailState::Dead;
+    }
+    let attempts = u32::try_from(attempts_before.max(0) + 1).unwrap_or(u32::MAX);
+    match delay_after(attempts) {
+        Some(secs) => FailState::Failed {
+            retry_in_secs: ((secs as f64) * (0.8 + 0.4 * fastrand::f64())).round() as u64,
+        },
+        None => {
+            f.message = format!("gave up after {attempts} attempts: {}", f.message);
+            FailState::Dead
         }
-    } else {
-        FailState::Dead
+    }
+}
+
+fn status_name(state: FailState) -> &'static str {
+    match state {
+        FailState::Failed { .. } => "failed",
+        FailState::Dead => "dead",
     }
 }
 
@@ -83,6 +98,7 @@ pub async fn process_delivery(
     source: &str,
     correlation_id: &str,
     event_id: i64,
+    attempts_before: i64,
     request: &AdapterRequest,
 ) -> DeliveryReport {
     let parsed = match session.parse(request).await {
@@ -92,14 +108,25 @@ pub async fn process_delivery(
     };
     let items = match parsed {
         Ok(items) => items,
-        Err(f) => return failed_delivery(store, event_id, correlation_id, f).await,
+        Err(f) => {
+            return failed_delivery(store, event_id, correlation_id, attempts_before, f).await;
+        }
     };
     let slots = match store
         .split_delivery(event_id, source, correlation_id, &items)
         .await
     {
         Ok(slots) => slots,
-        Err(e) => return failed_delivery(store, event_id, correlation_id, Failure::from(e)).await,
+        Err(e) => {
+            return failed_delivery(
+                store,
+                event_id,
+                correlation_id,
+                attempts_before,
+                Failure::from(e),
+            )
+            .await;
+        }
     };
     let mut reports = Vec::with_capacity(items.len());
     for (item, slot) in items.iter().zip(slots) {
@@ -110,8 +137,9 @@ pub async fn process_delivery(
                 status: "duplicate",
                 error: None,
             },
-            ItemSlot::New(id) | ItemSlot::Again(id) => {
-                process_item(store, session, correlation_id, id, item).await
+            ItemSlot::New(id) => process_item(store, session, correlation_id, id, 0, item).await,
+            ItemSlot::Again { id, attempts } => {
+                process_item(store, session, correlation_id, id, attempts, item).await
             }
         };
         reports.push(report);
@@ -128,9 +156,10 @@ async fn failed_delivery(
     store: &Store,
     event_id: i64,
     correlation_id: &str,
-    f: Failure,
+    attempts_before: i64,
+    mut f: Failure,
 ) -> DeliveryReport {
-    let state = fail_state(f.retryable);
+    let state = fail_state(&mut f, attempts_before);
     tracing::warn!(
         correlation_id,
         event_id,
@@ -148,7 +177,7 @@ async fn failed_delivery(
     }
     DeliveryReport {
         event_id,
-        status: if f.retryable { "failed" } else { "dead" },
+        status: status_name(state),
         error: Some(f.message),
         items: Vec::new(),
     }
@@ -160,6 +189,7 @@ pub async fn process_item(
     session: &mut Session,
     correlation_id: &str,
     event_id: i64,
+    attempts_before: i64,
     item: &ParsedItem,
 ) -> ItemReport {
     let outcome = match session.map_to_domain(item).await {
@@ -185,19 +215,17 @@ pub async fn process_item(
             report.status = "ignored";
             report.error = Some(reason);
         }
-        Err(f) => {
-            tracing::warn!(correlation_id, event_id, dedup_key = %item.dedup_key, retryable = f.retryable, "item failed: {}", f.message);
-            if let Err(e) = store
-                .fail_event(event_id, fail_state(f.retryable), &f.message)
-                .await
-            {
+        Err(mut f) => {
+            let state = fail_state(&mut f, attempts_before);
+            tracing::warn!(correlation_id, event_id, dedup_key = %item.dedup_key, retryable = f.retryable, attempt = attempts_before + 1, "item failed: {}", f.message);
+            if let Err(e) = store.fail_event(event_id, state, &f.message).await {
                 tracing::error!(
                     correlation_id,
                     event_id,
                     "cannot record the item's failure: {e}"
                 );
             }
-            report.status = if f.retryable { "failed" } else { "dead" };
+            report.status = status_name(state);
             report.error = Some(f.message);
         }
     }

@@ -5,3 +5,4 @@
 pub mod ingest;
 pub mod replay;
 pub mod retry;
+pub mod worker;

@@ -75,7 +75,8 @@ pub async fn replay_event(store: &Store, plugins: &PluginSet, event: &EventRow) 
     if event.kind == "item" {
         match event.as_item() {
             Some(item) => ReplayOutcome::Item(
-                ingest::process_item(store, &mut session, cid, event.id, &item).await,
+                ingest::process_item(store, &mut session, cid, event.id, event.attempts, &item)
+                    .await,
             ),
             None => skipped("item row has no dedup key or kind".into()),
         }
@@ -96,8 +97,16 @@ pub async fn replay_event(store: &Store, plugins: &PluginSet, event: &EventRow) 
             body: event.payload.clone(),
         };
         ReplayOutcome::Delivery(
-            ingest::process_delivery(store, &mut session, &event.source, cid, event.id, &request)
-                .await,
+            ingest::process_delivery(
+                store,
+                &mut session,
+                &event.source,
+                cid,
+                event.id,
+                event.attempts,
+                &request,
+            )
+            .await,
         )
     }
 }

@@ -50,6 +50,9 @@ pub struct NewDelivery<'a> {
     pub correlation_id: &'a str,
     pub payload: &'a [u8],
     pub headers_json: String,
+    /// Who processes it inline, and for how long the retry worker must keep off.
+    pub lease_owner: &'a str,
+    pub lease_secs: u64,
 }
 
 /// Where an item stands after its delivery was split.
@@ -58,7 +61,7 @@ pub enum ItemSlot {
     /// First time seen: process it.
     New(i64),
     /// Seen before and not finished (failed, dead or still received): process it again.
-    Again(i64),
+    Again { id: i64, attempts: i64 },
     /// Already processed or ignored: nothing to do.
     Duplicate { id: i64, status: String },
 }
@@ -77,6 +80,15 @@ pub enum FailState {
     Failed { retry_in_secs: u64 },
     /// Will not be retried without a replay.
     Dead,
+}
+
+/// What health says about the DLQ.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DlqStats {
+    pub failed: i64,
+    pub dead: i64,
+    /// Age of the oldest failed event, in seconds.
+    pub oldest_failed_age_seconds: Option<f64>,
 }
 
 /// A stored event, whole (for replays).
@@ -212,6 +224,39 @@ impl Store {
     pub async fn get_event(&self, id: i64) -> Result<Option<EventRow>, StoreError> {
         match self {
             Store::Sqlite(s) => s.get_event(id).await,
+        }
+    }
+
+    /// Claim up to `limit` due events for `owner` (failed and due, or received with no live lease).
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        lease_secs: u64,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.claim_due(owner, lease_secs, limit).await,
+        }
+    }
+
+    /// Drop every lease: at start-up of the one process that owns a SQLite file,
+    /// nothing can still be working on an event.
+    pub async fn release_leases(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.release_leases().await,
+        }
+    }
+
+    pub async fn dlq_stats(&self) -> Result<DlqStats, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.dlq_stats().await,
+        }
+    }
+
+    /// Delete processed and ignored events older than `days`; returns (items, deliveries).
+    pub async fn prune(&self, days: u32) -> Result<(u64, u64), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.prune(days).await,
         }
     }
 

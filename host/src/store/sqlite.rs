@@ -1,7 +1,9 @@
 //! SQLite backend: one file in WAL mode, synchronous=FULL so a committed
 //! delivery survives a power cut, a busy timeout so writers queue instead of failing.
 
-use super::{Applied, EventFilter, EventRow, FailState, ItemSlot, NewDelivery, StoreError};
+use super::{
+    Applied, DlqStats, EventFilter, EventRow, FailState, ItemSlot, NewDelivery, StoreError,
+};
 use crate::domain::{DomainOp, ParsedItem, TenantRef};
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::SqliteRow;
@@ -116,14 +118,18 @@ impl SqliteStore {
 
     pub async fn insert_delivery(&self, d: &NewDelivery<'_>) -> Result<i64, StoreError> {
         let id = sqlx::query_scalar(
-            "INSERT INTO webhook_events (source, kind, correlation_id, payload_hash, payload, headers_json, status)
-             VALUES (?, 'delivery', ?, ?, ?, ?, 'received') RETURNING id",
+            "INSERT INTO webhook_events (source, kind, correlation_id, payload_hash, payload, headers_json, status,
+                                         claimed_by, lease_until)
+             VALUES (?, 'delivery', ?, ?, ?, ?, 'received', ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))
+             RETURNING id",
         )
         .bind(d.source)
         .bind(d.correlation_id)
         .bind(payload_hash(d.payload))
         .bind(d.payload)
         .bind(&d.headers_json)
+        .bind(d.lease_owner)
+        .bind(format!("+{} seconds", d.lease_secs))
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
@@ -142,8 +148,9 @@ impl SqliteStore {
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO webhook_events
                    (source, kind, parent_id, correlation_id, payload_hash, payload, dedup_key,
-                    item_kind, tenant_kind, tenant_key, status)
-                 VALUES (?, 'item', ?, ?, ?, ?, ?, ?, ?, ?, 'received')
+                    item_kind, tenant_kind, tenant_key, status, claimed_by, lease_until)
+                 SELECT ?1, 'item', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'received', p.claimed_by, p.lease_until
+                 FROM webhook_events p WHERE p.id = ?2
                  ON CONFLICT (source, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
                  RETURNING id",
             )
@@ -166,7 +173,7 @@ impl SqliteStore {
         }
         sqlx::query(concat!(
             "UPDATE webhook_events SET status = 'processed', error = NULL, attempts = attempts + 1,
-               next_attempt_at = NULL, updated_at = ",
+               next_attempt_at = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ",
             now!(),
             " WHERE id = ?"
         ))
@@ -243,7 +250,7 @@ impl SqliteStore {
         };
         sqlx::query(concat!(
             "UPDATE webhook_events SET status = ?, error = ?, attempts = attempts + 1,
-               next_attempt_at = NULL, updated_at = ",
+               next_attempt_at = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ",
             now!(),
             " WHERE id = ?"
         ))
@@ -293,6 +300,84 @@ impl SqliteStore {
         row.as_ref().map(event_row).transpose()
     }
 
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        lease_secs: u64,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        // One statement: the claim is atomic. PostgreSQL's version selects the ids
+        // FOR UPDATE SKIP LOCKED so concurrent workers pass over each other's rows.
+        let ids = sqlx::query_scalar(concat!(
+            "UPDATE webhook_events SET claimed_by = ?1, lease_until = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2)
+             WHERE id IN (
+               SELECT id FROM webhook_events
+               WHERE ((status = 'failed' AND next_attempt_at <= ",
+            now!(),
+            ") OR status = 'received')
+                 AND (lease_until IS NULL OR lease_until < ",
+            now!(),
+            ")
+               ORDER BY COALESCE(next_attempt_at, created_at), id
+               LIMIT ?3)
+             RETURNING id"
+        ))
+        .bind(owner)
+        .bind(format!("+{lease_secs} seconds"))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    pub async fn release_leases(&self) -> Result<u64, StoreError> {
+        let r = sqlx::query("UPDATE webhook_events SET claimed_by = NULL, lease_until = NULL WHERE lease_until IS NOT NULL")
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn dlq_stats(&self) -> Result<DlqStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT
+               (SELECT COUNT(*) FROM webhook_events WHERE status = 'failed') AS failed,
+               (SELECT COUNT(*) FROM webhook_events WHERE status = 'dead') AS dead,
+               (SELECT (julianday('now') - julianday(MIN(created_at)) * 86400.0
+                  FROM webhook_events WHERE status = 'failed') AS oldest"
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(DlqStats {
+            failed: row.try_get("failed")?,
+            dead: row.try_get("dead")?,
+            oldest_failed_age_seconds: row.try_get("oldest")?,
+        })
+    }
+
+    pub async fn prune(&self, days: u32) -> Result<(u64, u64), StoreError> {
+        let cutoff = format!("-{days} days");
+        let items = sqlx::query(
+            "DELETE FROM webhook_events
+             WHERE kind = 'item' AND status IN ('processed', 'ignored')
+               AND updated_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
+        )
+        .bind(&cutoff)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let deliveries = sqlx::query(
+            "DELETE FROM webhook_events
+             WHERE kind = 'delivery' AND status IN ('processed', 'ignored')
+               AND updated_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)
+               AND NOT EXISTS (SELECT 1 FROM webhook_events c WHERE c.parent_id = webhook_events.id)",
+        )
+        .bind(&cutoff)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok((items, deliveries))
+    }
+
     pub async fn fail_event(
         &self,
         event_id: i64,
@@ -309,7 +394,7 @@ impl SqliteStore {
             "UPDATE webhook_events SET status = ?, error = ?, attempts = attempts + 1,
                next_attempt_at = CASE WHEN ? IS NULL THEN NULL
                                       ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) END,
-               updated_at = ",
+               claimed_by = NULL, lease_until = NULL, updated_at = ",
             now!(),
             " WHERE id = ?"
         ))
@@ -364,6 +449,9 @@ async fn existing_slot(
     let status: String = row.try_get("status")?;
     Ok(match status.as_str() {
         "processed" | "ignored" => ItemSlot::Duplicate { id, status },
-        _ => ItemSlot::Again(id),
+        _ => ItemSlot::Again {
+            id,
+            attempts: row.try_get("attempts")?,
+        },
     })
 }

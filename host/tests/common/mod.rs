@@ -123,41 +123,30 @@ impl Server {
         if !env.iter().any(|(k, _)| k == "META_APP_SECRET") {
             env.push(("META_APP_SECRET".into(), APP_SECRET.into()));
         }
-        let mut cmd = base_command(dir.path(), &db_url, &env);
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start portico");
-        let stderr = child.stderr.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on http://") {
-                    let _ = tx.send(line[at + "listening on http://".len()..].trim().to_string());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "portico did not start; its log:\n{}",
-                    logs.lock().unwrap().join("\n")
-                );
-            }
-        };
+        let (child, base) = spawn_serve(dir.path(), &db_url, &env, &logs);
         Server {
             dir,
-            base: format!("http://{addr}"),
+            base,
             db_url,
             child,
             logs,
             env,
         }
+    }
+
+    /// kill -9 the server, then start it again on the same database (new port).
+    pub fn crash_and_restart(&mut self) {
+        self.kill9();
+        let (child, base) = spawn_serve(self.dir.path(), &self.db_url, &self.env, &self.logs);
+        self.child = child;
+        self.base = base;
+    }
+
+    /// SIGKILL: no shutdown hook runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -207,6 +196,40 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn spawn_serve(
+    dir: &Path,
+    db_url: &str,
+    env: &[(String, String)],
+    logs: &Arc<Mutex<Vec<String>>>,
+) -> (Child, String) {
+    let mut cmd = base_command(dir, db_url, env);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start portico");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let _ = tx.send(line[at + "listening on http://".len()..].trim().to_string());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(addr) => (child, format!("http://{addr}")),
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "portico did not start; its log:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
+        }
     }
 }
 

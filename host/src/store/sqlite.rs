@@ -342,9 +342,9 @@ impl SqliteStore {
             "SELECT
                (SELECT COUNT(*) FROM webhook_events WHERE status = 'failed') AS failed,
                (SELECT COUNT(*) FROM webhook_events WHERE status = 'dead') AS dead,
-               (SELECT (julianday('now') - julianday(MIN(created_at)) * 86400.0
-                  FROM webhook_events WHERE status = 'failed') AS oldest"
-        ))
+               (SELECT (julianday('now') - julianday(MIN(created_at))) * 86400.0
+                  FROM webhook_events WHERE status = 'failed') AS oldest",
+        )
         .fetch_one(&self.pool)
         .await?;
         Ok(DlqStats {

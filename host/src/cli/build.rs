@@ -1,6 +1,6 @@
 //! `portico build`: run each plugin's build command, with progress and timings.
 
-use crate::config::PluginsFile;
+use crate::config::{PluginSpec, PluginsFile};
 use anyhow::{Context, bail};
 use std::time::Instant;
 
@@ -15,48 +15,7 @@ pub async fn build_all(file: &PluginsFile) -> anyhow::Result<()> {
     }
     let all = Instant::now();
     for (i, plugin) in to_build.iter().enumerate() {
-        let Some(command) = &plugin.build else {
-            continue;
-        };
-        eprintln!(
-            "[{}/{}] building {}: {command}",
-            i + 1,
-            to_build.len(),
-            plugin.name
-        );
-        let started = Instant::now();
-        let status = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .current_dir(&file.base_dir)
-            // A cargo that runs us must not leak its target settings into the plugin build.
-            .env_remove("CARGO_BUILD_TARGET")
-            .env_remove("RUSTFLAGS")
-            .status()
-            .await
-            .with_context(|| format!("cannot run the build command of plugin {}", plugin.name))?;
-        if !status.success() {
-            bail!(
-                "building plugin {} failed ({status}); the command was `{command}` in {}",
-                plugin.name,
-                file.base_dir.display()
-            );
-        }
-        if !plugin.wasm_path.is_file() {
-            bail!(
-                "plugin {} built, but {} does not exist: fix `path` or `build` in {}",
-                plugin.name,
-                plugin.wasm_path.display(),
-                file.path.display()
-            );
-        }
-        eprintln!(
-            "[{}/{}] built {} in {:.1}s",
-            i + 1,
-            to_build.len(),
-            plugin.name,
-            started.elapsed().as_secs_f64()
-        );
+        build_one(file, plugin, Some((i + 1, to_build.len()))).await?;
     }
     eprintln!(
         "built {} plugin(s) in {:.1}s",
@@ -64,4 +23,52 @@ pub async fn build_all(file: &PluginsFile) -> anyhow::Result<()> {
         all.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Build one plugin; returns the seconds it took.
+pub async fn build_one(
+    file: &PluginsFile,
+    plugin: &PluginSpec,
+    progress: Option<(usize, usize)>,
+) -> anyhow::Result<f64> {
+    let Some(command) = &plugin.build else {
+        bail!(
+            "plugin {} declares no build command in {}",
+            plugin.name,
+            file.path.display()
+        );
+    };
+    let step = progress
+        .map(|(i, n)| format!("[{i}/{n}] "))
+        .unwrap_or_default();
+    eprintln!("{step}building {}: {command}", plugin.name);
+    let started = Instant::now();
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(&file.base_dir)
+        // A cargo that runs us must not leak its target settings into the plugin build.
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .await
+        .with_context(|| format!("cannot run the build command of plugin {}", plugin.name))?;
+    if !status.success() {
+        bail!(
+            "building plugin {} failed ({status}); the command was `{command}` in {}",
+            plugin.name,
+            file.base_dir.display()
+        );
+    }
+    if !plugin.wasm_path.is_file() {
+        bail!(
+            "plugin {} built, but {} does not exist: fix `path` or `build` in {}",
+            plugin.name,
+            plugin.wasm_path.display(),
+            file.path.display()
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("{step}built {} in {secs:.1}s", plugin.name);
+    Ok(secs)
 }

@@ -1,6 +1,7 @@
 //! The `portico` command line (design.md §3).
 
 mod build;
+mod dev;
 mod dlq;
 mod serve;
 
@@ -54,6 +55,8 @@ enum Command {
     Build,
     /// Build, then serve.
     Up,
+    /// Up, then rebuild and hot-reload a plugin whenever its sources change.
+    Dev,
     /// Apply migrations and exit.
     Migrate,
     /// Manage tenants.
@@ -158,6 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             build::build_all(&file).await?;
             serve::serve(&settings).await
         }
+        Command::Dev => dev::dev(&settings).await,
         Command::Migrate => {
             open_store(&settings).await?;
             eprintln!("migrations applied to {}", settings.database_url);

@@ -13,8 +13,18 @@ use std::sync::Arc;
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let file = load_plugins_file(&settings.plugins_path, FileCheck::Require)?;
     let store = super::open_store(settings).await?;
-    let runtime = Arc::new(Runtime::new().context("cannot start the wasm runtime")?);
+    let runtime =
+        Arc::new(Runtime::new(file.cache_dir()).context("cannot start the wasm runtime")?);
+    let started = std::time::Instant::now();
     let set = runtime.load_all(&file).await;
+    tracing::info!(
+        plugins = set.slots.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "plugins loaded"
+    );
+    // Hot reload: plugins.toml and every .wasm are watched from here on.
+    crate::runtime::watch::spawn(runtime.clone(), file.path.clone())
+        .context("cannot watch plugin files")?;
 
     let meta_enabled = set.slot("meta").is_some_and(|s| s.spec.enabled);
     let toggles = IntegrationToggles {

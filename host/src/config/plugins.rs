@@ -122,6 +122,9 @@ struct EntrySpec {
     aliases: BTreeMap<String, String>,
     #[serde(default)]
     allowed_hosts: Vec<ValueSpec>,
+    /// Source folders `portico dev` watches to rebuild this plugin.
+    #[serde(default)]
+    watch: Vec<PathBuf>,
     #[serde(default)]
     config: BTreeMap<String, ValueSpec>,
     #[serde(default)]
@@ -147,7 +150,7 @@ impl fmt::Debug for Secret {
 }
 
 /// One plugin, resolved and validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PluginSpec {
     pub name: String,
     /// Absolute path of the component.
@@ -161,6 +164,8 @@ pub struct PluginSpec {
     pub aliases: BTreeMap<String, String>,
     /// Where the plugin's outbound HTTP may go; empty means nowhere.
     pub allowed_hosts: Vec<HostRule>,
+    /// Absolute source folders that `portico dev` watches for this plugin.
+    pub watch: Vec<PathBuf>,
     pub config: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, Secret>,
     pub limits: Limits,
@@ -220,6 +225,18 @@ pub struct PluginsFile {
     /// The folder relative paths and build commands start from.
     pub base_dir: PathBuf,
     pub plugins: Vec<PluginSpec>,
+}
+
+impl PluginsFile {
+    /// Where compiled components are cached: `PORTICO_CACHE_DIR`, `off` for
+    /// nowhere, by default `.portico/cache` beside plugins.toml.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        match std::env::var("PORTICO_CACHE_DIR") {
+            Ok(v) if v.trim().eq_ignore_ascii_case("off") => None,
+            Ok(v) if !v.trim().is_empty() => Some(PathBuf::from(v.trim())),
+            _ => Some(self.base_dir.join(".portico").join("cache")),
+        }
+    }
 }
 
 /// Whether to insist that component files exist (serve) or not (build, which makes them).
@@ -396,6 +413,17 @@ pub fn resolve(
             enabled,
             aliases: entry.aliases,
             allowed_hosts,
+            watch: entry
+                .watch
+                .iter()
+                .map(|p| {
+                    if p.is_absolute() {
+                        p.clone()
+                    } else {
+                        base_dir.join(p)
+                    }
+                })
+                .collect(),
             config,
             secrets,
             limits,

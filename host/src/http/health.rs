@@ -43,7 +43,10 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
                         "state": "loaded",
                         "sha256": p.sha256,
                         "loaded_at": rfc3339(p.loaded_at),
-                        "error": null,
+                        "reloads": slot.reloads,
+                        // A refused reload: this version keeps serving.
+                        "error": slot.last_error.as_ref().map(|(e, _)| e),
+                        "error_at": slot.last_error.as_ref().map(|(_, at)| rfc3339(*at)),
                         "warnings": p.manifest.warnings,
                     })
                 }
@@ -55,8 +58,9 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
                     "state": "failed",
                     "sha256": null,
                     "loaded_at": null,
+                    "reloads": slot.reloads,
                     "error": error,
-                    "failed_at": rfc3339(*at),
+                    "error_at": rfc3339(*at),
                 }),
                 SlotState::Disabled => json!({
                     "name": spec.name,
@@ -66,6 +70,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
                     "state": "disabled",
                     "sha256": null,
                     "loaded_at": null,
+                    "reloads": slot.reloads,
                     "error": null,
                 }),
             }

@@ -8,12 +8,14 @@
 //!   instance a memory ceiling (store limiter); either fault traps that call only;
 //! - an instance never outlives one webhook, so no state leaks between deliveries.
 
+pub mod cache;
 pub mod engine;
 pub mod host_api;
 pub mod outbound;
 pub mod plugin;
 pub mod registry;
 pub mod session;
+pub mod watch;
 
 /// Bindings for the `adapter` world of `wit/adapter.wit`.
 pub mod bindings {

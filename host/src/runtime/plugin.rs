@@ -5,6 +5,7 @@
 //! never serves.
 
 use super::bindings::{AdapterPre, portico::adapter::types};
+use super::cache::ComponentCache;
 use super::host_api::{HostState, PluginEnv};
 use super::session::Session;
 use crate::config::PluginSpec;
@@ -66,6 +67,8 @@ pub struct LoadedPlugin {
     pub manifest: PluginManifest,
     pub sha256: String,
     pub loaded_at: SystemTime,
+    /// Whether the compiled code came from the disk cache (no compilation).
+    pub from_cache: bool,
 }
 
 impl LoadedPlugin {
@@ -96,6 +99,7 @@ pub async fn load(
     engine: &Engine,
     linker: &Linker<HostState>,
     http: &reqwest::Client,
+    cache: &ComponentCache,
     spec: PluginSpec,
 ) -> Result<LoadedPlugin, LoadError> {
     let bytes = tokio::fs::read(&spec.wasm_path)
@@ -105,13 +109,22 @@ pub async fn load(
             source,
         })?;
     let sha256 = sha256_hex(&bytes);
-    // Compiling is CPU-heavy (tens of ms to seconds): keep it off the async workers.
+    // Compiling is CPU-heavy (tens of ms to seconds): keep it off the async
+    // workers, and skip it when the disk cache has this exact component.
     let compile_engine = engine.clone();
-    let component =
-        tokio::task::spawn_blocking(move || Component::from_binary(&compile_engine, &bytes))
-            .await
-            .map_err(|e| LoadError::Compile(e.to_string()))?
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+    let compile_cache = cache.clone();
+    let compile_sha = sha256.clone();
+    let (component, from_cache) = tokio::task::spawn_blocking(move || {
+        if let Some(component) = compile_cache.load(&compile_engine, &compile_sha) {
+            return Ok((component, true));
+        }
+        let component = Component::from_binary(&compile_engine, &bytes)?;
+        compile_cache.store(&compile_sha, &component);
+        Ok::<_, wasmtime::Error>((component, false))
+    })
+    .await
+    .map_err(|e| LoadError::Compile(e.to_string()))?
+    .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
     let instance_pre = linker
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link(format!("{e:#}")))?;
@@ -137,6 +150,7 @@ pub async fn load(
         },
         sha256,
         loaded_at: SystemTime::now(),
+        from_cache,
     };
     let manifest = {
         let mut session = Session::start(&plugin, "load")

@@ -3,20 +3,29 @@
 //!
 //! Requests read the current snapshot lock-free (`ArcSwap::load_full`) and keep
 //! it for their whole life; a reload builds a new snapshot off the request path
-//! and swaps it in whole, so in-flight webhooks finish on the version they started with.
+//! and swaps it in whole, so in-flight webhooks finish on the version they
+//! started with. Reloads are serialised by one lock; the request path never takes it.
+//!
+//! A reload never makes things worse: a component that fails to compile, link
+//! or describe itself leaves the last good version serving (its error is kept
+//! for health), and an invalid plugins.toml edit is refused as a whole.
 
+use super::cache::ComponentCache;
 use super::engine::{build_engine, build_linker};
 use super::host_api::HostState;
 use super::plugin::{LoadedPlugin, RouteKind, load};
+use crate::config::plugins::{FileCheck, load_plugins_file};
 use crate::config::{PluginSpec, PluginsFile};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 /// Where a plugin stands.
+#[derive(Clone)]
 pub enum SlotState {
     Loaded(Arc<LoadedPlugin>),
     Failed { error: String, at: SystemTime },
@@ -24,9 +33,14 @@ pub enum SlotState {
 }
 
 /// One entry of plugins.toml and its state.
+#[derive(Clone)]
 pub struct PluginSlot {
     pub spec: PluginSpec,
     pub state: SlotState,
+    /// Successful reloads since start.
+    pub reloads: u32,
+    /// The last reload that was refused, while an older version keeps serving.
+    pub last_error: Option<(String, SystemTime)>,
 }
 
 /// An immutable view of every plugin and its routes.
@@ -106,19 +120,33 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     http: reqwest::Client,
+    cache: ComponentCache,
     current: ArcSwap<PluginSet>,
+    /// The manifest the current set came from (for reloads).
+    manifest_path: std::sync::Mutex<Option<PathBuf>>,
+    reload: tokio::sync::Mutex<()>,
 }
 
+/// Why a plugins.toml edit was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("plugins.toml edit refused, the running set stays: {0}")]
+pub struct ManifestRefused(pub String);
+
 impl Runtime {
-    pub fn new() -> anyhow::Result<Runtime> {
+    /// `cache_dir`: where compiled components are kept between runs (None: nowhere).
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
         let engine = build_engine()?;
         let linker = build_linker(&engine)?;
         let http = super::outbound::http_client()?;
+        let cache = ComponentCache::new(&engine, cache_dir);
         Ok(Runtime {
             engine,
             linker,
             http,
+            cache,
             current: ArcSwap::from_pointee(PluginSet::default()),
+            manifest_path: std::sync::Mutex::new(None),
+            reload: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -130,31 +158,149 @@ impl Runtime {
     /// Load every plugin of `file` (a failure is kept in its slot, not returned)
     /// and swap the result in as the current set.
     pub async fn load_all(&self, file: &PluginsFile) -> Arc<PluginSet> {
+        let _guard = self.reload.lock().await;
+        if let Ok(mut path) = self.manifest_path.lock() {
+            *path = Some(file.path.clone());
+        }
         let mut slots = Vec::with_capacity(file.plugins.len());
         for spec in &file.plugins {
-            slots.push(self.load_slot(spec.clone()).await);
+            slots.push(self.load_slot(spec.clone(), None).await);
         }
         let set = Arc::new(PluginSet::new(slots));
         self.current.store(set.clone());
         set
     }
 
-    async fn load_slot(&self, spec: PluginSpec) -> PluginSlot {
+    /// Re-read plugins.toml and apply it: add, remove, enable, disable, re-mount,
+    /// re-limit and re-configure plugins. Unchanged plugins are kept as they are.
+    pub async fn reload_manifest(&self) -> Result<Arc<PluginSet>, ManifestRefused> {
+        let _guard = self.reload.lock().await;
+        let path = self
+            .manifest_path
+            .lock()
+            .ok()
+            .and_then(|p| p.clone())
+            .ok_or_else(|| ManifestRefused("no plugins.toml was loaded".into()))?;
+        let file = load_plugins_file(&path, FileCheck::Require)
+            .map_err(|e| ManifestRefused(e.to_string()))?;
+        let old = self.snapshot();
+        let mut slots = Vec::with_capacity(file.plugins.len());
+        for spec in file.plugins {
+            let previous = old.slot(&spec.name).cloned();
+            let slot = match previous {
+                Some(prev)
+                    if prev.spec == spec && !matches!(prev.state, SlotState::Failed { .. }) =>
+                {
+                    // Same entry: keep it unless its file changed under it.
+                    match (&prev.state, sha_of(&spec.wasm_path).await) {
+                        (SlotState::Loaded(p), Some(sha)) if p.sha256 == sha => prev,
+                        (SlotState::Disabled, _) => prev,
+                        _ => self.replace_slot(prev, spec).await,
+                    }
+                }
+                Some(prev) => self.replace_slot(prev, spec).await,
+                None => {
+                    tracing::info!(plugin = %spec.name, "plugin added by a plugins.toml edit");
+                    self.load_slot(spec, None).await
+                }
+            };
+            slots.push(slot);
+        }
+        for gone in old
+            .slots
+            .iter()
+            .filter(|s| !slots.iter().any(|n| n.spec.name == s.spec.name))
+        {
+            tracing::info!(plugin = %gone.spec.name, "plugin removed by a plugins.toml edit");
+        }
+        let set = Arc::new(PluginSet::new(slots));
+        self.current.store(set.clone());
+        Ok(set)
+    }
+
+    /// Reload one plugin because its .wasm changed. A no-op when the content did not.
+    pub async fn reload_plugin(&self, name: &str) {
+        let _guard = self.reload.lock().await;
+        let old = self.snapshot();
+        let Some(prev) = old.slot(name).cloned() else {
+            return;
+        };
+        if let SlotState::Loaded(p) = &prev.state
+            && sha_of(&prev.spec.wasm_path).await.as_deref() == Some(p.sha256.as_str())
+        {
+            return;
+        }
+        if matches!(prev.state, SlotState::Disabled) {
+            return;
+        }
+        let spec = prev.spec.clone();
+        let slot = self.replace_slot(prev, spec).await;
+        let slots = old
+            .slots
+            .iter()
+            .map(|s| {
+                if s.spec.name == name {
+                    slot.clone()
+                } else {
+                    s.clone()
+                }
+            })
+            .collect();
+        self.current.store(Arc::new(PluginSet::new(slots)));
+    }
+
+    /// Load `spec` to replace `prev`; on failure a loaded `prev` keeps serving.
+    async fn replace_slot(&self, prev: PluginSlot, spec: PluginSpec) -> PluginSlot {
+        let mut next = self.load_slot(spec.clone(), Some(&prev)).await;
+        match (&next.state, &prev.state) {
+            (SlotState::Failed { error, at }, SlotState::Loaded(_))
+                if prev.spec.wasm_path == spec.wasm_path =>
+            {
+                tracing::error!(plugin = %spec.name, "reload refused, the previous version keeps serving: {error}");
+                PluginSlot {
+                    last_error: Some((error.clone(), *at)),
+                    ..prev
+                }
+            }
+            (SlotState::Loaded(p), _) => {
+                next.reloads = prev.reloads + 1;
+                tracing::info!(plugin = %spec.name, version = %p.manifest.version, sha256 = %p.sha256, reloads = next.reloads, "plugin reloaded");
+                next
+            }
+            _ => {
+                next.reloads = prev.reloads;
+                next
+            }
+        }
+    }
+
+    async fn load_slot(&self, spec: PluginSpec, prev: Option<&PluginSlot>) -> PluginSlot {
         if !spec.enabled {
             tracing::info!(plugin = %spec.name, "plugin is disabled in plugins.toml");
             return PluginSlot {
                 spec,
                 state: SlotState::Disabled,
+                reloads: prev.map_or(0, |p| p.reloads),
+                last_error: None,
             };
         }
         let started = std::time::Instant::now();
-        match load(&self.engine, &self.linker, &self.http, spec.clone()).await {
+        match load(
+            &self.engine,
+            &self.linker,
+            &self.http,
+            &self.cache,
+            spec.clone(),
+        )
+        .await
+        {
             Ok(plugin) => {
                 tracing::info!(
                     plugin = %spec.name,
                     version = %plugin.manifest.version,
                     sha256 = %plugin.sha256,
                     mount = %spec.mount,
+                    from_cache = plugin.from_cache,
                     ms = started.elapsed().as_millis() as u64,
                     "plugin loaded"
                 );
@@ -164,6 +310,8 @@ impl Runtime {
                 PluginSlot {
                     spec,
                     state: SlotState::Loaded(Arc::new(plugin)),
+                    reloads: 0,
+                    last_error: None,
                 }
             }
             Err(e) => {
@@ -175,8 +323,16 @@ impl Runtime {
                         error,
                         at: SystemTime::now(),
                     },
+                    reloads: 0,
+                    last_error: None,
                 }
             }
         }
     }
+}
+
+/// The sha256 of a file, or None when it cannot be read.
+async fn sha_of(path: &Path) -> Option<String> {
+    let bytes = tokio::fs::read(path).await.ok()?;
+    Some(super::plugin::sha256_hex(&bytes))
 }

@@ -18,6 +18,15 @@ mod component {
 
     struct MetaAdapter;
 
+    /// The crate version, with `+TAG` when built with PORTICO_BUILD_TAG=TAG
+    /// (tells two dev builds apart in health).
+    fn version() -> String {
+        match option_env!("PORTICO_BUILD_TAG") {
+            Some(tag) if !tag.is_empty() => format!("{}+{tag}", env!("CARGO_PKG_VERSION")),
+            _ => env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
     fn verification_on() -> bool {
         host::config_bool("verify_signature", true)
     }
@@ -37,7 +46,7 @@ mod component {
             }
             Manifest {
                 name: "meta".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
+                version: version(),
                 routes: vec![
                     Route {
                         method: "POST".into(),

@@ -3,6 +3,7 @@
 mod build;
 mod dev;
 mod dlq;
+mod plugin;
 mod serve;
 
 use crate::config::Settings;
@@ -68,6 +69,31 @@ enum Command {
     /// Inspect and replay the dead-letter queue (failed and dead events).
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Tools for adapter authors.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Scaffold plugins/NAME from the SDK template.
+    New { name: String },
+    /// Load a component, check it implements the world, print its manifest.
+    Check { file: PathBuf },
+    /// Run verify, parse and map-to-domain offline and print the result as JSON.
+    Call {
+        /// The plugin's name in plugins.toml (its config and secrets apply).
+        name: String,
+        /// The raw request body.
+        #[arg(long)]
+        body: PathBuf,
+        /// A request header, 'Name: value'; repeat for more.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// The plugin route the request is for.
+        #[arg(long, default_value = "webhook")]
+        route: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +188,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve::serve(&settings).await
         }
         Command::Dev => dev::dev(&settings).await,
+        Command::Plugin(PluginCommand::New { name }) => {
+            plugin::new_plugin(&settings.plugins_path, name)
+        }
+        Command::Plugin(PluginCommand::Check { file }) => plugin::check(file).await,
+        Command::Plugin(PluginCommand::Call {
+            name,
+            body,
+            headers,
+            route,
+        }) => plugin::call(&settings.plugins_path, name, body, headers, route).await,
         Command::Migrate => {
             open_store(&settings).await?;
             eprintln!("migrations applied to {}", settings.database_url);

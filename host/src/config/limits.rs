@@ -19,6 +19,12 @@ pub const DEFAULT_OUTBOUND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest outbound answer handed back to an adapter.
 pub const MAX_OUTBOUND_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
+/// Largest output of one map-to-domain call (all strings of its operations).
+pub const MAX_ITEM_OUTPUT_BYTES: usize = 1024 * 1024;
+/// Largest output of one parse call (all item payloads), and most items.
+pub const MAX_PARSE_OUTPUT_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_ITEMS_PER_DELIVERY: usize = 10_000;
+
 /// Ranges accepted in plugins.toml.
 pub const MAX_BODY_BYTES_RANGE: (u64, u64) = (1024, 64 * 1024 * 1024);
 pub const CALL_TIMEOUT_MS_RANGE: (u64, u64) = (10, 120_000);

@@ -18,7 +18,7 @@ impl std::fmt::Display for TenantRef {
 }
 
 /// A lead to create (idempotent on tenant, source and external id).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NewLead {
     pub source: String,
     pub external_id: String,
@@ -32,17 +32,39 @@ pub struct NewLead {
 }
 
 /// One thing an item asks of the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum DomainOp {
     CreateLead(NewLead),
     /// Nothing to do; the reason goes on the event.
-    Ignore(String),
+    Ignore {
+        reason: String,
+    },
 }
 
 impl DomainOp {
+    /// Bytes of text the op carries (for output limits).
+    pub fn size(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        match self {
+            DomainOp::CreateLead(l) => {
+                l.source.len()
+                    + l.external_id.len()
+                    + opt(&l.form_id)
+                    + opt(&l.ad_id)
+                    + opt(&l.campaign_id)
+                    + opt(&l.full_name)
+                    + opt(&l.email)
+                    + opt(&l.phone)
+                    + l.fields_json.len()
+            }
+            DomainOp::Ignore { reason } => reason.len(),
+        }
+    }
+
     /// Whether applying this op needs the item's tenant.
     pub fn needs_tenant(&self) -> bool {
-        !matches!(self, DomainOp::Ignore(_))
+        !matches!(self, DomainOp::Ignore { .. })
     }
 }
 

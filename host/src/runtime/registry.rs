@@ -150,6 +150,18 @@ impl Runtime {
         })
     }
 
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Load one plugin outside any set (for `portico plugin check`).
+    pub async fn load_one(
+        &self,
+        spec: PluginSpec,
+    ) -> Result<LoadedPlugin, super::plugin::LoadError> {
+        load(&self.engine, &self.linker, &self.http, &self.cache, spec).await
+    }
+
     /// The snapshot requests should use.
     pub fn snapshot(&self) -> Arc<PluginSet> {
         self.current.load_full()

@@ -8,7 +8,9 @@ use super::bindings::Adapter;
 use super::bindings::portico::adapter::types;
 use super::host_api::HostState;
 use super::plugin::LoadedPlugin;
-use crate::config::limits::GUEST_STDERR_BYTES;
+use crate::config::limits::{
+    GUEST_STDERR_BYTES, MAX_ITEM_OUTPUT_BYTES, MAX_ITEMS_PER_DELIVERY, MAX_PARSE_OUTPUT_BYTES,
+};
 use crate::domain::{DomainOp, NewLead, ParsedItem, TenantRef};
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +27,8 @@ pub enum CallError {
     Trap(String),
     #[error("cannot instantiate adapter: {0}")]
     Instantiate(String),
+    #[error("adapter output too large: {0}")]
+    OutputTooLarge(String),
 }
 
 /// An adapter's own error for an item or a delivery.
@@ -196,7 +200,19 @@ impl Session {
             .call_parse(&mut *store, req)
             .await;
         match r {
-            Ok(Ok(items)) => Ok(Ok(items.into_iter().map(item_from_wit).collect())),
+            Ok(Ok(items)) => {
+                let bytes: usize = items
+                    .iter()
+                    .map(|i| i.payload.len() + i.dedup_key.len())
+                    .sum();
+                if items.len() > MAX_ITEMS_PER_DELIVERY || bytes > MAX_PARSE_OUTPUT_BYTES {
+                    return Err(CallError::OutputTooLarge(format!(
+                        "parse returned {} items of {bytes} bytes; the limits are {MAX_ITEMS_PER_DELIVERY} items and {MAX_PARSE_OUTPUT_BYTES} bytes",
+                        items.len()
+                    )));
+                }
+                Ok(Ok(items.into_iter().map(item_from_wit).collect()))
+            }
             Ok(Err(e)) => Ok(Err(error_from_wit(e))),
             Err(e) => Err(self.fail(e)),
         }
@@ -223,7 +239,16 @@ impl Session {
             .call_map_to_domain(&mut *store, &wit_item)
             .await;
         match r {
-            Ok(Ok(ops)) => Ok(Ok(ops.into_iter().map(op_from_wit).collect())),
+            Ok(Ok(ops)) => {
+                let ops: Vec<DomainOp> = ops.into_iter().map(op_from_wit).collect();
+                let bytes: usize = ops.iter().map(DomainOp::size).sum();
+                if bytes > MAX_ITEM_OUTPUT_BYTES {
+                    return Err(CallError::OutputTooLarge(format!(
+                        "map-to-domain returned {bytes} bytes of operations; the limit is {MAX_ITEM_OUTPUT_BYTES}"
+                    )));
+                }
+                Ok(Ok(ops))
+            }
             Ok(Err(e)) => Ok(Err(error_from_wit(e))),
             Err(e) => Err(self.fail(e)),
         }
@@ -284,6 +309,6 @@ fn op_from_wit(op: types::DomainOp) -> DomainOp {
             phone: l.phone,
             fields_json: l.fields_json,
         }),
-        types::DomainOp::Ignore(reason) => DomainOp::Ignore(reason),
+        types::DomainOp::Ignore(reason) => DomainOp::Ignore { reason },
     }
 }

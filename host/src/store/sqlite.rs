@@ -29,6 +29,11 @@ macro_rules! event_columns {
     };
 }
 
+/// Write transactions take SQLite's write lock up front. A deferred transaction
+/// that reads and then writes fails at once with SQLITE_BUSY (no busy wait) when
+/// another writer committed in between; an immediate one waits its turn.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -82,7 +87,7 @@ impl SqliteStore {
         kind: &str,
         key: &str,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = ?")
             .bind(tenant_id)
             .fetch_optional(&mut *tx)
@@ -142,7 +147,7 @@ impl SqliteStore {
         correlation_id: &str,
         items: &[ParsedItem],
     ) -> Result<Vec<ItemSlot>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let mut slots = Vec::with_capacity(items.len());
         for item in items {
             let inserted: Option<i64> = sqlx::query_scalar(
@@ -190,7 +195,7 @@ impl SqliteStore {
         tenant: Option<&TenantRef>,
         ops: &[DomainOp],
     ) -> Result<Applied, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let tenant_id = if ops.iter().any(DomainOp::needs_tenant) {
             let tenant = tenant.ok_or(StoreError::MissingTenant)?;
             let id: Option<i64> = sqlx::query_scalar(
@@ -233,7 +238,7 @@ impl SqliteStore {
                     .await?;
                     created += r.rows_affected();
                 }
-                DomainOp::Ignore(reason) => ignored.push(reason.as_str()),
+                DomainOp::Ignore { reason } => ignored.push(reason.as_str()),
             }
         }
 

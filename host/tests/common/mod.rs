@@ -22,34 +22,56 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Build the bundled plugins once (own target dir: a nested cargo must not share ours).
+/// The packages every test binary builds once.
+const TEST_PLUGINS: [&str; 3] = [
+    "portico-meta",
+    "portico-standard-webhooks",
+    "portico-test-misbehaving",
+];
+
+/// Build the test plugins into `target/{dir}` with PORTICO_BUILD_TAG=`tag`
+/// (own target dir: a nested cargo must not share the outer one's lock).
+fn build_plugins(dir: &str, tag: &str) -> PathBuf {
+    let target_dir = workspace_root().join("target").join(dir);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root())
+        .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("PORTICO_BUILD_TAG", tag)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR");
+    for p in TEST_PLUGINS {
+        cmd.args(["-p", p]);
+    }
+    let status = cmd.status().expect("run cargo to build the plugins");
+    assert!(status.success(), "building the test plugins failed");
+    target_dir.join("wasm32-wasip2").join("plugin")
+}
+
+/// A bundled plugin built once per test binary.
 pub fn plugin_wasm(package: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let target_dir = workspace_root().join("target").join("test-plugins");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "--profile",
-                "plugin",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                "portico-meta",
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_BUILD_TARGET")
-            .env_remove("CARGO_TARGET_DIR")
-            .status()
-            .expect("run cargo to build the plugins");
-        assert!(status.success(), "building the test plugins failed");
-        target_dir.join("wasm32-wasip2").join("plugin")
-    });
-    dir.join(format!("{}.wasm", package.replace('-', "_")))
+    BUILT
+        .get_or_init(|| build_plugins("test-plugins", ""))
+        .join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// The same plugin built with PORTICO_BUILD_TAG=b: same code, version "0.1.0+b".
+pub fn plugin_wasm_variant_b(package: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_plugins("test-plugins-b", "b"))
+        .join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// Replace `to` by `from_bytes` atomically (write aside, rename), as a build would.
+pub fn install_file(from_bytes: &[u8], to: &Path) {
+    let tmp = to.with_extension("wasm.tmp");
+    std::fs::write(&tmp, from_bytes).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
 }
 
 pub fn sign(body: &[u8], secret: &str) -> String {
@@ -80,6 +102,11 @@ pub fn lead_body(page: &str, leadgen_id: &str) -> String {
 
 /// The plugins.toml entry of the Meta adapter, with extra lines for its table.
 pub fn meta_entry(extra: &str) -> String {
+    meta_entry_at(&plugin_wasm("portico-meta"), extra)
+}
+
+/// The Meta entry for a component at `path`.
+pub fn meta_entry_at(path: &Path, extra: &str) -> String {
     format!(
         r#"
 [plugins.meta]
@@ -94,7 +121,7 @@ app_secret = {{ env = "META_APP_SECRET" }}
 verify_token = {{ env = "META_VERIFY_TOKEN" }}
 page_access_token = {{ env = "META_PAGE_ACCESS_TOKEN" }}
 "#,
-        plugin_wasm("portico-meta").display()
+        path.display()
     )
 }
 
@@ -185,6 +212,31 @@ impl Server {
 
     pub async fn db(&self) -> SqlitePool {
         SqlitePool::connect(&self.db_url).await.unwrap()
+    }
+
+    /// The health entry of plugin `name`.
+    pub async fn plugin_health(&self, name: &str) -> serde_json::Value {
+        let health: serde_json::Value = reqwest::get(self.url("/api/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        health["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Rewrite this server's plugins.toml (atomically).
+    pub fn write_plugins_toml(&self, text: &str) {
+        let path = self.dir.path().join("plugins.toml");
+        let tmp = self.dir.path().join("plugins.toml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
     }
 
     pub fn log_text(&self) -> String {

@@ -6,6 +6,7 @@
 //! - [`bindings`]: the generated WIT bindings and the [`export_adapter!`] macro;
 //! - [`signature`]: HMAC-SHA256 signature checks with constant-time comparison;
 //! - [`http`]: small helpers over the request record (headers, query strings);
+//! - [`json`]: JSON access whose errors name the field path;
 //! - [`host`]: logging and config/secret lookups through the host;
 //! - [`outbound`]: HTTP to the hosts plugins.toml allows.
 //!
@@ -21,6 +22,7 @@
 
 pub mod host;
 pub mod http;
+pub mod json;
 pub mod outbound;
 pub mod signature;
 

@@ -36,6 +36,69 @@ pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
     to_hex(&hmac_sha256(key, message))
 }
 
+/// HMAC-SHA256 of `message` as standard base64 (what Standard Webhooks' `v1,` signatures carry).
+///
+/// ```
+/// use portico_sdk::signature::hmac_sha256_base64;
+/// assert_eq!(hmac_sha256_base64(b"key", b"msg").len(), 44);
+/// ```
+pub fn hmac_sha256_base64(key: &[u8], message: &[u8]) -> String {
+    base64_encode(&hmac_sha256(key, message))
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding.
+///
+/// ```
+/// assert_eq!(portico_sdk::signature::base64_encode(b"hi!"), "aGkh");
+/// ```
+pub fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        out.push(B64[(n >> 18) as usize & 63] as char);
+        out.push(B64[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            B64[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            B64[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// Decode standard base64 (padding optional); `None` on any other character.
+///
+/// ```
+/// assert_eq!(portico_sdk::signature::base64_decode("aGkh").unwrap(), b"hi!");
+/// assert!(portico_sdk::signature::base64_decode("a*").is_none());
+/// ```
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim().trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in text.bytes() {
+        let v = B64.iter().position(|&b| b == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
 /// Equality whose time does not depend on where the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -197,6 +260,14 @@ mod tests {
             verify_hub_sha256(Some(SIG), &secrets(&["wrong"]), b),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
+            assert_eq!(base64_decode(&base64_encode(&data)).unwrap(), data);
+        }
     }
 
     #[test]

@@ -1,0 +1,263 @@
+//! `portico plugin new | check | call`: the adapter author's tools.
+
+use crate::config::PluginSpec;
+use crate::config::limits::Limits;
+use crate::config::plugins::{FileCheck, load_plugins_file};
+use crate::runtime::Runtime;
+use crate::runtime::session::{AdapterRequest, Verdict};
+use crate::runtime::{Session, SlotState};
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// The WIT package this host speaks.
+pub const WIT_PACKAGE: &str = "portico:adapter";
+pub const WIT_VERSION: &str = "0.1.0";
+
+const TEMPLATE_CARGO: &str = include_str!("../../templates/plugin/Cargo.toml.tmpl");
+const TEMPLATE_LIB: &str = include_str!("../../templates/plugin/lib.rs.tmpl");
+const TEMPLATE_LOGIC: &str = include_str!("../../templates/plugin/logic.rs.tmpl");
+
+/// `portico plugin new NAME`: scaffold plugins/NAME beside plugins.toml.
+pub fn new_plugin(plugins_toml: &Path, name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 48
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        bail!(
+            "plugin name {name:?}: use lower-case letters, digits and '-', starting with a letter (e.g. acme-crm)"
+        );
+    }
+    let base = std::path::absolute(plugins_toml)?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let dir = base.join("plugins").join(name);
+    if dir.exists() {
+        bail!(
+            "{} already exists; pick another name or remove it",
+            dir.display()
+        );
+    }
+    let package = format!("portico-{name}");
+    let fill = |t: &str| t.replace("{{name}}", name).replace("{{package}}", &package);
+    std::fs::create_dir_all(dir.join("src"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(dir.join("Cargo.toml"), fill(TEMPLATE_CARGO))?;
+    std::fs::write(dir.join("src/lib.rs"), fill(TEMPLATE_LIB))?;
+    std::fs::write(dir.join("src/logic.rs"), fill(TEMPLATE_LOGIC))?;
+    let wasm = format!(
+        "target/wasm32-wasip2/plugin/{}.wasm",
+        package.replace('-', "_")
+    );
+    println!("created plugins/{name} (package {package})\n");
+    println!("test it natively:   cargo test -p {package}");
+    println!(
+        "build the component: cargo build --profile plugin --target wasm32-wasip2 -p {package}"
+    );
+    println!(
+        "try it offline:      portico plugin call {name} --body event.json --header 'X-Signature: sha256=...'\n"
+    );
+    println!("then add it to plugins.toml (a running Portico picks the edit up):\n");
+    println!("[plugins.{name}]");
+    println!("path = \"{wasm}\"");
+    println!("build = \"cargo build --profile plugin --target wasm32-wasip2 -p {package}\"");
+    println!("watch = [\"plugins/{name}\"]");
+    println!("[plugins.{name}.secrets]");
+    println!(
+        "signing_secret = {{ env = \"{}_SIGNING_SECRET\" }}",
+        name.to_ascii_uppercase().replace('-', "_")
+    );
+    Ok(())
+}
+
+/// The `portico:adapter` interfaces a component imports or exports, with versions.
+fn wit_versions(
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+) -> Vec<String> {
+    let ty = component.component_type();
+    let mut names: Vec<String> = ty
+        .imports(engine)
+        .map(|(n, _)| n.to_string())
+        .chain(ty.exports(engine).map(|(n, _)| n.to_string()))
+        .filter(|n| n.starts_with(WIT_PACKAGE))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Whether `portico:adapter/x@V` speaks this host's WIT (0.x: same minor; else same major).
+fn compatible(name: &str) -> bool {
+    let Some((_, version)) = name.split_once('@') else {
+        return false;
+    };
+    let mine: Vec<&str> = WIT_VERSION.split('.').collect();
+    let theirs: Vec<&str> = version.split('.').collect();
+    match (mine.as_slice(), theirs.as_slice()) {
+        (["0", m, ..], ["0", t, ..]) => m == t,
+        ([m, ..], [t, ..]) => m == t && *m != "0",
+        _ => false,
+    }
+}
+
+/// `portico plugin check FILE.wasm`
+pub async fn check(file: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let runtime = Runtime::new(None)?;
+    let engine = runtime.engine().clone();
+    let component = {
+        let bytes = bytes.clone();
+        tokio::task::spawn_blocking(move || {
+            wasmtime::component::Component::from_binary(&engine, &bytes)
+        })
+        .await?
+    }
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a valid WebAssembly component: {e:#}",
+            file.display()
+        )
+    })?;
+    let interfaces = wit_versions(runtime.engine(), &component);
+    if interfaces.is_empty() {
+        bail!(
+            "{} does not use the {WIT_PACKAGE} package at all: it is not a Portico adapter",
+            file.display()
+        );
+    }
+    if let Some(bad) = interfaces.iter().find(|n| !compatible(n)) {
+        bail!(
+            "{} was built against {bad}; this host speaks {WIT_PACKAGE}@{WIT_VERSION} (compatible: 0.1.x). Rebuild it against this host's wit/",
+            file.display()
+        );
+    }
+    let spec = PluginSpec {
+        name: file
+            .file_stem()
+            .map(|s| s.to_string_lossy().replace('_', "-"))
+            .unwrap_or_default(),
+        wasm_path: std::path::absolute(file)?,
+        build: None,
+        mount: "check".into(),
+        enabled: true,
+        aliases: Default::default(),
+        allowed_hosts: Vec::new(),
+        watch: Vec::new(),
+        config: Default::default(),
+        secrets: Default::default(),
+        limits: Limits::default(),
+    };
+    let plugin = runtime
+        .load_one(spec)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let m = &plugin.manifest;
+    let out = json!({
+        "file": file.display().to_string(),
+        "ok": true,
+        "world": format!("{WIT_PACKAGE}/adapter@{WIT_VERSION}"),
+        "interfaces": interfaces,
+        "sha256": plugin.sha256,
+        "bytes": bytes.len(),
+        "manifest": {
+            "name": m.name,
+            "version": m.version,
+            "routes": m.routes.iter().map(|r| json!({"method": r.method, "path": r.path, "kind": r.kind})).collect::<Vec<_>>(),
+            "warnings": m.warnings,
+        }
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// `portico plugin call NAME --body FILE [--header K:V]...`: verify, parse and map offline.
+pub async fn call(
+    plugins_toml: &Path,
+    name: &str,
+    body: &Path,
+    headers: &[String],
+    route: &str,
+) -> anyhow::Result<()> {
+    let file = load_plugins_file(plugins_toml, FileCheck::Skip)?;
+    let Some(spec) = file.plugins.iter().find(|p| p.name == name).cloned() else {
+        let names: Vec<&str> = file.plugins.iter().map(|p| p.name.as_str()).collect();
+        bail!(
+            "no plugin {name:?} in {}; it has: {}",
+            plugins_toml.display(),
+            names.join(", ")
+        );
+    };
+    let body = std::fs::read(body)
+        .with_context(|| format!("cannot read the body file {}", body.display()))?;
+    let mut parsed_headers = Vec::new();
+    for h in headers {
+        let Some((k, v)) = h.split_once(':') else {
+            bail!("--header {h:?} must look like 'Name: value'");
+        };
+        parsed_headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let runtime = Runtime::new(file.cache_dir())?;
+    let set = runtime
+        .load_all(&crate::config::PluginsFile {
+            plugins: vec![spec.clone()],
+            ..file.clone()
+        })
+        .await;
+    let plugin = match set.slot(name).map(|s| &s.state) {
+        Some(SlotState::Loaded(p)) => p.clone(),
+        Some(SlotState::Failed { error, .. }) => bail!("{error}"),
+        _ => bail!("plugin {name} is disabled in {}", plugins_toml.display()),
+    };
+    let request = AdapterRequest {
+        method: "POST".into(),
+        route: route.to_string(),
+        query: String::new(),
+        headers: parsed_headers,
+        body,
+    };
+    let mut session = Session::start(&plugin, "plugin-call").await?;
+    let verdict = session.verify(&request).await?;
+    let mut out = json!({"plugin": name, "version": plugin.manifest.version});
+    if let Verdict::Reject(why) = verdict {
+        out["verify"] = json!({"accepted": false, "reason": why});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        bail!("verify refused the request: {why}");
+    }
+    out["verify"] = json!({"accepted": true});
+    let items = match session.parse(&request).await? {
+        Ok(items) => items,
+        Err(e) => {
+            out["parse"] = json!({"error": e.code, "message": e.message, "retryable": e.retryable});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            bail!("parse failed: {e}");
+        }
+    };
+    let mut rendered = Vec::new();
+    for item in &items {
+        let mapped = match session.map_to_domain(item).await {
+            Ok(Ok(ops)) => json!({"operations": ops}),
+            Ok(Err(e)) => json!({"error": e.code, "message": e.message, "retryable": e.retryable}),
+            Err(e) => json!({"error": "call_failed", "message": e.to_string()}),
+        };
+        rendered.push(json!({
+            "dedup_key": item.dedup_key,
+            "tenant": item.tenant.as_ref().map(|t| json!({"kind": t.kind, "key": t.key})),
+            "kind": item.kind,
+            "payload": payload_text(&item.payload),
+            "map": mapped,
+        }));
+    }
+    out["items"] = Value::from(rendered);
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn payload_text(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}

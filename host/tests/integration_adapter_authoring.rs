@@ -1,0 +1,366 @@
+//! Integration authors: a new adapter goes into a running host that is not
+//! rebuilt; the offline tools; the scaffold builds and passes its own tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn standard_signature(id: &str, ts: i64, body: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let key = base64_decode(WHSEC.trim_start_matches("whsec_"));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    format!("v1,{}", base64_encode(&mac.finalize().into_bytes()))
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                T[(n >> (18 - 6 * i)) as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
+    for c in s.trim_end_matches('=').bytes() {
+        acc = (acc << 6) | T.iter().position(|&t| t == c).unwrap() as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn standard_entry() -> String {
+    format!(
+        "\n[plugins.standard-webhooks]\npath = \"{}\"\nmount = \"standard\"\n[plugins.standard-webhooks.secrets]\nsigning_secret = {{ env = \"STANDARD_WEBHOOK_SECRET\" }}\n",
+        plugin_wasm("portico-standard-webhooks").display()
+    )
+}
+
+async fn post_standard(
+    server: &Server,
+    id: &str,
+    ts: i64,
+    body: &str,
+    signature: &str,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(server.url("/api/integrations/standard/webhook"))
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", signature)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_adapter_is_added_to_a_running_host_whose_binary_is_unchanged() {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_portico")).unwrap();
+    let binary_sha = sha256_hex(&binary);
+    let standard = plugin_wasm("portico-standard-webhooks");
+    assert!(standard.is_file());
+
+    let server = Server::start(&meta_entry(""), &[("STANDARD_WEBHOOK_SECRET", WHSEC)]);
+    let tenant = server.cli(&["tenant", "add", "Acme"]).trim().to_string();
+    server.cli(&[
+        "source",
+        "add",
+        "--tenant",
+        &tenant,
+        "--kind",
+        "standard",
+        "--key",
+        "acme-site",
+    ]);
+    let before = reqwest::Client::new()
+        .post(server.url("/api/integrations/standard/webhook"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before.status(), 404);
+
+    // Add the adapter to plugins.toml of the running host.
+    let added = Instant::now();
+    server.write_plugins_toml(&format!("{}{}", meta_entry(""), standard_entry()));
+    loop {
+        if server.plugin_health("standard-webhooks").await["state"] == "loaded" {
+            break;
+        }
+        assert!(
+            added.elapsed() < Duration::from_secs(10),
+            "{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("plugins.toml edit to route serving: {:?}", added.elapsed());
+
+    let body = r#"{"type":"lead.created","timestamp":"2026-11-28T12:00:00Z","data":{"id":"L-1","source_key":"acme-site","full_name":"Ana Silva","email":"ana@example.com","phone":"+5511900000000","fields":{"city":"Recife"}}}"#;
+    let ts = now();
+    let ok = post_standard(
+        &server,
+        "msg_1",
+        ts,
+        body,
+        &standard_signature("msg_1", ts, body),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    let db = server.db().await;
+    let row: (String, String, String) =
+        sqlx::query_as("SELECT source, external_id, fields_json FROM leads")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        row,
+        (
+            "Standard".into(),
+            "L-1".into(),
+            r#"{"city":"Recife"}"#.into()
+        )
+    );
+
+    // A bad signature, or a timestamp outside the 5-minute tolerance, is 401.
+    let bad = post_standard(&server, "msg_2", ts, body, "v1,AAAA").await;
+    assert_eq!(bad.status(), 401);
+    let old = ts - 600;
+    let stale = post_standard(
+        &server,
+        "msg_3",
+        old,
+        body,
+        &standard_signature("msg_3", old, body),
+    )
+    .await;
+    assert_eq!(stale.status(), 401);
+    assert!(stale.text().await.unwrap().contains("at most 300 s"));
+
+    let after = sha256_hex(&std::fs::read(env!("CARGO_BIN_EXE_portico")).unwrap());
+    assert_eq!(after, binary_sha, "the host binary must not change");
+}
+
+fn portico(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    base_command(dir, &format!("sqlite://{}/p.db", dir.display()), &[])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn plugin_check_reports_the_world_and_refuses_what_is_not_an_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = portico(
+        dir.path(),
+        &[
+            "plugin",
+            "check",
+            plugin_wasm("portico-standard-webhooks").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["manifest"]["name"], "standard-webhooks");
+    assert_eq!(json["world"], "portico:adapter/adapter@0.1.0");
+
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let out = portico(dir.path(), &["plugin", "check", junk.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a valid WebAssembly component"));
+}
+
+#[test]
+fn plugin_check_refuses_another_wit_major_version() {
+    // The same adapter with its WIT package renumbered 0.1.0 -> 0.2.0 (same length, so
+    // the binary stays well formed): what a component built against a future WIT looks like.
+    let mut bytes = std::fs::read(plugin_wasm("portico-standard-webhooks")).unwrap();
+    let (from, to) = (b"portico:adapter/host@0.1.0", b"portico:adapter/host@0.2.0");
+    let mut replaced = 0;
+    for i in 0..bytes.len().saturating_sub(from.len()) {
+        if &bytes[i..i + from.len()] == from {
+            bytes[i..i + from.len()].copy_from_slice(to);
+            replaced += 1;
+        }
+    }
+    assert!(replaced > 0);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("future.wasm");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = portico(dir.path(), &["plugin", "check", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("portico:adapter/host@0.2.0")
+            && err.contains("this host speaks portico:adapter@0.1.0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plugin_call_runs_the_three_phases_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plugins.toml"), meta_entry("")).unwrap();
+    let body = dir.path().join("body.json");
+    let text = lead_body(PAGE_ID, "123");
+    std::fs::write(&body, &text).unwrap();
+    let header = format!("X-Hub-Signature-256: {}", sign(text.as_bytes(), APP_SECRET));
+    let env = vec![("META_APP_SECRET".to_string(), APP_SECRET.to_string())];
+    let out = base_command(dir.path(), "sqlite:///nonexistent/never-opened.db", &env)
+        .args([
+            "plugin",
+            "call",
+            "meta",
+            "--body",
+            body.to_str().unwrap(),
+            "--header",
+            &header,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["verify"]["accepted"], true);
+    assert_eq!(json["items"][0]["dedup_key"], "leadgen:123");
+    assert_eq!(
+        json["items"][0]["map"]["operations"][0]["op"],
+        "create_lead"
+    );
+    assert_eq!(
+        json["items"][0]["map"]["operations"][0]["external_id"],
+        "123"
+    );
+
+    let out = base_command(dir.path(), "sqlite:///nonexistent/never-opened.db", &env)
+        .args(["plugin", "call", "meta", "--body", body.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing X-Hub-Signature-256"));
+}
+
+#[test]
+fn the_scaffold_builds_as_a_component_and_passes_its_own_tests() {
+    // A copy of the workspace's skeleton (root manifest, lock, wit/, sdk) in a temp dir.
+    let root = workspace_root();
+    let ws = tempfile::tempdir().unwrap();
+    let copy = |rel: &str| {
+        let (from, to) = (root.join(rel), ws.path().join(rel));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap();
+    };
+    for rel in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "wit/adapter.wit",
+        "plugins/sdk/Cargo.toml",
+    ] {
+        copy(rel);
+    }
+    for entry in std::fs::read_dir(root.join("plugins/sdk/src")).unwrap() {
+        let name = entry.unwrap().file_name();
+        copy(&format!("plugins/sdk/src/{}", name.to_string_lossy()));
+    }
+    // Only the SDK and the new plugin are members here.
+    let manifest = std::fs::read_to_string(ws.path().join("Cargo.toml")).unwrap();
+    std::fs::write(
+        ws.path().join("Cargo.toml"),
+        manifest
+            .replace(
+                r#"members = ["host", "plugins/*", "host/tests/adapters/*"]"#,
+                r#"members = ["plugins/*"]"#,
+            )
+            .replace(r#"default-members = ["host"]"#, ""),
+    )
+    .unwrap();
+    std::fs::write(ws.path().join("plugins.toml"), "").unwrap();
+
+    let out = portico(ws.path(), &["plugin", "new", "acme-crm"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("[plugins.acme-crm]") && printed.contains("portico_acme_crm.wasm"),
+        "{printed}"
+    );
+    let again = portico(ws.path(), &["plugin", "new", "acme-crm"]);
+    assert!(!again.status.success());
+
+    let target = root.join("target").join("test-scaffold");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new(&cargo)
+            .current_dir(ws.path())
+            .args(args)
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "cargo {args:?} failed in the scaffolded workspace"
+        );
+    };
+    run(&["test", "-q", "-p", "portico-acme-crm"]);
+    run(&[
+        "build",
+        "-q",
+        "--profile",
+        "plugin",
+        "--target",
+        "wasm32-wasip2",
+        "-p",
+        "portico-acme-crm",
+    ]);
+    let wasm = target.join("wasm32-wasip2/plugin/portico_acme_crm.wasm");
+    let out = portico(ws.path(), &["plugin", "check", wasm.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"name\": \"acme-crm\""));
+}

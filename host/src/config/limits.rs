@@ -30,6 +30,7 @@ pub const MAX_BODY_BYTES_RANGE: (u64, u64) = (1024, 64 * 1024 * 1024);
 pub const CALL_TIMEOUT_MS_RANGE: (u64, u64) = (10, 120_000);
 /// The upper bound is also the pooling allocator's per-memory reservation.
 pub const MEMORY_MB_RANGE: (u64, u64) = (1, 1024);
+pub const MAX_CONCURRENCY_RANGE: (u64, u64) = (1, 1024);
 
 /// How often the engine's epoch advances; call deadlines are checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -102,6 +103,7 @@ pub struct LimitsSpec {
     pub max_body_bytes: Option<u64>,
     pub call_timeout_ms: Option<u64>,
     pub memory_mb: Option<u64>,
+    pub max_concurrency: Option<u64>,
 }
 
 /// Limits in force for one plugin.
@@ -110,6 +112,16 @@ pub struct Limits {
     pub max_body_bytes: u64,
     pub call_timeout: Duration,
     pub memory_bytes: u64,
+    /// Calls into this plugin running at once (a bulkhead: one plugin's loops
+    /// cannot take every core). Waiting on outbound HTTP does not count.
+    pub max_concurrency: u32,
+}
+
+/// One core fewer than the machine has (at least one): whatever a plugin does,
+/// a core stays free for the others and the host.
+pub fn default_concurrency() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    cores.saturating_sub(1).max(1)
 }
 
 impl Default for Limits {
@@ -118,6 +130,7 @@ impl Default for Limits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             call_timeout: Duration::from_millis(DEFAULT_CALL_TIMEOUT_MS),
             memory_bytes: DEFAULT_MEMORY_MB * 1024 * 1024,
+            max_concurrency: default_concurrency(),
         }
     }
 }
@@ -145,6 +158,9 @@ impl LimitsSpec {
         }
         if let Some(v) = self.memory_mb {
             out.memory_bytes = check("memory_mb", v, MEMORY_MB_RANGE)? * 1024 * 1024;
+        }
+        if let Some(v) = self.max_concurrency {
+            out.max_concurrency = check("max_concurrency", v, MAX_CONCURRENCY_RANGE)? as u32;
         }
         Ok(out)
     }
@@ -174,6 +190,7 @@ mod tests {
             max_body_bytes: Some(2048),
             call_timeout_ms: None,
             memory_mb: Some(16),
+            max_concurrency: None,
         };
         let l = spec.resolve(Limits::default()).unwrap();
         assert_eq!(l.max_body_bytes, 2048);

@@ -10,7 +10,7 @@
 use super::error::ApiError;
 use super::{AppState, CorrelationId};
 use crate::jobs::ingest;
-use crate::runtime::session::{AdapterRequest, Verdict};
+use crate::runtime::session::{AdapterRequest, CallError, Verdict};
 use crate::runtime::{LoadedPlugin, Resolved, RouteKind, Session};
 use crate::store::NewDelivery;
 use axum::Json;
@@ -189,6 +189,19 @@ async fn read_request(
     })
 }
 
+/// A failed guest call before anything was stored: 503 when the plugin is only
+/// busy (the provider should retry), 500 otherwise.
+fn call_failed(plugin: &LoadedPlugin, e: CallError) -> ApiError {
+    if let CallError::Busy(_) = e {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "plugin_busy",
+            format!("plugin {} is busy, retry later: {e}", plugin.spec.name),
+        );
+    }
+    adapter_failed(plugin, e)
+}
+
 fn adapter_failed(plugin: &LoadedPlugin, e: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -217,7 +230,7 @@ async fn webhook(
     match session
         .verify(&request)
         .await
-        .map_err(|e| adapter_failed(plugin, e))?
+        .map_err(|e| call_failed(plugin, e))?
     {
         Verdict::Accept => {}
         Verdict::Reject(reason) => {
@@ -269,7 +282,7 @@ async fn custom(
     let answer = session
         .handle(&request)
         .await
-        .map_err(|e| adapter_failed(plugin, e))?;
+        .map_err(|e| call_failed(plugin, e))?;
     let Some(answer) = answer else {
         return Err(ApiError::not_found(format!(
             "plugin {} does not serve {} {}",

@@ -35,6 +35,9 @@ pub struct HostState {
     pub(super) deadline: Instant,
     /// Set when the deadline interrupted the guest, to tell timeouts from other traps.
     pub(super) timed_out: bool,
+    /// The plugin's bulkhead, and the place held in it while the guest runs.
+    pub(super) gate: Option<Arc<tokio::sync::Semaphore>>,
+    pub(super) permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl HostState {
@@ -56,6 +59,8 @@ impl HostState {
             stderr,
             deadline: Instant::now(),
             timed_out: false,
+            gate: None,
+            permit: None,
         }
     }
 }

@@ -84,6 +84,8 @@ impl outbound::Host for HostState {
         }
         let target = shown(&url);
         let started = Instant::now();
+        // Waiting on the network is not running: give the plugin's place back meanwhile.
+        let had_permit = self.permit.take().is_some();
         let exchange = async {
             let mut response = request
                 .send()
@@ -124,6 +126,12 @@ impl outbound::Host for HostState {
                 timeout.as_millis()
             ))),
         };
+        if had_permit && let Some(gate) = self.gate.clone() {
+            let left = self.deadline().saturating_duration_since(Instant::now());
+            if let Ok(Ok(permit)) = tokio::time::timeout(left, gate.acquire_owned()).await {
+                self.permit = Some(permit);
+            }
+        }
         let ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(r) => {

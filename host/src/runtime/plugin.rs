@@ -69,6 +69,8 @@ pub struct LoadedPlugin {
     pub loaded_at: SystemTime,
     /// Whether the compiled code came from the disk cache (no compilation).
     pub from_cache: bool,
+    /// The bulkhead: at most limits.max_concurrency guest calls at once.
+    pub gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl LoadedPlugin {
@@ -130,6 +132,7 @@ pub async fn load(
         .map_err(|e| LoadError::Link(format!("{e:#}")))?;
     let pre = AdapterPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
 
+    let spec_concurrency = spec.limits.max_concurrency as usize;
     let env = Arc::new(PluginEnv {
         name: spec.name.clone(),
         config: spec.config.clone(),
@@ -151,6 +154,7 @@ pub async fn load(
         sha256,
         loaded_at: SystemTime::now(),
         from_cache,
+        gate: Arc::new(tokio::sync::Semaphore::new(spec_concurrency)),
     };
     let manifest = {
         let mut session = Session::start(&plugin, "load")

@@ -29,6 +29,8 @@ pub enum CallError {
     Instantiate(String),
     #[error("adapter output too large: {0}")]
     OutputTooLarge(String),
+    #[error("plugin is busy: {0}")]
+    Busy(String),
 }
 
 /// An adapter's own error for an item or a delivery.
@@ -64,6 +66,8 @@ pub struct Session {
     env: Arc<super::host_api::PluginEnv>,
     engine: wasmtime::Engine,
     correlation_id: String,
+    gate: Arc<tokio::sync::Semaphore>,
+    max_concurrency: u32,
     live: Option<(Store<HostState>, Adapter)>,
 }
 
@@ -77,6 +81,8 @@ impl Session {
             env: plugin.env.clone(),
             engine: plugin.engine.clone(),
             correlation_id: correlation_id.to_string(),
+            gate: plugin.gate.clone(),
+            max_concurrency: plugin.spec.limits.max_concurrency,
             live: None,
         };
         session.ensure_live().await?;
@@ -98,6 +104,7 @@ impl Session {
             GUEST_STDERR_BYTES,
         );
         let mut store = Store::new(&self.engine, state);
+        store.data_mut().gate = Some(self.gate.clone());
         store.limiter(|s| &mut s.limits);
         // Checked every epoch tick: past the deadline the guest is interrupted,
         // before it the guest yields so a busy adapter cannot starve the runtime.
@@ -164,23 +171,27 @@ impl Session {
 
     pub async fn manifest(&mut self) -> Result<types::PluginManifest, CallError> {
         let timeout = self.timeout;
+        let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
-        arm_store(store, timeout);
+        enter(store, timeout, gate, max).await?;
         let r = adapter
             .portico_adapter_plugin()
             .call_manifest(&mut *store)
             .await;
+        store.data_mut().permit = None;
         r.map_err(|e| self.fail(e))
     }
 
     pub async fn verify(&mut self, req: &AdapterRequest) -> Result<Verdict, CallError> {
         let timeout = self.timeout;
+        let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
-        arm_store(store, timeout);
+        enter(store, timeout, gate, max).await?;
         let r = adapter
             .portico_adapter_plugin()
             .call_verify(&mut *store, req)
             .await;
+        store.data_mut().permit = None;
         match r {
             Ok(types::Verdict::Accept) => Ok(Verdict::Accept),
             Ok(types::Verdict::Reject(why)) => Ok(Verdict::Reject(why)),
@@ -193,12 +204,14 @@ impl Session {
         req: &AdapterRequest,
     ) -> Result<Result<Vec<ParsedItem>, AdapterError>, CallError> {
         let timeout = self.timeout;
+        let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
-        arm_store(store, timeout);
+        enter(store, timeout, gate, max).await?;
         let r = adapter
             .portico_adapter_plugin()
             .call_parse(&mut *store, req)
             .await;
+        store.data_mut().permit = None;
         match r {
             Ok(Ok(items)) => {
                 let bytes: usize = items
@@ -232,12 +245,14 @@ impl Session {
             kind: item.kind.clone(),
             payload: item.payload.clone(),
         };
+        let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
-        arm_store(store, timeout);
+        enter(store, timeout, gate, max).await?;
         let r = adapter
             .portico_adapter_plugin()
             .call_map_to_domain(&mut *store, &wit_item)
             .await;
+        store.data_mut().permit = None;
         match r {
             Ok(Ok(ops)) => {
                 let ops: Vec<DomainOp> = ops.into_iter().map(op_from_wit).collect();
@@ -259,14 +274,36 @@ impl Session {
         req: &AdapterRequest,
     ) -> Result<Option<AdapterResponse>, CallError> {
         let timeout = self.timeout;
+        let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
-        arm_store(store, timeout);
+        enter(store, timeout, gate, max).await?;
         let r = adapter
             .portico_adapter_plugin()
             .call_handle(&mut *store, req)
             .await;
+        store.data_mut().permit = None;
         r.map_err(|e| self.fail(e))
     }
+}
+
+/// Take a place in the plugin's bulkhead (waiting at most `timeout`), then arm the deadline.
+async fn enter(
+    store: &mut Store<HostState>,
+    timeout: std::time::Duration,
+    gate: Arc<tokio::sync::Semaphore>,
+    max: u32,
+) -> Result<(), CallError> {
+    match tokio::time::timeout(timeout, gate.acquire_owned()).await {
+        Ok(Ok(permit)) => store.data_mut().permit = Some(permit),
+        _ => {
+            return Err(CallError::Busy(format!(
+                "all {max} places (limits.max_concurrency) stayed taken for {} ms",
+                timeout.as_millis()
+            )));
+        }
+    }
+    arm_store(store, timeout);
+    Ok(())
 }
 
 fn arm_store(store: &mut Store<HostState>, timeout: std::time::Duration) {

@@ -3,6 +3,13 @@
 use crate::Request;
 
 /// The first value of a header, by case-insensitive name.
+///
+/// ```
+/// use portico_sdk::{http::header, Request};
+/// let req = Request { method: "POST".into(), route: "webhook".into(), query: String::new(),
+///     headers: vec![("x-hub-signature-256".into(), "sha256=ab".into())], body: vec![] };
+/// assert_eq!(header(&req, "X-Hub-Signature-256"), Some("sha256=ab"));
+/// ```
 pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers
         .iter()
@@ -11,6 +18,11 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 }
 
 /// The first value of a query parameter, percent-decoded (`+` is a space).
+///
+/// ```
+/// let q = "hub.mode=subscribe&hub.challenge=a%2Fb";
+/// assert_eq!(portico_sdk::http::query_param(q, "hub.challenge").as_deref(), Some("a/b"));
+/// ```
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -19,6 +31,10 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
 }
 
 /// Decode `%XX` escapes and `+`; invalid escapes are kept as written.
+///
+/// ```
+/// assert_eq!(portico_sdk::http::percent_decode("caf%C3%A9+au+lait%"), "café au lait%");
+/// ```
 pub fn percent_decode(raw: &str) -> String {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

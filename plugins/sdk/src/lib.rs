@@ -46,6 +46,11 @@ pub use bindings::portico::adapter::types::{
 
 impl AdapterError {
     /// An error that will not go away by trying again (bad input, unsupported shape).
+    ///
+    /// ```
+    /// let e = portico_sdk::AdapterError::permanent("invalid_json", "body is not JSON");
+    /// assert!(!e.retryable);
+    /// ```
     pub fn permanent(code: &str, message: impl Into<String>) -> Self {
         AdapterError {
             code: code.to_string(),
@@ -55,6 +60,11 @@ impl AdapterError {
     }
 
     /// An error worth retrying later (provider 5xx, timeouts, rate limits).
+    ///
+    /// ```
+    /// let e = portico_sdk::AdapterError::retryable("graph_timeout", "Graph did not answer in 4 s");
+    /// assert!(e.retryable);
+    /// ```
     pub fn retryable(code: &str, message: impl Into<String>) -> Self {
         AdapterError {
             code: code.to_string(),
@@ -66,6 +76,11 @@ impl AdapterError {
 
 impl Response {
     /// A plain-text response.
+    ///
+    /// ```
+    /// let r = portico_sdk::Response::text(200, "1158201444");
+    /// assert_eq!(r.body, b"1158201444");
+    /// ```
     pub fn text(status: u16, body: impl Into<String>) -> Self {
         Response {
             status,

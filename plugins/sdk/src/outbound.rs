@@ -6,11 +6,30 @@ use crate::bindings::portico::adapter::outbound as imports;
 pub use imports::{OutboundError, OutboundRequest, OutboundResponse};
 
 /// Send a request through the host.
+///
+/// ```no_run
+/// use portico_sdk::outbound::{send, OutboundRequest};
+/// let answer = send(&OutboundRequest {
+///     method: "POST".into(),
+///     url: "https://graph.facebook.com/v25.0/123/messages".into(),
+///     headers: vec![("content-type".into(), "application/json".into())],
+///     body: br#"{"messaging_product":"whatsapp"}"#.to_vec(),
+///     timeout_ms: Some(3_000),
+/// });
+/// ```
 pub fn send(request: &OutboundRequest) -> Result<OutboundResponse, OutboundError> {
     imports::send(request)
 }
 
 /// `GET url` with headers and an optional timeout in milliseconds.
+///
+/// ```no_run
+/// match portico_sdk::outbound::get("https://graph.facebook.com/v25.0/42", &[("accept", "application/json")], Some(4_000)) {
+///     Ok(answer) if answer.status == 200 => { /* parse answer.body */ }
+///     Ok(answer) => { /* a provider error: answer.status, answer.body */ }
+///     Err(e) => { let _why = portico_sdk::outbound::describe(&e); }
+/// }
+/// ```
 pub fn get(
     url: &str,
     headers: &[(&str, &str)],
@@ -29,6 +48,11 @@ pub fn get(
 }
 
 /// A sentence for an error, fit for an event's error column.
+///
+/// ```
+/// use portico_sdk::outbound::{describe, OutboundError};
+/// assert_eq!(describe(&OutboundError::Timeout("no answer".into())), "outbound request timed out: no answer");
+/// ```
 pub fn describe(error: &OutboundError) -> String {
     match error {
         OutboundError::NotAllowed(why) => format!("outbound request refused by the host: {why}"),

@@ -10,6 +10,10 @@ use std::fmt;
 type HmacSha256 = Hmac<Sha256>;
 
 /// HMAC-SHA256 of `message` under `key`.
+///
+/// ```
+/// assert_eq!(portico_sdk::signature::hmac_sha256(b"key", b"msg").len(), 32);
+/// ```
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = match HmacSha256::new_from_slice(key) {
@@ -21,6 +25,10 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 }
 
 /// Lower-case hex of `bytes`.
+///
+/// ```
+/// assert_eq!(portico_sdk::signature::to_hex(&[0xab, 0x01]), "ab01");
+/// ```
 pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -32,6 +40,11 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// HMAC-SHA256 of `message` as lower-case hex (what `X-Hub-Signature-256` carries after `sha256=`).
+///
+/// ```
+/// let hex = portico_sdk::signature::hmac_sha256_hex(b"test_app_secret_123", b"{}");
+/// assert_eq!(hex.len(), 64);
+/// ```
 pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
     to_hex(&hmac_sha256(key, message))
 }
@@ -100,6 +113,10 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Equality whose time does not depend on where the inputs differ.
+///
+/// ```
+/// assert!(portico_sdk::signature::constant_time_eq(b"abc", b"abc"));
+/// ```
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -108,6 +125,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Why a hub signature was refused. The text is safe to show to the caller.
+///
+/// ```
+/// use portico_sdk::signature::SignatureError;
+/// assert_eq!(SignatureError::WrongLength(3).to_string(), "X-Hub-Signature-256 digest has 3 characters; expected 64 hex digits");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignatureError {
     /// No header at all.
@@ -152,6 +174,15 @@ impl fmt::Display for SignatureError {
 /// Check a Meta-style `X-Hub-Signature-256: sha256=<64 hex>` header against the raw body.
 ///
 /// Any one of `secrets` may match (rotation). Upper-case hex is accepted.
+///
+/// ```
+/// use portico_sdk::signature::{hmac_sha256_hex, verify_hub_sha256, SignatureError};
+/// let body = br#"{"object":"page","entry":[]}"#;
+/// let header = format!("sha256={}", hmac_sha256_hex(b"new", body));
+/// let secrets = vec!["old".to_string(), "new".to_string()];
+/// assert_eq!(verify_hub_sha256(Some(&header), &secrets, body), Ok(()));
+/// assert_eq!(verify_hub_sha256(None, &secrets, body), Err(SignatureError::Missing));
+/// ```
 pub fn verify_hub_sha256(
     header: Option<&str>,
     secrets: &[String],

@@ -34,6 +34,33 @@ struct Args {
     /// With --fake-graph: every n-th lead GET answers 500 (0: never).
     #[arg(long, default_value_t = 0)]
     fail_every: u64,
+    /// Instead of sending load, serve a fake Google Ads API on this address (until killed).
+    #[arg(long)]
+    fake_google: Option<String>,
+    /// Send offline conversions instead of Meta leads.
+    #[arg(long)]
+    conversions: bool,
+}
+
+/// A fake Google Ads API: every conversion of a batch is accepted.
+async fn fake_google(addr: &str) {
+    async fn upload(body: String) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let n = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["conversions"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        let results: Vec<serde_json::Value> =
+            (0..n).map(|_| serde_json::json!({"gclid": "x"})).collect();
+        axum::Json(serde_json::json!({"results": results, "jobId": "1"})).into_response()
+    }
+    let app = axum::Router::new().route("/{v}/customers/{target}", axum::routing::post(upload));
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    println!(
+        "fake Google Ads API on http://{}",
+        listener.local_addr().unwrap()
+    );
+    axum::serve(listener, app).await.unwrap();
 }
 
 /// A fake Graph API: `GET /v{version}/{lead_id}` answers a lead, every n-th one a 500.
@@ -85,6 +112,7 @@ fn sign(body: &[u8], secret: &str) -> String {
 }
 
 async fn run(args: &Args, leads: bool) -> Stats {
+    let conversions = args.conversions;
     let client = reqwest::Client::new();
     let next = Arc::new(AtomicU64::new(0));
     let run_id =
@@ -109,7 +137,18 @@ async fn run(args: &Args, leads: bool) -> Stats {
                     break;
                 }
                 let t = Instant::now();
-                let response = if leads {
+                let response = if leads && conversions {
+                    let body = format!(
+                        r#"{{"gclid":"bench-{}","timestamp":"2026-09-20T14:32:05-03:00","value":10.5,"currency":"BRL"}}"#,
+                        run_id + n
+                    );
+                    client
+                        .post(format!("{url}/api/integrations/google/offline-conversion"))
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                } else if leads {
                     let body = format!(
                         r#"{{"object":"page","entry":[{{"id":"{page}","time":1630087927,"changes":[{{"field":"leadgen","value":{{"leadgen_id":"{}","form_id":"172036835026334","created_time":1630087926,"page_id":"{page}"}}}}]}}]}}"#,
                         run_id + n
@@ -186,6 +225,10 @@ async fn main() {
         fake_graph(addr, args.fail_every).await;
         return;
     }
+    if let Some(addr) = &args.fake_google {
+        fake_google(addr).await;
+        return;
+    }
     println!(
         "{} requests each at concurrency {} against {}",
         args.requests, args.concurrency, args.url
@@ -199,9 +242,14 @@ async fn main() {
     let baseline = run(&args, false).await;
     let leads = run(&args, true).await;
     let (base_median, base_rate) = report("GET /api/health", &baseline);
-    let (lead_median, lead_rate) = report("POST signed lead", &leads);
+    let name = if args.conversions {
+        "POST conversion"
+    } else {
+        "POST signed lead"
+    };
+    let (lead_median, lead_rate) = report(name, &leads);
     println!(
-        "lead/health: median latency x{:.2}, throughput x{:.2}",
+        "request/health: median latency x{:.2}, throughput x{:.2}",
         lead_median / base_median,
         lead_rate / base_rate
     );

@@ -53,6 +53,8 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     worker::spawn(store.clone(), runtime.clone(), tunables, owner.clone());
+    let uploader =
+        crate::jobs::uploader::spawn(store.clone(), runtime.clone(), tunables.upload_poll);
     let state = AppState {
         runtime,
         store,
@@ -60,6 +62,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         admin_token: settings.admin_token.clone(),
         tunables,
         owner,
+        uploader,
     };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -31,11 +31,29 @@ pub struct NewLead {
     pub fields_json: String,
 }
 
+/// An offline conversion to record (idempotent on its key) and maybe upload.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NewConversion {
+    pub click_id_kind: String,
+    pub click_id: String,
+    /// "yyyy-mm-dd hh:mm:ss+hh:mm", as Google takes it.
+    pub conversion_time: String,
+    pub value: f64,
+    pub currency: String,
+    pub conversion_action: String,
+    pub order_id: Option<String>,
+    pub idempotency_key: String,
+    pub tenant_id: Option<i64>,
+    /// false: `logged` only; true: `pending` for the uploader.
+    pub upload: bool,
+}
+
 /// One thing an item asks of the host.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum DomainOp {
     CreateLead(NewLead),
+    QueueConversion(NewConversion),
     /// Nothing to do; the reason goes on the event.
     Ignore {
         reason: String,
@@ -58,13 +76,22 @@ impl DomainOp {
                     + opt(&l.phone)
                     + l.fields_json.len()
             }
+            DomainOp::QueueConversion(c) => {
+                c.click_id.len()
+                    + c.conversion_time.len()
+                    + c.currency.len()
+                    + c.conversion_action.len()
+                    + opt(&c.order_id)
+                    + c.idempotency_key.len()
+                    + 32
+            }
             DomainOp::Ignore { reason } => reason.len(),
         }
     }
 
-    /// Whether applying this op needs the item's tenant.
+    /// Whether applying this op needs the item's tenant (a conversion may have none).
     pub fn needs_tenant(&self) -> bool {
-        !matches!(self, DomainOp::Ignore { .. })
+        matches!(self, DomainOp::CreateLead(_))
     }
 }
 

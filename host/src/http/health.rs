@@ -80,11 +80,21 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         Ok(stats) => json!(stats),
         Err(e) => json!({"error": format!("cannot read the DLQ: {e}")}),
     };
+    let backlog = match app.store.conversion_backlog().await {
+        Ok(b) => json!(b),
+        Err(e) => json!({"error": format!("cannot read the upload backlog: {e}")}),
+    };
+    let uploader = app
+        .uploader
+        .lock()
+        .map(|s| json!(*s))
+        .unwrap_or(Value::Null);
     Json(json!({
         "status": "ok",
         "integrations": app.toggles,
         "plugins": plugins,
         "dlq": dlq,
+        "googleAds": {"enabled": app.toggles.google_ads, "backlog": backlog, "uploader": uploader},
     }))
 }
 

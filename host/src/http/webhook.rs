@@ -119,6 +119,7 @@ async fn serve(
     };
     let result = match kind {
         RouteKind::Webhook => webhook(app, cid, &plugin, request).await,
+        RouteKind::Intake => intake(app, cid, &plugin, request).await,
         RouteKind::Custom => custom(cid, &plugin, request).await,
     };
     result.unwrap_or_else(IntoResponse::into_response)
@@ -271,6 +272,115 @@ async fn webhook(
     )
     .await;
     Ok((StatusCode::OK, Json(report)).into_response())
+}
+
+/// An intake route: the caller hears about bad input (400 with fields) and gets
+/// the ids of what its request made; what it sends is stored before any 2xx.
+async fn intake(
+    app: &AppState,
+    cid: &str,
+    plugin: &Arc<LoadedPlugin>,
+    request: AdapterRequest,
+) -> Result<Response, ApiError> {
+    let mut session = start(plugin, cid).await?;
+    if let Verdict::Reject(reason) = session
+        .verify(&request)
+        .await
+        .map_err(|e| call_failed(plugin, e))?
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            reason,
+        ));
+    }
+    let items = match session
+        .parse(&request)
+        .await
+        .map_err(|e| call_failed(plugin, e))?
+    {
+        Ok(items) => items,
+        Err(e) if !e.retryable => {
+            let fields: serde_json::Map<String, serde_json::Value> = e
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            tracing::info!(plugin = %plugin.spec.name, "request refused: {}", e.message);
+            let body = serde_json::json!({"error": e.code, "message": e.message, "fields": fields});
+            return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "try_again",
+                e.to_string(),
+            ));
+        }
+    };
+    let delivery = NewDelivery {
+        source: &plugin.spec.name,
+        correlation_id: cid,
+        payload: &request.body,
+        headers_json: headers_json(&request.headers),
+        lease_owner: &app.owner,
+        lease_secs: app.tunables.lease.as_secs(),
+    };
+    let unavailable = |e: crate::store::StoreError| {
+        tracing::error!(plugin = %plugin.spec.name, "cannot store request: {e}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the request could not be stored; retry later",
+        )
+    };
+    let event_id = app
+        .store
+        .insert_delivery(&delivery)
+        .await
+        .map_err(unavailable)?;
+    let slots = app
+        .store
+        .split_delivery(event_id, &plugin.spec.name, cid, &items)
+        .await
+        .map_err(unavailable)?;
+    let mut reports = Vec::with_capacity(items.len());
+    for (item, slot) in items.iter().zip(slots) {
+        // A repeat is applied again on purpose: writes are idempotent, and the caller
+        // must get the same ids back.
+        let (id, attempts) = match slot {
+            crate::store::ItemSlot::New(id) => (id, 0),
+            crate::store::ItemSlot::Again { id, attempts } => (id, attempts),
+            crate::store::ItemSlot::Duplicate { id, .. } => (id, 0),
+        };
+        reports.push(
+            ingest::process_item(
+                &app.store,
+                &mut session,
+                &plugin.spec.name,
+                cid,
+                id,
+                attempts,
+                item,
+            )
+            .await,
+        );
+    }
+    if let Some(dead) = reports.iter().find(|r| r.status == "dead") {
+        let body =
+            serde_json::json!({"error": "invalid_request", "message": dead.error, "fields": {}});
+        return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
+    }
+    if let Some(failed) = reports.iter().find(|r| r.status == "failed") {
+        let body = serde_json::json!({"status": "queued", "event_id": failed.event_id, "message": failed.error});
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    let records: Vec<_> = reports.iter().flat_map(|r| r.records.iter()).collect();
+    let body = match records.as_slice() {
+        [one] => serde_json::json!({"id": one.id, "status": one.status}),
+        many => serde_json::json!({"records": many}),
+    };
+    Ok((StatusCode::OK, Json(body)).into_response())
 }
 
 async fn custom(

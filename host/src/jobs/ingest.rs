@@ -7,7 +7,7 @@ use super::retry::delay_after;
 use crate::domain::ParsedItem;
 use crate::runtime::Session;
 use crate::runtime::session::{AdapterError, AdapterRequest, CallError};
-use crate::store::{Applied, FailState, ItemSlot, Store, StoreError};
+use crate::store::{Applied, FailState, ItemSlot, RecordRef, Store, StoreError};
 use serde::Serialize;
 
 /// What became of one item, as the webhook's answer reports it.
@@ -19,6 +19,9 @@ pub struct ItemReport {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Rows the item made or found (conversions report theirs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<RecordRef>,
 }
 
 /// What became of a delivery.
@@ -136,10 +139,13 @@ pub async fn process_delivery(
                 dedup_key: item.dedup_key.clone(),
                 status: "duplicate",
                 error: None,
+                records: Vec::new(),
             },
-            ItemSlot::New(id) => process_item(store, session, correlation_id, id, 0, item).await,
+            ItemSlot::New(id) => {
+                process_item(store, session, source, correlation_id, id, 0, item).await
+            }
             ItemSlot::Again { id, attempts } => {
-                process_item(store, session, correlation_id, id, attempts, item).await
+                process_item(store, session, source, correlation_id, id, attempts, item).await
             }
         };
         reports.push(report);
@@ -184,9 +190,11 @@ async fn failed_delivery(
 }
 
 /// Map and apply one item; record its outcome on its event row.
+#[allow(clippy::too_many_arguments)]
 pub async fn process_item(
     store: &Store,
     session: &mut Session,
+    source: &str,
     correlation_id: &str,
     event_id: i64,
     attempts_before: i64,
@@ -194,7 +202,7 @@ pub async fn process_item(
 ) -> ItemReport {
     let outcome = match session.map_to_domain(item).await {
         Ok(Ok(ops)) => store
-            .apply_item(event_id, item.tenant.as_ref(), &ops)
+            .apply_item(event_id, source, item.tenant.as_ref(), &ops)
             .await
             .map_err(Failure::from),
         Ok(Err(e)) => Err(Failure::from(e)),
@@ -205,9 +213,11 @@ pub async fn process_item(
         dedup_key: item.dedup_key.clone(),
         status: "processed",
         error: None,
+        records: Vec::new(),
     };
     match outcome {
-        Ok(Applied::Processed { created }) => {
+        Ok(Applied::Processed { created, records }) => {
+            report.records = records;
             tracing::info!(correlation_id, event_id, dedup_key = %item.dedup_key, created, "item processed");
         }
         Ok(Applied::Ignored(reason)) => {

@@ -5,4 +5,5 @@
 pub mod ingest;
 pub mod replay;
 pub mod retry;
+pub mod uploader;
 pub mod worker;

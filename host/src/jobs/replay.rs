@@ -75,8 +75,16 @@ pub async fn replay_event(store: &Store, plugins: &PluginSet, event: &EventRow) 
     if event.kind == "item" {
         match event.as_item() {
             Some(item) => ReplayOutcome::Item(
-                ingest::process_item(store, &mut session, cid, event.id, event.attempts, &item)
-                    .await,
+                ingest::process_item(
+                    store,
+                    &mut session,
+                    &event.source,
+                    cid,
+                    event.id,
+                    event.attempts,
+                    &item,
+                )
+                .await,
             ),
             None => skipped("item row has no dedup key or kind".into()),
         }

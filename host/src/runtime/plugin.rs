@@ -38,6 +38,7 @@ pub enum LoadError {
 #[serde(rename_all = "lowercase")]
 pub enum RouteKind {
     Webhook,
+    Intake,
     Custom,
 }
 
@@ -56,6 +57,8 @@ pub struct PluginManifest {
     pub version: String,
     pub routes: Vec<RouteDecl>,
     pub warnings: Vec<String>,
+    /// Record kinds this plugin delivers from the outbox, with its batch limit.
+    pub outbox: Vec<(String, u32)>,
 }
 
 /// A plugin ready to serve: compiled, linked, described.
@@ -150,6 +153,7 @@ pub async fn load(
             version: String::new(),
             routes: Vec::new(),
             warnings: Vec::new(),
+            outbox: Vec::new(),
         },
         sha256,
         loaded_at: SystemTime::now(),
@@ -204,6 +208,7 @@ fn check_manifest(m: types::PluginManifest) -> Result<PluginManifest, LoadError>
         }
         let kind = match r.kind {
             types::RouteKind::Webhook => RouteKind::Webhook,
+            types::RouteKind::Intake => RouteKind::Intake,
             types::RouteKind::Custom => RouteKind::Custom,
         };
         routes.push(RouteDecl { method, path, kind });
@@ -213,5 +218,10 @@ fn check_manifest(m: types::PluginManifest) -> Result<PluginManifest, LoadError>
         version: m.version,
         routes,
         warnings: m.warnings,
+        outbox: m
+            .outbox
+            .into_iter()
+            .map(|o| (o.kind, o.max_batch.max(1)))
+            .collect(),
     })
 }

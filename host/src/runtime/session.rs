@@ -11,7 +11,7 @@ use super::plugin::LoadedPlugin;
 use crate::config::limits::{
     GUEST_STDERR_BYTES, MAX_ITEM_OUTPUT_BYTES, MAX_ITEMS_PER_DELIVERY, MAX_PARSE_OUTPUT_BYTES,
 };
-use crate::domain::{DomainOp, NewLead, ParsedItem, TenantRef};
+use crate::domain::{DomainOp, NewConversion, NewLead, ParsedItem, TenantRef};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
@@ -39,6 +39,8 @@ pub struct AdapterError {
     pub code: String,
     pub message: String,
     pub retryable: bool,
+    /// Problems by field path, for a 400 on intake routes.
+    pub fields: Vec<(String, String)>,
 }
 
 impl std::fmt::Display for AdapterError {
@@ -51,6 +53,26 @@ impl std::fmt::Display for AdapterError {
 pub type AdapterRequest = types::Request;
 /// A custom route's answer.
 pub type AdapterResponse = types::Response;
+
+use super::bindings::exports::portico::adapter::plugin as plugin_api;
+
+/// What became of one outbox record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowOutcome {
+    Delivered,
+    Rejected { code: String, message: String },
+    Retry(String),
+}
+
+/// A batch that did not go through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    Retry {
+        message: String,
+        after_secs: Option<u32>,
+    },
+    Stop(String),
+}
 
 /// The outcome of verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +291,50 @@ impl Session {
         }
     }
 
+    /// Deliver outbox records; one outcome per row.
+    pub async fn deliver(
+        &mut self,
+        kind: &str,
+        rows: &[(i64, Vec<u8>)],
+    ) -> Result<Result<Vec<RowOutcome>, BatchError>, CallError> {
+        let timeout = self.timeout;
+        let wit_rows: Vec<plugin_api::OutboxRow> = rows
+            .iter()
+            .map(|(id, payload)| plugin_api::OutboxRow {
+                id: *id,
+                payload: payload.clone(),
+            })
+            .collect();
+        let (gate, max) = (self.gate.clone(), self.max_concurrency);
+        let (store, adapter) = self.live().await?;
+        enter(store, timeout, gate, max).await?;
+        let r = adapter
+            .portico_adapter_plugin()
+            .call_deliver(&mut *store, kind, &wit_rows)
+            .await;
+        store.data_mut().permit = None;
+        match r {
+            Ok(Ok(outcomes)) => Ok(Ok(outcomes
+                .into_iter()
+                .map(|o| match o {
+                    plugin_api::RowOutcome::Delivered => RowOutcome::Delivered,
+                    plugin_api::RowOutcome::Rejected((code, message)) => {
+                        RowOutcome::Rejected { code, message }
+                    }
+                    plugin_api::RowOutcome::Retry(message) => RowOutcome::Retry(message),
+                })
+                .collect())),
+            Ok(Err(plugin_api::BatchError::Retry((message, after)))) => {
+                Ok(Err(BatchError::Retry {
+                    message,
+                    after_secs: after,
+                }))
+            }
+            Ok(Err(plugin_api::BatchError::Stop(message))) => Ok(Err(BatchError::Stop(message))),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
     pub async fn handle(
         &mut self,
         req: &AdapterRequest,
@@ -330,6 +396,7 @@ fn error_from_wit(e: types::AdapterError) -> AdapterError {
         code: e.code,
         message: e.message,
         retryable: e.retryable,
+        fields: e.fields,
     }
 }
 
@@ -345,6 +412,18 @@ fn op_from_wit(op: types::DomainOp) -> DomainOp {
             email: l.email,
             phone: l.phone,
             fields_json: l.fields_json,
+        }),
+        types::DomainOp::QueueConversion(c) => DomainOp::QueueConversion(NewConversion {
+            click_id_kind: c.click_id_kind,
+            click_id: c.click_id,
+            conversion_time: c.conversion_time,
+            value: c.value,
+            currency: c.currency,
+            conversion_action: c.conversion_action,
+            order_id: c.order_id,
+            idempotency_key: c.idempotency_key,
+            tenant_id: c.tenant_id,
+            upload: c.upload,
         }),
         types::DomainOp::Ignore(reason) => DomainOp::Ignore { reason },
     }

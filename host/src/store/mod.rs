@@ -66,11 +66,41 @@ pub enum ItemSlot {
     Duplicate { id: i64, status: String },
 }
 
+/// A domain row an item made or found (its idempotency made it the same row).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecordRef {
+    pub table: &'static str,
+    pub id: i64,
+    pub status: Option<String>,
+}
+
 /// What applying an item did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    Processed { created: u64 },
+    Processed {
+        created: u64,
+        records: Vec<RecordRef>,
+    },
     Ignored(String),
+}
+
+/// Conversions waiting for upload.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Backlog {
+    pub pending: i64,
+    pub oldest_pending_age_seconds: Option<f64>,
+}
+
+/// The end of one outbox row after a delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowEnd {
+    Uploaded,
+    Failed(String),
+    /// Try again after this many seconds.
+    Later {
+        secs: u64,
+        error: String,
+    },
 }
 
 /// Final states an event can be put in after a failure.
@@ -206,11 +236,12 @@ impl Store {
     pub async fn apply_item(
         &self,
         event_id: i64,
+        source: &str,
         tenant: Option<&TenantRef>,
         ops: &[DomainOp],
     ) -> Result<Applied, StoreError> {
         match self {
-            Store::Sqlite(s) => s.apply_item(event_id, tenant, ops).await,
+            Store::Sqlite(s) => s.apply_item(event_id, source, tenant, ops).await,
         }
     }
 
@@ -257,6 +288,30 @@ impl Store {
     pub async fn prune(&self, days: u32) -> Result<(u64, u64), StoreError> {
         match self {
             Store::Sqlite(s) => s.prune(days).await,
+        }
+    }
+
+    /// Up to `limit` conversions of `source` due for upload: (id, JSON payload, attempts).
+    pub async fn due_conversions(
+        &self,
+        source: &str,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>, i64)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.due_conversions(source, limit).await,
+        }
+    }
+
+    /// Record what became of uploaded rows.
+    pub async fn end_conversions(&self, ends: &[(i64, RowEnd)]) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.end_conversions(ends).await,
+        }
+    }
+
+    pub async fn conversion_backlog(&self) -> Result<Backlog, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.conversion_backlog().await,
         }
     }
 

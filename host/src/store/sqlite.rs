@@ -2,7 +2,8 @@
 //! delivery survives a power cut, a busy timeout so writers queue instead of failing.
 
 use super::{
-    Applied, DlqStats, EventFilter, EventRow, FailState, ItemSlot, NewDelivery, StoreError,
+    Applied, Backlog, DlqStats, EventFilter, EventRow, FailState, ItemSlot, NewDelivery, RecordRef,
+    RowEnd, StoreError,
 };
 use crate::domain::{DomainOp, ParsedItem, TenantRef};
 use sha2::{Digest, Sha256};
@@ -192,27 +193,34 @@ impl SqliteStore {
     pub async fn apply_item(
         &self,
         event_id: i64,
+        source: &str,
         tenant: Option<&TenantRef>,
         ops: &[DomainOp],
     ) -> Result<Applied, StoreError> {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        // The item's tenant through lead_sources: required for leads, optional for conversions.
+        let mapped: Option<i64> = match tenant {
+            Some(t) => {
+                sqlx::query_scalar(
+                    "SELECT tenant_id FROM lead_sources WHERE kind = ? AND external_key = ?",
+                )
+                .bind(&t.kind)
+                .bind(&t.key)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            None => None,
+        };
         let tenant_id = if ops.iter().any(DomainOp::needs_tenant) {
-            let tenant = tenant.ok_or(StoreError::MissingTenant)?;
-            let id: Option<i64> = sqlx::query_scalar(
-                "SELECT tenant_id FROM lead_sources WHERE kind = ? AND external_key = ?",
-            )
-            .bind(&tenant.kind)
-            .bind(&tenant.key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            Some(id.ok_or_else(|| StoreError::UnknownTenant {
-                kind: tenant.kind.clone(),
-                key: tenant.key.clone(),
+            let t = tenant.ok_or(StoreError::MissingTenant)?;
+            Some(mapped.ok_or_else(|| StoreError::UnknownTenant {
+                kind: t.kind.clone(),
+                key: t.key.clone(),
             })?)
         } else {
-            None
+            mapped
         };
-
+        let mut records = Vec::new();
         let mut created = 0;
         let mut ignored = Vec::new();
         for op in ops {
@@ -237,6 +245,51 @@ impl SqliteStore {
                     .execute(&mut *tx)
                     .await?;
                     created += r.rows_affected();
+                }
+                DomainOp::QueueConversion(c) => {
+                    let owner = match c.tenant_id {
+                        Some(id) => {
+                            let exists: Option<i64> =
+                                sqlx::query_scalar("SELECT id FROM tenants WHERE id = ?")
+                                    .bind(id)
+                                    .fetch_optional(&mut *tx)
+                                    .await?;
+                            Some(exists.ok_or(StoreError::TenantNotFound(id))?)
+                        }
+                        None => tenant_id,
+                    };
+                    let status = if c.upload { "pending" } else { "logged" };
+                    let r = sqlx::query(
+                        "INSERT INTO conversion_uploads (tenant_id, click_id_kind, click_id, conversion_time, value,
+                            currency, conversion_action, order_id, idempotency_key, status, source)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         ON CONFLICT (idempotency_key) DO NOTHING",
+                    )
+                    .bind(owner)
+                    .bind(&c.click_id_kind)
+                    .bind(&c.click_id)
+                    .bind(&c.conversion_time)
+                    .bind(c.value)
+                    .bind(&c.currency)
+                    .bind(&c.conversion_action)
+                    .bind(&c.order_id)
+                    .bind(&c.idempotency_key)
+                    .bind(status)
+                    .bind(source)
+                    .execute(&mut *tx)
+                    .await?;
+                    created += r.rows_affected();
+                    let row = sqlx::query(
+                        "SELECT id, status FROM conversion_uploads WHERE idempotency_key = ?",
+                    )
+                    .bind(&c.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    records.push(RecordRef {
+                        table: "conversion_uploads",
+                        id: row.try_get("id")?,
+                        status: Some(row.try_get("status")?),
+                    });
                 }
                 DomainOp::Ignore { reason } => ignored.push(reason.as_str()),
             }
@@ -267,7 +320,7 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(match note {
             Some(reason) if status == "ignored" => Applied::Ignored(reason),
-            _ => Applied::Processed { created },
+            _ => Applied::Processed { created, records },
         })
     }
 
@@ -303,6 +356,91 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(event_row).transpose()
+    }
+
+    pub async fn due_conversions(
+        &self,
+        source: &str,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>, i64)>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT id, click_id_kind, click_id, conversion_time, value, currency, conversion_action,
+                    order_id, attempts
+             FROM conversion_uploads
+             WHERE source = ? AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ",
+            now!(),
+            ") ORDER BY id LIMIT ?"
+        ))
+        .bind(source)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let payload = serde_json::json!({
+                    "id": r.try_get::<i64, _>("id")?,
+                    "click_id_kind": r.try_get::<String, _>("click_id_kind")?,
+                    "click_id": r.try_get::<String, _>("click_id")?,
+                    "conversion_time": r.try_get::<String, _>("conversion_time")?,
+                    "value": r.try_get::<Option<f64>, _>("value")?,
+                    "currency": r.try_get::<Option<String>, _>("currency")?,
+                    "conversion_action": r.try_get::<Option<String>, _>("conversion_action")?,
+                    "order_id": r.try_get::<Option<String>, _>("order_id")?,
+                });
+                Ok((
+                    r.try_get("id")?,
+                    payload.to_string().into_bytes(),
+                    r.try_get("attempts")?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn end_conversions(&self, ends: &[(i64, RowEnd)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        for (id, end) in ends {
+            let (status, error, later): (&str, Option<&str>, Option<String>) = match end {
+                RowEnd::Uploaded => ("uploaded", None, None),
+                RowEnd::Failed(e) => ("failed", Some(e.as_str()), None),
+                RowEnd::Later { secs, error } => (
+                    "pending",
+                    Some(error.as_str()),
+                    Some(format!("+{secs} seconds")),
+                ),
+            };
+            sqlx::query(concat!(
+                "UPDATE conversion_uploads SET status = ?, error = ?, attempts = attempts + 1,
+                   uploaded_at = CASE WHEN ? = 'uploaded' THEN ",
+                now!(),
+                " ELSE uploaded_at END,
+                   next_attempt_at = CASE WHEN ? IS NULL THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) END
+                 WHERE id = ?"
+            ))
+            .bind(status)
+            .bind(error)
+            .bind(status)
+            .bind(&later)
+            .bind(&later)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn conversion_backlog(&self) -> Result<Backlog, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS pending,
+                    (julianday('now') - julianday(MIN(created_at))) * 86400.0 AS oldest
+             FROM conversion_uploads WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Backlog {
+            pending: row.try_get("pending")?,
+            oldest_pending_age_seconds: row.try_get("oldest")?,
+        })
     }
 
     pub async fn claim_due(

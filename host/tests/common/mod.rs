@@ -23,9 +23,10 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The packages every test binary builds once.
-const TEST_PLUGINS: [&str; 3] = [
+const TEST_PLUGINS: [&str; 4] = [
     "portico-meta",
     "portico-standard-webhooks",
+    "portico-google-ads",
     "portico-test-misbehaving",
 ];
 
@@ -295,13 +296,27 @@ pub fn base_command(dir: &Path, db_url: &str, env: &[(String, String)]) -> Comma
         .stdin(Stdio::null());
     for key in [
         "META_APP_SECRET",
+        "META_GRAPH_BASE_URL",
         "META_VERIFY_SIGNATURE",
         "META_VERIFY_TOKEN",
         "META_PAGE_ACCESS_TOKEN",
         "PORTICO_LISTEN",
         "PORTICO_ADMIN_TOKEN",
+        "PORTICO_CACHE_DIR",
+        "PORTICO_RETRY_SCHEDULE_SECS",
+        "PORTICO_RETRY_POLL_MS",
+        "PORTICO_RETENTION_DAYS",
+        "PORTICO_LEASE_SECS",
+        "PORTICO_UPLOAD_POLL_MS",
         "WHATSAPP_WEBHOOK_ENABLED",
+        "STANDARD_WEBHOOK_SECRET",
         "GOOGLE_ADS_OFFLINE_ENABLED",
+        "GOOGLE_ADS_API_BASE_URL",
+        "GOOGLE_ADS_CUSTOMER_ID",
+        "GOOGLE_ADS_LOGIN_CUSTOMER_ID",
+        "GOOGLE_ADS_CONVERSION_ACTION",
+        "GOOGLE_ADS_DEVELOPER_TOKEN",
+        "GOOGLE_ADS_ACCESS_TOKEN",
     ] {
         cmd.env_remove(key);
     }

@@ -59,6 +59,7 @@ mod component {
                         kind: RouteKind::Custom,
                     },
                 ],
+                outbox: vec![],
                 warnings,
             }
         }
@@ -125,6 +126,13 @@ mod component {
                 None => Response::text(403, "verification failed: hub.verify_token does not match"),
             })
         }
+
+        fn deliver(
+            kind: String,
+            _rows: Vec<portico_sdk::OutboxRow>,
+        ) -> Result<Vec<portico_sdk::RowOutcome>, portico_sdk::BatchError> {
+            portico_sdk::no_outbox(&kind)
+        }
     }
 
     /// The lead's details from the Graph API; every failure is the item's, never the delivery's.
@@ -146,6 +154,7 @@ mod component {
             code: f.code.into(),
             message: f.message,
             retryable: f.retryable,
+            fields: Vec::new(),
         })
     }
 

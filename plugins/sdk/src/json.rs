@@ -27,7 +27,9 @@ impl fmt::Display for FieldError {
 
 impl From<FieldError> for crate::AdapterError {
     fn from(e: FieldError) -> Self {
-        crate::AdapterError::permanent("invalid_payload", e.to_string())
+        let mut error = crate::AdapterError::permanent("invalid_payload", e.to_string());
+        error.fields = vec![(e.path, e.problem)];
+        error
     }
 }
 

@@ -39,9 +39,10 @@ pub mod bindings {
 }
 
 pub use bindings::export_adapter;
+pub use bindings::exports::portico::adapter::plugin::{BatchError, OutboxRow, RowOutcome};
 pub use bindings::portico::adapter::types::{
-    AdapterError, DomainOp, Item, Lead, PluginManifest as Manifest, Request, Response, Route,
-    RouteKind, TenantRef, Verdict,
+    AdapterError, Conversion, DomainOp, Item, Lead, OutboxDecl, PluginManifest as Manifest,
+    Request, Response, Route, RouteKind, TenantRef, Verdict,
 };
 
 impl AdapterError {
@@ -56,6 +57,7 @@ impl AdapterError {
             code: code.to_string(),
             message: message.into(),
             retryable: false,
+            fields: Vec::new(),
         }
     }
 
@@ -70,8 +72,20 @@ impl AdapterError {
             code: code.to_string(),
             message: message.into(),
             retryable: true,
+            fields: Vec::new(),
         }
     }
+}
+
+/// What an adapter without an outbox answers to `deliver`.
+///
+/// ```
+/// assert!(matches!(portico_sdk::no_outbox("conversion"), Err(portico_sdk::BatchError::Stop(_))));
+/// ```
+pub fn no_outbox(kind: &str) -> Result<Vec<RowOutcome>, BatchError> {
+    Err(BatchError::Stop(format!(
+        "this adapter delivers no {kind:?} records"
+    )))
 }
 
 impl Response {

@@ -41,6 +41,7 @@ mod component {
                     path: "webhook".into(),
                     kind: RouteKind::Webhook,
                 }],
+                outbox: vec![],
                 warnings,
             }
         }
@@ -94,6 +95,13 @@ mod component {
 
         fn handle(_req: Request) -> Option<Response> {
             None
+        }
+
+        fn deliver(
+            kind: String,
+            _rows: Vec<portico_sdk::OutboxRow>,
+        ) -> Result<Vec<portico_sdk::RowOutcome>, portico_sdk::BatchError> {
+            portico_sdk::no_outbox(&kind)
         }
     }
 

@@ -1,0 +1,630 @@
+//! Google Ads offline click conversions, free of host calls.
+//!
+//! Intake: the CRM posts `{gclid|gbraid|wbraid, timestamp, value, currency,
+//! conversion_action?, order_id?, tenant_id?}`; [`validate`] checks every field
+//! in one pass and reports each problem by name. Upload: [`upload_request`]
+//! builds `customers/{id}:uploadClickConversions` (partialFailure on) and
+//! [`read_upload_answer`] ends each row from Google's answer.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+pub const TENANT_KIND: &str = "google";
+/// Google's per-request limit (`TOO_MANY_CONVERSIONS_IN_REQUEST` above it).
+pub const MAX_BATCH: u32 = 2000;
+
+/// A validated conversion, as stored in the item payload and the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversion {
+    pub click_id_kind: String,
+    pub click_id: String,
+    /// "yyyy-mm-dd hh:mm:ss+hh:mm", the caller's offset kept.
+    pub conversion_time: String,
+    pub value: f64,
+    pub currency: String,
+    pub conversion_action: String,
+    #[serde(default)]
+    pub order_id: Option<String>,
+    pub idempotency_key: String,
+    #[serde(default)]
+    pub tenant_id: Option<i64>,
+}
+
+/// Every problem of a request, by field.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Invalid(pub Vec<(String, String)>);
+
+impl Invalid {
+    fn add(&mut self, field: &str, problem: impl Into<String>) {
+        self.0.push((field.to_string(), problem.into()));
+    }
+
+    pub fn message(&self) -> String {
+        let parts: Vec<String> = self.0.iter().map(|(f, p)| format!("{f}: {p}")).collect();
+        format!("{} problem(s): {}", self.0.len(), parts.join("; "))
+    }
+}
+
+/// Settings the intake needs from config.
+#[derive(Debug, Clone, Default)]
+pub struct IntakeConfig {
+    pub customer_id: Option<String>,
+    pub default_action: Option<String>,
+}
+
+/// `customers/{cid}/conversionActions/{id}` from a bare id; a resource name is kept.
+pub fn action_resource(action: &str, customer_id: Option<&str>) -> Result<String, String> {
+    let action = action.trim();
+    if action.starts_with("customers/") && action.contains("/conversionActions/") {
+        return Ok(action.to_string());
+    }
+    if !action.is_empty() && action.bytes().all(|b| b.is_ascii_digit()) {
+        return match customer_id {
+            Some(cid) => Ok(format!("customers/{cid}/conversionActions/{action}")),
+            None => Err("is a bare id, which needs GOOGLE_ADS_CUSTOMER_ID set; or send customers/{id}/conversionActions/{id}".into()),
+        };
+    }
+    Err(
+        "must be customers/{customer_id}/conversionActions/{id} or a numeric conversion action id"
+            .into(),
+    )
+}
+
+/// Customer ids without dashes.
+pub fn clean_customer_id(raw: &str) -> String {
+    raw.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Validate a request body; `idempotency_header` is the Idempotency-Key header.
+pub fn validate(
+    body: &[u8],
+    idempotency_header: Option<&str>,
+    config: &IntakeConfig,
+) -> Result<Conversion, Invalid> {
+    let mut bad = Invalid::default();
+    let root: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            bad.add("body", format!("is not valid JSON: {e}"));
+            return Err(bad);
+        }
+    };
+    let Some(obj) = root.as_object() else {
+        bad.add("body", "must be a JSON object");
+        return Err(bad);
+    };
+    let known = [
+        "gclid",
+        "gbraid",
+        "wbraid",
+        "timestamp",
+        "value",
+        "currency",
+        "conversion_action",
+        "order_id",
+        "tenant_id",
+    ];
+    for key in obj.keys() {
+        if !known.contains(&key.as_str()) {
+            bad.add(
+                key,
+                format!("is not a known field (known: {})", known.join(", ")),
+            );
+        }
+    }
+
+    let clicks: Vec<(&str, &Value)> = ["gclid", "gbraid", "wbraid"]
+        .into_iter()
+        .filter_map(|k| obj.get(k).filter(|v| !v.is_null()).map(|v| (k, v)))
+        .collect();
+    let mut click = None;
+    match clicks.as_slice() {
+        [] => bad.add(
+            "gclid",
+            "exactly one of gclid, gbraid or wbraid is required",
+        ),
+        [(kind, value)] => match value.as_str().map(str::trim) {
+            Some(id) if !id.is_empty() && id.len() <= 512 => {
+                click = Some((kind.to_string(), id.to_string()))
+            }
+            _ => bad.add(kind, "must be a non-empty string"),
+        },
+        many => {
+            let names: Vec<&str> = many.iter().map(|(k, _)| *k).collect();
+            bad.add(
+                names[1],
+                format!("send exactly one click id; got {}", names.join(" and ")),
+            );
+        }
+    }
+
+    let time = match obj.get("timestamp") {
+        None | Some(Value::Null) => {
+            bad.add(
+                "timestamp",
+                "is required (RFC 3339, e.g. 2026-09-20T14:32:05-03:00, or unix seconds)",
+            );
+            None
+        }
+        Some(v) => match google_time(v) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                bad.add("timestamp", why);
+                None
+            }
+        },
+    };
+
+    let value = match obj.get("value") {
+        None | Some(Value::Null) => {
+            bad.add("value", "is required (a number, 0 or more)");
+            None
+        }
+        Some(v) => match v.as_f64() {
+            Some(n) if n.is_finite() && n >= 0.0 => Some(n),
+            Some(_) => {
+                bad.add("value", "must not be negative");
+                None
+            }
+            None => {
+                bad.add("value", "must be a number");
+                None
+            }
+        },
+    };
+
+    let currency = match obj.get("currency").and_then(Value::as_str).map(str::trim) {
+        Some(c) if is_iso4217(c) => Some(c.to_string()),
+        Some(c) => {
+            bad.add(
+                "currency",
+                format!("{c:?} is not a three-letter ISO 4217 code (e.g. USD, EUR, BRL)"),
+            );
+            None
+        }
+        None => {
+            bad.add(
+                "currency",
+                "is required: a three-letter ISO 4217 code (e.g. USD)",
+            );
+            None
+        }
+    };
+
+    let action = match obj.get("conversion_action") {
+        None | Some(Value::Null) => match &config.default_action {
+            Some(a) => action_resource(a, config.customer_id.as_deref())
+                .map_err(|why| format!("GOOGLE_ADS_CONVERSION_ACTION {why}")),
+            None => Err("is required when GOOGLE_ADS_CONVERSION_ACTION is not set".into()),
+        },
+        Some(Value::String(a)) => action_resource(a, config.customer_id.as_deref()),
+        Some(Value::Number(n)) => action_resource(&n.to_string(), config.customer_id.as_deref()),
+        Some(_) => Err("must be a string".into()),
+    };
+    let action = match action {
+        Ok(a) => Some(a),
+        Err(why) => {
+            bad.add("conversion_action", why);
+            None
+        }
+    };
+
+    let order_id = match obj.get("order_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => {
+            Some(s.trim().to_string())
+        }
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => {
+            bad.add(
+                "order_id",
+                "must be a non-empty string of at most 128 characters",
+            );
+            None
+        }
+    };
+
+    let tenant_id = match obj.get("tenant_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_i64() {
+            Some(id) if id > 0 => Some(id),
+            _ => {
+                bad.add("tenant_id", "must be a positive integer (a tenant id)");
+                None
+            }
+        },
+    };
+
+    let idempotency_header = idempotency_header.map(str::trim).filter(|s| !s.is_empty());
+    if let Some(h) = idempotency_header
+        && h.len() > 255
+    {
+        bad.add("Idempotency-Key", "must be at most 255 characters");
+    }
+
+    match (click, time, value, currency, action) {
+        (Some((kind, id)), Some(time), Some(value), Some(currency), Some(action))
+            if bad.0.is_empty() =>
+        {
+            let idempotency_key = match (idempotency_header, &order_id) {
+                (Some(h), _) => format!("key:{h}"),
+                (None, Some(order)) => format!("order:{action}:{order}"),
+                (None, None) => format!("click:{kind}:{id}:{time}:{action}"),
+            };
+            Ok(Conversion {
+                click_id_kind: kind,
+                click_id: id,
+                conversion_time: time,
+                value,
+                currency,
+                conversion_action: action,
+                order_id,
+                idempotency_key,
+                tenant_id,
+            })
+        }
+        _ => Err(bad),
+    }
+}
+
+/// RFC 3339 or unix seconds → "yyyy-mm-dd hh:mm:ss+hh:mm", keeping the caller's offset.
+pub fn google_time(v: &Value) -> Result<String, String> {
+    let unix = match v {
+        Value::Number(n) => Some(n.as_i64().ok_or("unix seconds must be a whole number")?),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(s.parse::<i64>().map_err(|_| "unix seconds out of range")?)
+        }
+        Value::String(_) => None,
+        _ => return Err("must be an RFC 3339 string or unix seconds".into()),
+    };
+    if let Some(secs) = unix {
+        if !(0..=253_402_300_799).contains(&secs) {
+            return Err("unix seconds out of range".into());
+        }
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        return Ok(format!(
+            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}+00:00",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        ));
+    }
+    let s = v.as_str().unwrap_or_default().trim();
+    let why = || format!("{s:?} is not RFC 3339 (e.g. 2026-09-20T14:32:05-03:00) nor unix seconds");
+    let b = s.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(why());
+    }
+    let num = |r: std::ops::Range<usize>| {
+        s.get(r)
+            .filter(|x| x.bytes().all(|c| c.is_ascii_digit()))
+            .and_then(|x| x.parse::<u32>().ok())
+    };
+    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(se)) = (
+        num(0..4),
+        num(5..7),
+        num(8..10),
+        num(11..13),
+        num(14..16),
+        num(17..19),
+    ) else {
+        return Err(why());
+    };
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 60
+    {
+        return Err(format!("{s:?} is not a real date and time"));
+    }
+    // Skip fractional seconds: Google takes whole seconds.
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(why());
+        }
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => "+00:00".to_string(),
+        o if o.len() == 6
+            && (o.starts_with('+') || o.starts_with('-'))
+            && o.as_bytes()[3] == b':' =>
+        {
+            let (oh, om) = (o[1..3].parse::<u32>().ok(), o[4..6].parse::<u32>().ok());
+            match (oh, om) {
+                (Some(oh), Some(om)) if oh <= 23 && om <= 59 => o.to_string(),
+                _ => return Err(why()),
+            }
+        }
+        _ => return Err(format!("{s:?} has no time zone offset (add Z or ±hh:mm)")),
+    };
+    Ok(format!(
+        "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{se:02}{offset}"
+    ))
+}
+
+fn days_in_month(y: u32, m: u32) -> u32 {
+    match m {
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Active ISO 4217 currency codes.
+const ISO4217: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG";
+
+pub fn is_iso4217(code: &str) -> bool {
+    code.len() == 3 && ISO4217.split(' ').any(|c| c == code)
+}
+
+/// The uploadClickConversions request for `rows` (each an outbox payload).
+pub fn upload_request(rows: &[Conversion]) -> Value {
+    let conversions: Vec<Value> = rows
+        .iter()
+        .map(|c| {
+            let mut m = Map::new();
+            m.insert(c.click_id_kind.clone(), Value::String(c.click_id.clone()));
+            m.insert(
+                "conversionAction".into(),
+                Value::String(c.conversion_action.clone()),
+            );
+            m.insert(
+                "conversionDateTime".into(),
+                Value::String(c.conversion_time.clone()),
+            );
+            m.insert("conversionValue".into(), json!(c.value));
+            m.insert("currencyCode".into(), Value::String(c.currency.clone()));
+            if let Some(order) = &c.order_id {
+                m.insert("orderId".into(), Value::String(order.clone()));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    json!({"conversions": conversions, "partialFailure": true})
+}
+
+/// How one row ended, from Google's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowEnd {
+    Uploaded,
+    Rejected(String, String),
+    Retry(String),
+}
+
+/// How a whole batch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchEnd {
+    Rows(Vec<RowEnd>),
+    Retry(String, Option<u32>),
+    Stop(String),
+}
+
+/// Conversion upload errors worth trying again later (the click is too fresh).
+const TRANSIENT: [&str; 2] = ["TOO_RECENT_EVENT", "TOO_RECENT_CONVERSION_ACTION"];
+
+/// Read Google's answer to a batch of `n` rows.
+pub fn read_upload_answer(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+    n: usize,
+) -> BatchEnd {
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let top_message = || {
+        let e = &json["error"];
+        match (e["status"].as_str(), e["message"].as_str()) {
+            (Some(st), Some(m)) => format!("{st}: {m}"),
+            (None, Some(m)) => m.to_string(),
+            _ => String::from_utf8_lossy(body).chars().take(300).collect(),
+        }
+    };
+    if status == 429 || status == 408 || status >= 500 {
+        let after = retry_after.and_then(|v| v.trim().parse::<u32>().ok());
+        return BatchEnd::Retry(
+            format!("Google Ads API answered HTTP {status}: {}", top_message()),
+            after,
+        );
+    }
+    if status == 401 || status == 403 {
+        return BatchEnd::Stop(format!(
+            "Google Ads API answered HTTP {status} ({}); fix GOOGLE_ADS_ACCESS_TOKEN, GOOGLE_ADS_DEVELOPER_TOKEN or GOOGLE_ADS_LOGIN_CUSTOMER_ID, then reload the plugin",
+            top_message()
+        ));
+    }
+    if !(200..300).contains(&status) {
+        let why = format!(
+            "Google Ads API refused the whole request (HTTP {status}): {}",
+            top_message()
+        );
+        return BatchEnd::Rows(vec![RowEnd::Rejected("REQUEST_REFUSED".into(), why); n]);
+    }
+    let mut ends = vec![RowEnd::Uploaded; n];
+    let details = json["partialFailureError"]["details"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for detail in details {
+        for error in detail["errors"].as_array().cloned().unwrap_or_default() {
+            let index = error["location"]["fieldPathElements"]
+                .as_array()
+                .and_then(|p| p.iter().find(|e| e["fieldName"] == "conversions"))
+                .and_then(|e| e["index"].as_u64())
+                .map(|i| i as usize);
+            let code = error["errorCode"]
+                .as_object()
+                .and_then(|m| m.values().next())
+                .and_then(Value::as_str)
+                .unwrap_or("UNKNOWN")
+                .to_string();
+            let message = error["message"].as_str().unwrap_or("").to_string();
+            let end = if TRANSIENT.contains(&code.as_str()) {
+                RowEnd::Retry(format!("{code}: {message}"))
+            } else {
+                RowEnd::Rejected(code, message)
+            };
+            match index {
+                Some(i) if i < n => ends[i] = end,
+                // An error with no row is the whole batch's.
+                _ => ends.iter_mut().for_each(|e| *e = end.clone()),
+            }
+        }
+    }
+    BatchEnd::Rows(ends)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> IntakeConfig {
+        IntakeConfig {
+            customer_id: Some("1234567890".into()),
+            default_action: Some("987654321".into()),
+        }
+    }
+
+    #[test]
+    fn a_good_request_validates_and_keeps_the_offset() {
+        let c = validate(br#"{"gclid":"Cj0K","timestamp":"2026-09-20T14:32:05.123-03:00","value":1500,"currency":"BRL","order_id":"crm-1"}"#, None, &config()).unwrap();
+        assert_eq!(c.conversion_time, "2026-09-20 14:32:05-03:00");
+        assert_eq!(
+            c.conversion_action,
+            "customers/1234567890/conversionActions/987654321"
+        );
+        assert_eq!(
+            c.idempotency_key,
+            "order:customers/1234567890/conversionActions/987654321:crm-1"
+        );
+        let k = validate(
+            br#"{"wbraid":"W","timestamp":1758381128,"value":0,"currency":"USD"}"#,
+            Some("abc"),
+            &config(),
+        )
+        .unwrap();
+        assert_eq!(k.conversion_time, "2025-09-20 15:12:08+00:00");
+        assert_eq!(k.idempotency_key, "key:abc");
+    }
+
+    #[test]
+    fn every_problem_is_reported_by_field() {
+        let e = validate(br#"{"gclid":"a","gbraid":"b","timestamp":"yesterday","value":-1,"currency":"usd","tenant_id":0,"extra":1}"#, None, &IntakeConfig::default()).unwrap_err();
+        let fields: Vec<&str> = e.0.iter().map(|(f, _)| f.as_str()).collect();
+        for f in [
+            "gbraid",
+            "timestamp",
+            "value",
+            "currency",
+            "conversion_action",
+            "tenant_id",
+            "extra",
+        ] {
+            assert!(fields.contains(&f), "{f} missing in {e:?}");
+        }
+        let e = validate(b"{", None, &config()).unwrap_err();
+        assert_eq!(e.0[0].0, "body");
+        let e = validate(
+            br#"{"timestamp":"2026-02-30T00:00:00Z","value":1,"currency":"EUR"}"#,
+            None,
+            &config(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message().contains("gclid") && e.message().contains("not a real date"),
+            "{}",
+            e.message()
+        );
+        let e = validate(
+            br#"{"gclid":"x","timestamp":"2026-02-03T00:00:00","value":1,"currency":"EUR"}"#,
+            None,
+            &config(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message().contains("no time zone offset"),
+            "{}",
+            e.message()
+        );
+    }
+
+    #[test]
+    fn unix_days_are_right() {
+        assert_eq!(google_time(&json!(0)).unwrap(), "1970-01-01 00:00:00+00:00");
+        assert_eq!(
+            google_time(&json!(951_782_400)).unwrap(),
+            "2000-02-29 00:00:00+00:00"
+        );
+        assert_eq!(
+            google_time(&json!("1758381128")).unwrap(),
+            "2025-09-20 15:12:08+00:00"
+        );
+    }
+
+    #[test]
+    fn partial_failures_end_their_row_only() {
+        let body = br#"{"partialFailureError":{"code":3,"message":"x","details":[{"@type":"t","errors":[
+            {"errorCode":{"conversionUploadError":"UNPARSEABLE_GCLID"},"message":"The imported gclid could not be decoded.","location":{"fieldPathElements":[{"fieldName":"conversions","index":1}]}},
+            {"errorCode":{"conversionUploadError":"TOO_RECENT_EVENT"},"message":"too soon","location":{"fieldPathElements":[{"fieldName":"conversions","index":2}]}}]}]},
+            "results":[{"gclid":"a"},{},{}]}"#;
+        let BatchEnd::Rows(ends) = read_upload_answer(200, None, body, 3) else {
+            panic!()
+        };
+        assert_eq!(ends[0], RowEnd::Uploaded);
+        assert_eq!(
+            ends[1],
+            RowEnd::Rejected(
+                "UNPARSEABLE_GCLID".into(),
+                "The imported gclid could not be decoded.".into()
+            )
+        );
+        assert!(matches!(&ends[2], RowEnd::Retry(m) if m.starts_with("TOO_RECENT_EVENT")));
+    }
+
+    #[test]
+    fn statuses_decide_the_batch() {
+        assert_eq!(
+            read_upload_answer(429, Some("7"), b"{}", 2),
+            BatchEnd::Retry("Google Ads API answered HTTP 429: {}".into(), Some(7))
+        );
+        assert!(
+            matches!(read_upload_answer(401, None, br#"{"error":{"code":401,"message":"missing credential","status":"UNAUTHENTICATED"}}"#, 1), BatchEnd::Stop(m) if m.contains("UNAUTHENTICATED: missing credential"))
+        );
+        assert!(
+            matches!(read_upload_answer(400, None, b"bad", 2), BatchEnd::Rows(r) if r.len() == 2)
+        );
+    }
+
+    #[test]
+    fn the_request_has_googles_shape() {
+        let c = validate(br#"{"gclid":"G","timestamp":"2026-09-20T14:32:05-03:00","value":15.5,"currency":"BRL","order_id":"o1"}"#, None, &config()).unwrap();
+        let r = upload_request(&[c]);
+        assert_eq!(r["partialFailure"], true);
+        assert_eq!(r["conversions"][0]["gclid"], "G");
+        assert_eq!(
+            r["conversions"][0]["conversionDateTime"],
+            "2026-09-20 14:32:05-03:00"
+        );
+        assert_eq!(r["conversions"][0]["conversionValue"], 15.5);
+        assert_eq!(r["conversions"][0]["orderId"], "o1");
+    }
+}

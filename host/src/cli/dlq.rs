@@ -57,7 +57,8 @@ pub struct ReplayArgs {
 pub async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
     let store = super::open_store(settings).await?;
     let file = load_plugins_file(&settings.plugins_path, FileCheck::Require)?;
-    let runtime = Runtime::new(file.cache_dir()).context("cannot start the wasm runtime")?;
+    let runtime = Runtime::new(file.cache_dir(), Some(store.clone()))
+        .context("cannot start the wasm runtime")?;
     let plugins = runtime.load_all(&file).await;
     if let Some(id) = args.id {
         let event = store

@@ -108,7 +108,7 @@ fn compatible(name: &str) -> bool {
 /// `portico plugin check FILE.wasm`
 pub async fn check(file: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let runtime = Runtime::new(None)?;
+    let runtime = Runtime::new(None, None)?;
     let engine = runtime.engine().clone();
     let component = {
         let bytes = bytes.clone();
@@ -201,7 +201,7 @@ pub async fn call(
         };
         parsed_headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
-    let runtime = Runtime::new(file.cache_dir())?;
+    let runtime = Runtime::new(file.cache_dir(), None)?;
     let set = runtime
         .load_all(&crate::config::PluginsFile {
             plugins: vec![spec.clone()],

@@ -13,8 +13,10 @@ use std::sync::Arc;
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let file = load_plugins_file(&settings.plugins_path, FileCheck::Require)?;
     let store = super::open_store(settings).await?;
-    let runtime =
-        Arc::new(Runtime::new(file.cache_dir()).context("cannot start the wasm runtime")?);
+    let runtime = Arc::new(
+        Runtime::new(file.cache_dir(), Some(store.clone()))
+            .context("cannot start the wasm runtime")?,
+    );
     let started = std::time::Instant::now();
     let set = runtime.load_all(&file).await;
     tracing::info!(

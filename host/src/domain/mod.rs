@@ -48,12 +48,53 @@ pub struct NewConversion {
     pub upload: bool,
 }
 
+/// A message a customer sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InboundMessage {
+    pub channel: String,
+    pub contact_phone: String,
+    pub contact_name: Option<String>,
+    pub external_id: String,
+    pub to_addr: Option<String>,
+    pub kind: String,
+    pub body: String,
+    pub media_id: Option<String>,
+    pub sent_at: Option<i64>,
+    pub reply_to: Option<String>,
+}
+
+/// A delivery status of a message the business sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatusUpdate {
+    pub channel: String,
+    pub external_id: String,
+    pub status: String,
+    pub error: Option<String>,
+}
+
+/// A message the business sent, or tried to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutboundMessage {
+    pub channel: String,
+    pub tenant_id: i64,
+    pub to_addr: String,
+    pub from_addr: Option<String>,
+    pub body: String,
+    pub case_id: Option<i64>,
+    pub external_id: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+}
+
 /// One thing an item asks of the host.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum DomainOp {
     CreateLead(NewLead),
     QueueConversion(NewConversion),
+    RecordInbound(InboundMessage),
+    UpdateStatus(StatusUpdate),
+    RecordOutbound(OutboundMessage),
     /// Nothing to do; the reason goes on the event.
     Ignore {
         reason: String,
@@ -85,13 +126,27 @@ impl DomainOp {
                     + c.idempotency_key.len()
                     + 32
             }
+            DomainOp::RecordInbound(m) => {
+                m.contact_phone.len()
+                    + opt(&m.contact_name)
+                    + m.external_id.len()
+                    + opt(&m.to_addr)
+                    + m.kind.len()
+                    + m.body.len()
+                    + opt(&m.media_id)
+                    + opt(&m.reply_to)
+            }
+            DomainOp::UpdateStatus(u) => u.external_id.len() + u.status.len() + opt(&u.error),
+            DomainOp::RecordOutbound(m) => {
+                m.to_addr.len() + m.body.len() + opt(&m.external_id) + opt(&m.error) + 64
+            }
             DomainOp::Ignore { reason } => reason.len(),
         }
     }
 
     /// Whether applying this op needs the item's tenant (a conversion may have none).
     pub fn needs_tenant(&self) -> bool {
-        matches!(self, DomainOp::CreateLead(_))
+        matches!(self, DomainOp::CreateLead(_) | DomainOp::RecordInbound(_))
     }
 }
 

@@ -1,6 +1,6 @@
 //! HTTP: routes, correlation ids, and the mapping of outcomes to statuses.
 
-mod admin;
+pub(crate) mod admin;
 mod error;
 mod health;
 mod webhook;

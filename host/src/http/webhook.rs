@@ -67,7 +67,12 @@ async fn serve(
     shown: &str,
 ) -> Response {
     let (plugin, kind) = match resolved {
-        Resolved::Found(plugin, kind) => (plugin.clone(), kind),
+        Resolved::Found(plugin, kind, admin_only) => {
+            if admin_only && let Err(e) = super::admin::authorize(app, req.headers()) {
+                return e.into_response();
+            }
+            (plugin.clone(), kind)
+        }
         Resolved::NoMount => {
             return ApiError::not_found(format!(
                 "no integration is mounted at {shown}; see GET /api/health for the loaded plugins"
@@ -376,11 +381,23 @@ async fn intake(
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let records: Vec<_> = reports.iter().flat_map(|r| r.records.iter()).collect();
-    let body = match records.as_slice() {
-        [one] => serde_json::json!({"id": one.id, "status": one.status}),
-        many => serde_json::json!({"records": many}),
+    let (status, body) = match records.as_slice() {
+        // A send: the stored message and the provider's id, or the provider's refusal.
+        [one] if one.table == "messages" && one.status.as_deref() == Some("failed") => (
+            StatusCode::BAD_GATEWAY,
+            serde_json::json!({"error": "provider_error", "message": one.error, "message_id": one.id}),
+        ),
+        [one] if one.table == "messages" => (
+            StatusCode::OK,
+            serde_json::json!({"message_id": one.id, "wamid": one.external_id, "status": one.status}),
+        ),
+        [one] => (
+            StatusCode::OK,
+            serde_json::json!({"id": one.id, "status": one.status}),
+        ),
+        many => (StatusCode::OK, serde_json::json!({"records": many})),
     };
-    Ok((StatusCode::OK, Json(body)).into_response())
+    Ok((status, Json(body)).into_response())
 }
 
 async fn custom(

@@ -1,7 +1,7 @@
 //! What the host gives each instance: its store data and the `host` interface
 //! (log, config, secret). A plugin sees only its own config and secrets.
 
-use super::bindings::portico::adapter::{host, types};
+use super::bindings::portico::adapter::{directory, host, types};
 use crate::config::plugins::{HostRule, Secret};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +20,8 @@ pub struct PluginEnv {
     pub allowed_hosts: Vec<HostRule>,
     /// The process's shared HTTP client, for the outbound interface.
     pub http: reqwest::Client,
+    /// The store behind the directory interface (none offline: lookups find nothing).
+    pub directory: Option<crate::store::Store>,
 }
 
 /// The data of one store (one instance, one webhook).
@@ -89,6 +91,19 @@ impl WasiView for HostState {
 }
 
 impl types::Host for HostState {}
+
+impl directory::Host for HostState {
+    async fn source_key(&mut self, tenant_id: i64, kind: String) -> Option<String> {
+        let store = self.env.directory.clone()?;
+        match store.source_key(tenant_id, &kind).await {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::warn!(plugin = %self.env.name, correlation_id = %self.correlation_id, "directory lookup failed: {e}");
+                None
+            }
+        }
+    }
+}
 
 /// Longest adapter log line kept; the rest is cut so a chatty plugin cannot flood the logs.
 const MAX_LOG_LINE: usize = 4096;

@@ -22,7 +22,10 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         world: "adapter",
         path: "../wit",
-        imports: { "portico:adapter/outbound.send": async },
+        imports: {
+            "portico:adapter/outbound.send": async,
+            "portico:adapter/directory.source-key": async,
+        },
         exports: { default: async },
     });
 }

@@ -48,6 +48,8 @@ pub struct RouteDecl {
     pub method: String,
     pub path: String,
     pub kind: RouteKind,
+    /// Whether the host demands the admin bearer token before the plugin sees the request.
+    pub admin_only: bool,
 }
 
 /// What a plugin says about itself.
@@ -105,6 +107,7 @@ pub async fn load(
     linker: &Linker<HostState>,
     http: &reqwest::Client,
     cache: &ComponentCache,
+    directory: Option<crate::store::Store>,
     spec: PluginSpec,
 ) -> Result<LoadedPlugin, LoadError> {
     let bytes = tokio::fs::read(&spec.wasm_path)
@@ -142,6 +145,7 @@ pub async fn load(
         secrets: spec.secrets.clone(),
         allowed_hosts: spec.allowed_hosts.clone(),
         http: http.clone(),
+        directory,
     });
     let mut plugin = LoadedPlugin {
         spec,
@@ -211,7 +215,13 @@ fn check_manifest(m: types::PluginManifest) -> Result<PluginManifest, LoadError>
             types::RouteKind::Intake => RouteKind::Intake,
             types::RouteKind::Custom => RouteKind::Custom,
         };
-        routes.push(RouteDecl { method, path, kind });
+        let admin_only = matches!(r.auth, types::RouteAuth::Admin);
+        routes.push(RouteDecl {
+            method,
+            path,
+            kind,
+            admin_only,
+        });
     }
     Ok(PluginManifest {
         name: m.name,

@@ -61,7 +61,8 @@ pub enum Resolved<'a> {
     MethodNotAllowed(&'a LoadedPlugin),
     /// The plugin does not declare this path.
     NoRoute(&'a LoadedPlugin),
-    Found(&'a Arc<LoadedPlugin>, RouteKind),
+    /// The plugin, how the route is served, and whether it is admin-only.
+    Found(&'a Arc<LoadedPlugin>, RouteKind, bool),
 }
 
 impl PluginSet {
@@ -102,7 +103,7 @@ impl PluginSet {
             SlotState::Disabled => Resolved::Disabled(&slot.spec),
             SlotState::Failed { error, .. } => Resolved::Unavailable(&slot.spec, error),
             SlotState::Loaded(plugin) => match plugin.route(method, path) {
-                Some(route) => Resolved::Found(plugin, route.kind),
+                Some(route) => Resolved::Found(plugin, route.kind, route.admin_only),
                 None if plugin.has_path(path) => Resolved::MethodNotAllowed(plugin),
                 None => Resolved::NoRoute(plugin),
             },
@@ -121,6 +122,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     http: reqwest::Client,
     cache: ComponentCache,
+    directory: Option<crate::store::Store>,
     current: ArcSwap<PluginSet>,
     /// The manifest the current set came from (for reloads).
     manifest_path: std::sync::Mutex<Option<PathBuf>>,
@@ -134,7 +136,11 @@ pub struct ManifestRefused(pub String);
 
 impl Runtime {
     /// `cache_dir`: where compiled components are kept between runs (None: nowhere).
-    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
+    /// `directory`: the store adapters' lookups read (None offline).
+    pub fn new(
+        cache_dir: Option<PathBuf>,
+        directory: Option<crate::store::Store>,
+    ) -> anyhow::Result<Runtime> {
         let engine = build_engine()?;
         let linker = build_linker(&engine)?;
         let http = super::outbound::http_client()?;
@@ -144,6 +150,7 @@ impl Runtime {
             linker,
             http,
             cache,
+            directory,
             current: ArcSwap::from_pointee(PluginSet::default()),
             manifest_path: std::sync::Mutex::new(None),
             reload: tokio::sync::Mutex::new(()),
@@ -159,7 +166,15 @@ impl Runtime {
         &self,
         spec: PluginSpec,
     ) -> Result<LoadedPlugin, super::plugin::LoadError> {
-        load(&self.engine, &self.linker, &self.http, &self.cache, spec).await
+        load(
+            &self.engine,
+            &self.linker,
+            &self.http,
+            &self.cache,
+            self.directory.clone(),
+            spec,
+        )
+        .await
     }
 
     /// The snapshot requests should use.
@@ -302,6 +317,7 @@ impl Runtime {
             &self.linker,
             &self.http,
             &self.cache,
+            self.directory.clone(),
             spec.clone(),
         )
         .await

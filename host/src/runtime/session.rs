@@ -11,7 +11,10 @@ use super::plugin::LoadedPlugin;
 use crate::config::limits::{
     GUEST_STDERR_BYTES, MAX_ITEM_OUTPUT_BYTES, MAX_ITEMS_PER_DELIVERY, MAX_PARSE_OUTPUT_BYTES,
 };
-use crate::domain::{DomainOp, NewConversion, NewLead, ParsedItem, TenantRef};
+use crate::domain::{
+    DomainOp, InboundMessage, NewConversion, NewLead, OutboundMessage, ParsedItem, StatusUpdate,
+    TenantRef,
+};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
@@ -424,6 +427,35 @@ fn op_from_wit(op: types::DomainOp) -> DomainOp {
             idempotency_key: c.idempotency_key,
             tenant_id: c.tenant_id,
             upload: c.upload,
+        }),
+        types::DomainOp::RecordInbound(m) => DomainOp::RecordInbound(InboundMessage {
+            channel: m.channel,
+            contact_phone: m.contact_phone,
+            contact_name: m.contact_name,
+            external_id: m.external_id,
+            to_addr: m.to_addr,
+            kind: m.kind,
+            body: m.body,
+            media_id: m.media_id,
+            sent_at: m.sent_at,
+            reply_to: m.reply_to,
+        }),
+        types::DomainOp::UpdateStatus(u) => DomainOp::UpdateStatus(StatusUpdate {
+            channel: u.channel,
+            external_id: u.external_id,
+            status: u.status,
+            error: u.error,
+        }),
+        types::DomainOp::RecordOutbound(m) => DomainOp::RecordOutbound(OutboundMessage {
+            channel: m.channel,
+            tenant_id: m.tenant_id,
+            to_addr: m.to_addr,
+            from_addr: m.from_addr,
+            body: m.body,
+            case_id: m.case_id,
+            external_id: m.external_id,
+            status: m.status,
+            error: m.error,
         }),
         types::DomainOp::Ignore(reason) => DomainOp::Ignore { reason },
     }

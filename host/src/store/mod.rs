@@ -28,6 +28,10 @@ pub enum StoreError {
     MissingTenant,
     #[error("tenant {0} does not exist: create it with `portico tenant add NAME`")]
     TenantNotFound(i64),
+    #[error(
+        "case {case_id} does not belong to tenant {tenant_id}: leave case_id out to use the contact's open case"
+    )]
+    CaseNotFound { case_id: i64, tenant_id: i64 },
     #[error("{kind} key {key:?} is already mapped to tenant {tenant_id}")]
     DuplicateSource {
         kind: String,
@@ -72,6 +76,11 @@ pub struct RecordRef {
     pub table: &'static str,
     pub id: i64,
     pub status: Option<String>,
+    /// The provider's id of the row (a message's wamid), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What applying an item did.
@@ -172,6 +181,14 @@ pub enum Store {
     Sqlite(SqliteStore),
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Sqlite(_) => f.write_str("Store::Sqlite"),
+        }
+    }
+}
+
 impl Store {
     /// Open (creating a SQLite file when missing) and migrate.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
@@ -195,6 +212,17 @@ impl Store {
     pub async fn create_tenant(&self, name: &str) -> Result<i64, StoreError> {
         match self {
             Store::Sqlite(s) => s.create_tenant(name).await,
+        }
+    }
+
+    /// The key `tenant_id` mapped for `kind`, if any (the adapters' directory).
+    pub async fn source_key(
+        &self,
+        tenant_id: i64,
+        kind: &str,
+    ) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.source_key(tenant_id, kind).await,
         }
     }
 

@@ -82,6 +82,19 @@ impl SqliteStore {
         Ok(id)
     }
 
+    pub async fn source_key(
+        &self,
+        tenant_id: i64,
+        kind: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let key = sqlx::query_scalar("SELECT external_key FROM lead_sources WHERE tenant_id = ? AND kind = ? ORDER BY id LIMIT 1")
+            .bind(tenant_id)
+            .bind(kind)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(key)
+    }
+
     pub async fn add_lead_source(
         &self,
         tenant_id: i64,
@@ -223,6 +236,7 @@ impl SqliteStore {
         let mut records = Vec::new();
         let mut created = 0;
         let mut ignored = Vec::new();
+        let mut ignored_owned: Vec<String> = Vec::new();
         for op in ops {
             match op {
                 DomainOp::CreateLead(lead) => {
@@ -289,12 +303,115 @@ impl SqliteStore {
                         table: "conversion_uploads",
                         id: row.try_get("id")?,
                         status: Some(row.try_get("status")?),
+                        external_id: None,
+                        error: None,
+                    });
+                }
+                DomainOp::RecordInbound(m) => {
+                    let tenant = tenant_id.ok_or(StoreError::MissingTenant)?;
+                    let contact = upsert_contact(
+                        &mut tx,
+                        tenant,
+                        &m.contact_phone,
+                        m.contact_name.as_deref(),
+                    )
+                    .await?;
+                    let case = open_case(&mut tx, tenant, contact, None).await?;
+                    let r = sqlx::query(
+                        "INSERT INTO messages (tenant_id, contact_id, case_id, channel, direction, external_id, from_addr,
+                            to_addr, kind, body, media_id, status, provider_timestamp, reply_to)
+                         VALUES (?, ?, ?, ?, 'inbound', ?, ?, ?, ?, ?, ?, 'received', ?, ?)
+                         ON CONFLICT (channel, external_id) DO NOTHING",
+                    )
+                    .bind(tenant)
+                    .bind(contact)
+                    .bind(case)
+                    .bind(&m.channel)
+                    .bind(&m.external_id)
+                    .bind(&m.contact_phone)
+                    .bind(&m.to_addr)
+                    .bind(&m.kind)
+                    .bind(&m.body)
+                    .bind(&m.media_id)
+                    .bind(m.sent_at)
+                    .bind(&m.reply_to)
+                    .execute(&mut *tx)
+                    .await?;
+                    created += r.rows_affected();
+                }
+                DomainOp::UpdateStatus(u) => {
+                    // Statuses arrive out of order: only ever move forward.
+                    let r = sqlx::query(
+                        "UPDATE messages SET status = ?, error = COALESCE(?, error)
+                         WHERE channel = ? AND external_id = ? AND direction = 'outbound'
+                           AND (CASE ? WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3
+                                       WHEN 'played' THEN 4 WHEN 'failed' THEN 5 ELSE 0 END)
+                             > (CASE COALESCE(status, '') WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3
+                                       WHEN 'played' THEN 4 WHEN 'failed' THEN 5 ELSE 0 END)",
+                    )
+                    .bind(&u.status)
+                    .bind(&u.error)
+                    .bind(&u.channel)
+                    .bind(&u.external_id)
+                    .bind(&u.status)
+                    .execute(&mut *tx)
+                    .await?;
+                    if r.rows_affected() == 0 {
+                        let current: Option<Option<String>> = sqlx::query_scalar(
+                            "SELECT status FROM messages WHERE channel = ? AND external_id = ? AND direction = 'outbound'",
+                        )
+                        .bind(&u.channel)
+                        .bind(&u.external_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        ignored_owned.push(match current {
+                            None => format!("status {:?} for unknown message {}: no outbound message has that id", u.status, u.external_id),
+                            Some(now) => format!(
+                                "status {:?} for {} arrived after {:?}: statuses never move backwards",
+                                u.status,
+                                u.external_id,
+                                now.unwrap_or_default()
+                            ),
+                        });
+                    }
+                }
+                DomainOp::RecordOutbound(m) => {
+                    let contact = upsert_contact(&mut tx, m.tenant_id, &m.to_addr, None).await?;
+                    let case = open_case(&mut tx, m.tenant_id, contact, m.case_id).await?;
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO messages (tenant_id, contact_id, case_id, channel, direction, external_id, from_addr,
+                            to_addr, kind, body, status, error)
+                         VALUES (?, ?, ?, ?, 'outbound', ?, ?, ?, 'text', ?, ?, ?)
+                         ON CONFLICT (channel, external_id) DO UPDATE SET status = messages.status
+                         RETURNING id",
+                    )
+                    .bind(m.tenant_id)
+                    .bind(contact)
+                    .bind(case)
+                    .bind(&m.channel)
+                    .bind(&m.external_id)
+                    .bind(&m.from_addr)
+                    .bind(&m.to_addr)
+                    .bind(&m.body)
+                    .bind(&m.status)
+                    .bind(&m.error)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    created += 1;
+                    records.push(RecordRef {
+                        table: "messages",
+                        id,
+                        status: Some(m.status.clone()),
+                        external_id: m.external_id.clone(),
+                        error: m.error.clone(),
                     });
                 }
                 DomainOp::Ignore { reason } => ignored.push(reason.as_str()),
             }
         }
 
+        let mut ignored: Vec<String> = ignored.into_iter().map(str::to_string).collect();
+        ignored.extend(ignored_owned);
         let only_ignored = !ops.is_empty() && ignored.len() == ops.len();
         let (status, note) = if only_ignored || ops.is_empty() {
             let reason = if ops.is_empty() {
@@ -575,6 +692,63 @@ fn event_row(row: &SqliteRow) -> Result<EventRow, StoreError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
+}
+
+/// The contact with this phone for the tenant, created when missing; a new name replaces the old.
+async fn upsert_contact(
+    tx: &mut Transaction<'_, Sqlite>,
+    tenant_id: i64,
+    phone: &str,
+    name: Option<&str>,
+) -> Result<i64, StoreError> {
+    let id = sqlx::query_scalar(
+        "INSERT INTO contacts (tenant_id, phone, name) VALUES (?, ?, ?)
+         ON CONFLICT (tenant_id, phone) DO UPDATE SET name = COALESCE(excluded.name, contacts.name)
+         RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(phone)
+    .bind(name)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// The case to file a message under: `wanted` (checked to be the tenant's), else the
+/// contact's open case, else a new open case.
+async fn open_case(
+    tx: &mut Transaction<'_, Sqlite>,
+    tenant_id: i64,
+    contact_id: i64,
+    wanted: Option<i64>,
+) -> Result<i64, StoreError> {
+    if let Some(case_id) = wanted {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM cases WHERE id = ? AND tenant_id = ?")
+                .bind(case_id)
+                .bind(tenant_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        return found.ok_or(StoreError::CaseNotFound { case_id, tenant_id });
+    }
+    let open: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM cases WHERE tenant_id = ? AND contact_id = ? AND status = 'open' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(tenant_id)
+    .bind(contact_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(id) = open {
+        return Ok(id);
+    }
+    let id = sqlx::query_scalar(
+        "INSERT INTO cases (tenant_id, contact_id, status) VALUES (?, ?, 'open') RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(contact_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(id)
 }
 
 async fn existing_slot(

@@ -23,8 +23,9 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The packages every test binary builds once.
-const TEST_PLUGINS: [&str; 4] = [
+const TEST_PLUGINS: [&str; 5] = [
     "portico-meta",
+    "portico-whatsapp",
     "portico-standard-webhooks",
     "portico-google-ads",
     "portico-test-misbehaving",
@@ -309,6 +310,10 @@ pub fn base_command(dir: &Path, db_url: &str, env: &[(String, String)]) -> Comma
         "PORTICO_LEASE_SECS",
         "PORTICO_UPLOAD_POLL_MS",
         "WHATSAPP_WEBHOOK_ENABLED",
+        "WHATSAPP_APP_SECRET",
+        "WHATSAPP_VERIFY_TOKEN",
+        "WHATSAPP_ACCESS_TOKEN",
+        "WHATSAPP_API_BASE_URL",
         "STANDARD_WEBHOOK_SECRET",
         "GOOGLE_ADS_OFFLINE_ENABLED",
         "GOOGLE_ADS_API_BASE_URL",

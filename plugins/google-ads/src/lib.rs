@@ -54,6 +54,7 @@ mod component {
                     method: "POST".into(),
                     path: "offline-conversion".into(),
                     kind: RouteKind::Intake,
+                    auth: portico_sdk::RouteAuth::None,
                 }],
                 outbox: vec![OutboxDecl {
                     kind: "conversion".into(),

@@ -52,11 +52,13 @@ mod component {
                         method: "POST".into(),
                         path: "webhook".into(),
                         kind: RouteKind::Webhook,
+                        auth: portico_sdk::RouteAuth::None,
                     },
                     Route {
                         method: "GET".into(),
                         path: "webhook".into(),
                         kind: RouteKind::Custom,
+                        auth: portico_sdk::RouteAuth::None,
                     },
                 ],
                 outbox: vec![],

@@ -431,13 +431,7 @@ pub fn enrich(lead: &mut MappedLead, graph: GraphLead) {
 /// The GET subscription handshake: `Some(challenge)` when it must be echoed.
 /// An unset or empty verify token never matches.
 pub fn handshake(query: &str, verify_token: Option<&str>) -> Option<String> {
-    use portico_sdk::http::query_param;
-    let expected = verify_token.filter(|t| !t.is_empty())?;
-    let mode = query_param(query, "hub.mode")?;
-    let token = query_param(query, "hub.verify_token")?;
-    let challenge = query_param(query, "hub.challenge")?;
-    let token_ok = portico_sdk::signature::constant_time_eq(token.as_bytes(), expected.as_bytes());
-    (mode == "subscribe" && token_ok).then_some(challenge)
+    portico_sdk::http::hub_challenge(query, verify_token)
 }
 
 /// Ids are strings on the wire, numbers in some docs: accept both, keep digits exact.

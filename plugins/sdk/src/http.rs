@@ -30,6 +30,24 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The Meta-style subscription handshake (`hub.mode=subscribe`, `hub.verify_token`,
+/// `hub.challenge`): `Some(challenge)` to echo when the token matches. An unset or
+/// empty expected token never matches.
+///
+/// ```
+/// let q = "hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=tok";
+/// assert_eq!(portico_sdk::http::hub_challenge(q, Some("tok")).as_deref(), Some("1158201444"));
+/// assert_eq!(portico_sdk::http::hub_challenge(q, Some("")), None);
+/// ```
+pub fn hub_challenge(query: &str, verify_token: Option<&str>) -> Option<String> {
+    let expected = verify_token.filter(|t| !t.is_empty())?;
+    let mode = query_param(query, "hub.mode")?;
+    let token = query_param(query, "hub.verify_token")?;
+    let challenge = query_param(query, "hub.challenge")?;
+    let token_ok = crate::signature::constant_time_eq(token.as_bytes(), expected.as_bytes());
+    (mode == "subscribe" && token_ok).then_some(challenge)
+}
+
 /// Decode `%XX` escapes and `+`; invalid escapes are kept as written.
 ///
 /// ```

@@ -20,6 +20,7 @@
 //! portico_sdk::export_adapter!(MyAdapter);
 //! ```
 
+pub mod directory;
 pub mod host;
 pub mod http;
 pub mod json;
@@ -41,8 +42,9 @@ pub mod bindings {
 pub use bindings::export_adapter;
 pub use bindings::exports::portico::adapter::plugin::{BatchError, OutboxRow, RowOutcome};
 pub use bindings::portico::adapter::types::{
-    AdapterError, Conversion, DomainOp, Item, Lead, OutboxDecl, PluginManifest as Manifest,
-    Request, Response, Route, RouteKind, TenantRef, Verdict,
+    AdapterError, Conversion, DomainOp, InboundMessage, Item, Lead, OutboundMessage, OutboxDecl,
+    PluginManifest as Manifest, Request, Response, Route, RouteAuth, RouteKind, StatusUpdate,
+    TenantRef, Verdict,
 };
 
 impl AdapterError {

@@ -40,6 +40,7 @@ mod component {
                     method: "POST".into(),
                     path: "webhook".into(),
                     kind: RouteKind::Webhook,
+                    auth: portico_sdk::RouteAuth::None,
                 }],
                 outbox: vec![],
                 warnings,

@@ -1,0 +1,510 @@
+//! WhatsApp Cloud API: the toggle, inbound messages of every type into contacts,
+//! cases and messages, statuses that never move backwards, and send through a
+//! fake Cloud API on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use common::*;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+const WA_SECRET: &str = "wa-secret";
+const ADMIN: &str = "admin-token";
+const PNID: &str = "106540352242922";
+
+#[derive(Default)]
+struct FakeCloud {
+    sent: Vec<(String, String, Value)>,
+}
+
+/// A fake Cloud API: recipients ending in an error code get that error; others a wamid.
+async fn fake_cloud() -> (String, Arc<Mutex<FakeCloud>>) {
+    let state = Arc::new(Mutex::new(FakeCloud::default()));
+    async fn messages(
+        axum::extract::State(state): axum::extract::State<Arc<Mutex<FakeCloud>>>,
+        axum::extract::Path((_v, pnid)): axum::extract::Path<(String, String)>,
+        headers: axum::http::HeaderMap,
+        body: String,
+    ) -> axum::response::Response {
+        let body: Value = serde_json::from_str(&body).unwrap();
+        let auth = headers["authorization"].to_str().unwrap().to_string();
+        let to = body["to"].as_str().unwrap().to_string();
+        let mut s = state.lock().unwrap();
+        s.sent.push((pnid, auth, body));
+        let err = |status: u16, code: u64, message: &str, details: &str| {
+            let e = json!({"error": {"message": message, "type": "OAuthException", "code": code, "error_data": {"messaging_product": "whatsapp", "details": details}, "fbtrace_id": "Az8or"}});
+            (StatusCode::from_u16(status).unwrap(), axum::Json(e)).into_response()
+        };
+        if to.ends_with("131047") {
+            return err(
+                400,
+                131047,
+                "(#131047) Re-engagement message",
+                "More than 24 hours have passed since the recipient last replied to the sender number.",
+            );
+        }
+        if to.ends_with("131026") {
+            return err(
+                400,
+                131026,
+                "(#131026) Message undeliverable",
+                "Unable to deliver message",
+            );
+        }
+        if to.ends_with("190190") {
+            return err(
+                401,
+                190,
+                "Error validating access token: Session has expired",
+                "Your access token has expired.",
+            );
+        }
+        if to.ends_with("130429") {
+            return err(
+                429,
+                130429,
+                "(#130429) Rate limit hit",
+                "Cloud API message throughput has been reached.",
+            );
+        }
+        let n = s.sent.len();
+        axum::Json(json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to.trim_start_matches('+')}], "messages": [{"id": format!("wamid.SENT{n}")}]})).into_response()
+    }
+    let app = axum::Router::new()
+        .route("/{v}/{pnid}/messages", axum::routing::post(messages))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, state)
+}
+
+fn whatsapp_entry() -> String {
+    format!(
+        r#"
+[plugins.whatsapp]
+path = "{}"
+enabled = {{ env = "WHATSAPP_WEBHOOK_ENABLED", default = false }}
+allowed_hosts = [{{ env = "WHATSAPP_API_BASE_URL", default = "https://graph.facebook.com" }}]
+[plugins.whatsapp.config]
+api_base_url = {{ env = "WHATSAPP_API_BASE_URL", default = "https://graph.facebook.com" }}
+api_version = "25.0"
+[plugins.whatsapp.secrets]
+app_secret = {{ env = "WHATSAPP_APP_SECRET" }}
+verify_token = {{ env = "WHATSAPP_VERIFY_TOKEN" }}
+access_token = {{ env = "WHATSAPP_ACCESS_TOKEN" }}
+"#,
+        plugin_wasm("portico-whatsapp").display()
+    )
+}
+
+fn enabled_env(base: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("WHATSAPP_WEBHOOK_ENABLED", "true"),
+        ("WHATSAPP_APP_SECRET", "old-one,wa-secret"),
+        ("WHATSAPP_VERIFY_TOKEN", "wa-verify"),
+        ("WHATSAPP_ACCESS_TOKEN", "EAAJB-token"),
+        ("WHATSAPP_API_BASE_URL", base),
+        ("PORTICO_ADMIN_TOKEN", ADMIN),
+    ]
+}
+
+fn tenant_with_number(server: &Server) -> i64 {
+    let id: i64 = server
+        .cli(&["tenant", "add", "Acme"])
+        .trim()
+        .parse()
+        .unwrap();
+    server.cli(&[
+        "source",
+        "add",
+        "--tenant",
+        &id.to_string(),
+        "--kind",
+        "whatsapp",
+        "--key",
+        PNID,
+    ]);
+    id
+}
+
+async fn post_delivery(server: &Server, body: &str) -> Value {
+    let r = post_signed(
+        &server.url("/api/integrations/whatsapp/webhook"),
+        body,
+        WA_SECRET,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+async fn send(server: &Server, body: Value, token: Option<&str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(server.url("/api/integrations/whatsapp/send"))
+        .json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn statuses(wamid: &str, list: &[(&str, Option<(u64, &str)>)]) -> String {
+    let items: Vec<Value> = list
+        .iter()
+        .map(|(status, err)| {
+            let mut s = json!({"id": wamid, "status": status, "timestamp": "1750030073", "recipient_id": "16505551234"});
+            if let Some((code, title)) = err {
+                s["errors"] = json!([{"code": code, "title": title, "message": title}]);
+            }
+            s
+        })
+        .collect();
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": PNID}, "statuses": items}}]}]}).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_by_default_the_routes_answer_503() {
+    let server = Server::start(&whatsapp_entry(), &[]);
+    let r = post_signed(
+        &server.url("/api/integrations/whatsapp/webhook"),
+        "{}",
+        WA_SECRET,
+    )
+    .await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "integration_disabled"
+    );
+    let health: Value = reqwest::get(server.url("/api/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["integrations"]["whatsapp"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_inbound_type_lands_in_contacts_cases_and_messages() {
+    let (base, _cloud) = fake_cloud().await;
+    let server = Server::start(&whatsapp_entry(), &enabled_env(&base));
+    let tenant = tenant_with_number(&server);
+    let hs = reqwest::get(server.url("/api/integrations/whatsapp/webhook?hub.mode=subscribe&hub.challenge=abc-123&hub.verify_token=wa-verify")).await.unwrap();
+    assert_eq!(hs.status(), 200);
+    assert_eq!(hs.text().await.unwrap(), "abc-123");
+    let bad = post_signed(
+        &server.url("/api/integrations/whatsapp/webhook"),
+        "{}",
+        "nope",
+    )
+    .await;
+    assert_eq!(bad.status(), 401);
+
+    let body = std::fs::read_to_string(
+        workspace_root().join("host/tests/fixtures/whatsapp-every-type.json"),
+    )
+    .unwrap();
+    let json = post_delivery(&server, &body).await;
+    let items = json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 15);
+    assert!(items.iter().all(|i| i["status"] == "processed"), "{json}");
+    // The same delivery again stores nothing twice.
+    let again = post_delivery(&server, &body).await;
+    assert!(
+        again["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["status"] == "duplicate")
+    );
+
+    let db = server.db().await;
+    let bodies: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT external_id, kind, body FROM messages ORDER BY id")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let body_of = |wamid: &str| {
+        bodies
+            .iter()
+            .find(|(w, _, _)| w == wamid)
+            .map(|(_, _, b)| b.clone())
+            .unwrap()
+    };
+    assert_eq!(bodies.len(), 15);
+    assert_eq!(body_of("wamid.T1"), "Olá, café?");
+    assert_eq!(body_of("wamid.I1"), "Taj Mahal");
+    assert_eq!(body_of("wamid.A1"), "[voice message]");
+    assert_eq!(body_of("wamid.V1"), "Unboxing");
+    assert_eq!(body_of("wamid.D1"), "my receipt");
+    assert_eq!(body_of("wamid.S1"), "[sticker]");
+    assert_eq!(
+        body_of("wamid.L1"),
+        "37.44221496582,-122.16165924072 Philz Coffee 101 Forest Ave, Palo Alto, CA 94301"
+    );
+    assert_eq!(
+        body_of("wamid.C1"),
+        "Contact: Barbara J. Johnson (+1 (415) 555-0829)"
+    );
+    assert_eq!(body_of("wamid.B1"), "Cancel");
+    assert_eq!(body_of("wamid.LR1"), "Priority Mail Express");
+    assert_eq!(body_of("wamid.BT1"), "Unsubscribe");
+    assert_eq!(body_of("wamid.R1"), "👍 to wamid.OUT1");
+    assert_eq!(
+        body_of("wamid.O1"),
+        "Order of 1 item(s) from catalog 194836987003835: Love these!"
+    );
+    assert_eq!(body_of("wamid.U1"), "Message type unknown (edit)");
+    assert!(body_of("wamid.SYS1").starts_with("User José Pérez changed"));
+    let (media, reply, ts): (Option<String>, Option<String>, Option<i64>) =
+        sqlx::query_as("SELECT (SELECT media_id FROM messages WHERE external_id = 'wamid.I1'), (SELECT reply_to FROM messages WHERE external_id = 'wamid.B1'), (SELECT provider_timestamp FROM messages WHERE external_id = 'wamid.T1')")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (media.as_deref(), reply.as_deref(), ts),
+        (
+            Some("1003383421387256"),
+            Some("wamid.OUT1"),
+            Some(1749416383)
+        )
+    );
+
+    let contacts: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT phone, name FROM contacts ORDER BY phone")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        contacts,
+        vec![
+            ("16505551234".into(), Some("José Pérez".into())),
+            ("5511987654321".into(), Some("Ana Souza".into()))
+        ]
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT COUNT(*) FROM cases WHERE tenant_id = {tenant} AND status = 'open'")
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(DISTINCT case_id) FROM messages").await,
+        2
+    );
+
+    // A new profile name replaces the old one.
+    let renamed = body
+        .replace("Ana Souza", "Ana S. Souza")
+        .replace("wamid.", "wamid.2.");
+    post_delivery(&server, &renamed).await;
+    let name: Option<String> =
+        sqlx::query_scalar("SELECT name FROM contacts WHERE phone = '5511987654321'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(name.as_deref(), Some("Ana S. Souza"));
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM cases").await,
+        2,
+        "messages join the open case"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_persists_the_message_and_statuses_never_move_backwards() {
+    let (base, cloud) = fake_cloud().await;
+    let server = Server::start(&whatsapp_entry(), &enabled_env(&base));
+    let tenant = tenant_with_number(&server);
+
+    let (status, _) = send(
+        &server,
+        json!({"tenant_id": tenant, "to": "+16505551234", "body": "Hi"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, json) = send(&server, json!({"to": "12", "body": ""}), Some(ADMIN)).await;
+    assert_eq!(status, 400);
+    for field in ["tenant_id", "to", "body"] {
+        assert!(json["fields"][field].is_string(), "{field}: {json}");
+    }
+    let (status, json) = send(
+        &server,
+        json!({"tenant_id": 999, "to": "+16505551234", "body": "Hi"}),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no WhatsApp number"),
+        "{json}"
+    );
+
+    let (status, json) = send(
+        &server,
+        json!({"tenant_id": tenant, "to": "+16505551234", "body": "Your order shipped"}),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 200, "{json}");
+    let wamid = json["wamid"].as_str().unwrap().to_string();
+    assert!(wamid.starts_with("wamid.SENT"));
+    {
+        let c = cloud.lock().unwrap();
+        let (pnid, auth, body) = c.sent.last().unwrap();
+        assert_eq!(pnid, PNID);
+        assert_eq!(auth, "Bearer EAAJB-token");
+        assert_eq!(
+            body,
+            &json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "+16505551234", "type": "text", "text": {"body": "Your order shipped"}})
+        );
+    }
+    let db = server.db().await;
+    let (direction, st, contact, case): (String, String, Option<i64>, Option<i64>) =
+        sqlx::query_as(
+            "SELECT direction, status, contact_id, case_id FROM messages WHERE external_id = ?",
+        )
+        .bind(&wamid)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!((direction.as_str(), st.as_str()), ("outbound", "sent"));
+    assert!(contact.is_some() && case.is_some());
+
+    // Out of order: read, then a late delivered; then played; then a duplicate read.
+    let j = post_delivery(
+        &server,
+        &statuses(&wamid, &[("read", None), ("delivered", None)]),
+    )
+    .await;
+    assert_eq!(j["items"][1]["status"], "ignored", "{j}");
+    assert!(
+        j["items"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("never move backwards")
+    );
+    let st: String = sqlx::query_scalar("SELECT status FROM messages WHERE external_id = ?")
+        .bind(&wamid)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(st, "read");
+    post_delivery(&server, &statuses(&wamid, &[("played", None)])).await;
+    let st: String = sqlx::query_scalar("SELECT status FROM messages WHERE external_id = ?")
+        .bind(&wamid)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(st, "played");
+
+    // failed keeps the code and title; an unknown wamid is ignored with the reason.
+    let (_, second) = send(
+        &server,
+        json!({"tenant_id": tenant, "to": "+16505551234", "body": "Second", "case_id": case}),
+        Some(ADMIN),
+    )
+    .await;
+    let second = second["wamid"].as_str().unwrap().to_string();
+    post_delivery(
+        &server,
+        &statuses(
+            &second,
+            &[(
+                "failed",
+                Some((
+                    131049,
+                    "This message was not delivered to maintain healthy ecosystem engagement.",
+                )),
+            )],
+        ),
+    )
+    .await;
+    let (st, err): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error FROM messages WHERE external_id = ?")
+            .bind(&second)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(st, "failed");
+    assert!(
+        err.unwrap()
+            .starts_with("131049: This message was not delivered")
+    );
+    let j = post_delivery(&server, &statuses("wamid.NOPE", &[("delivered", None)])).await;
+    assert_eq!(j["items"][0]["status"], "ignored");
+    assert!(
+        j["items"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown message wamid.NOPE")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_errors_answer_502_and_the_attempt_is_kept() {
+    let (base, cloud) = fake_cloud().await;
+    let server = Server::start(&whatsapp_entry(), &enabled_env(&base));
+    let tenant = tenant_with_number(&server);
+    for (to, code) in [
+        ("+5511900131047", "131047"),
+        ("+5511900131026", "131026"),
+        ("+5511900190190", "190"),
+        ("+5511900130429", "130429"),
+    ] {
+        let (status, json) = send(
+            &server,
+            json!({"tenant_id": tenant, "to": to, "body": "Hi"}),
+            Some(ADMIN),
+        )
+        .await;
+        assert_eq!(status, 502, "{to}: {json}");
+        assert_eq!(json["error"], "provider_error");
+        assert!(
+            json["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{code}: ")),
+            "{json}"
+        );
+        let db = server.db().await;
+        let (st, err): (String, Option<String>) =
+            sqlx::query_as("SELECT status, error FROM messages WHERE id = ?")
+                .bind(json["message_id"].as_i64().unwrap())
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        assert_eq!(st, "failed");
+        assert!(err.unwrap().starts_with(code));
+    }
+    assert_eq!(
+        cloud.lock().unwrap().sent.len(),
+        4,
+        "each request sent once"
+    );
+    let db = server.db().await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM webhook_events WHERE status IN ('failed', 'received')"
+        )
+        .await,
+        0,
+        "nothing waits to be sent again"
+    );
+}

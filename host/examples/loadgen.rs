@@ -40,6 +40,9 @@ struct Args {
     /// Send offline conversions instead of Meta leads.
     #[arg(long)]
     conversions: bool,
+    /// Send signed WhatsApp text deliveries (to --page as the phone number id) instead of Meta leads.
+    #[arg(long)]
+    whatsapp: bool,
 }
 
 /// A fake Google Ads API: every conversion of a batch is accepted.
@@ -113,6 +116,7 @@ fn sign(body: &[u8], secret: &str) -> String {
 
 async fn run(args: &Args, leads: bool) -> Stats {
     let conversions = args.conversions;
+    let whatsapp = args.whatsapp;
     let client = reqwest::Client::new();
     let next = Arc::new(AtomicU64::new(0));
     let run_id =
@@ -144,6 +148,19 @@ async fn run(args: &Args, leads: bool) -> Stats {
                     );
                     client
                         .post(format!("{url}/api/integrations/google/offline-conversion"))
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                } else if leads && whatsapp {
+                    let body = format!(
+                        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"{page}"}},"contacts":[{{"profile":{{"name":"Bench {c}"}},"wa_id":"5511900{c:06}"}}],"messages":[{{"from":"5511900{c:06}","id":"wamid.bench{}","timestamp":"1749416383","type":"text","text":{{"body":"Ol\u00e1 {n}"}}}}]}}}}]}}]}}"#,
+                        run_id + n,
+                        c = n % 50
+                    );
+                    client
+                        .post(format!("{url}/api/integrations/whatsapp/webhook"))
+                        .header("x-hub-signature-256", sign(body.as_bytes(), &secret))
                         .header("content-type", "application/json")
                         .body(body)
                         .send()

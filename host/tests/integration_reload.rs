@@ -112,7 +112,14 @@ async fn swapping_the_wasm_under_load_fails_no_request() {
     assert_eq!(health["version"], "0.1.0");
     assert!(health["error_at"].as_str().unwrap().ends_with('Z'));
     assert!(health["reloads"].as_u64().unwrap() >= 10, "{health}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The same broken bytes are tried once, not on every event (reads included).
+    assert_eq!(
+        server.log_text().matches("reload refused").count(),
+        1,
+        "{}",
+        server.log_text()
+    );
 
     stop.store(true, Ordering::Relaxed);
     for c in clients {
@@ -260,4 +267,40 @@ async fn a_restart_with_unchanged_plugins_loads_them_from_the_cache() {
     let log = server.log_text();
     assert!(log.contains("from_cache=true"), "{log}");
     assert_eq!(server.plugin_health("meta").await["state"], "loaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_whatsapp_in_plugins_toml_answers_503_within_a_second_and_enabling_brings_it_back()
+ {
+    let entry = |enabled: bool| {
+        format!(
+            "{}\n[plugins.whatsapp]\npath = \"{}\"\nenabled = {enabled}\n[plugins.whatsapp.secrets]\nverify_token = \"wa-verify\"\n",
+            meta_entry(""),
+            plugin_wasm("portico-whatsapp").display()
+        )
+    };
+    let server = Server::start(&entry(true), &[]);
+    let handshake = server.url("/api/integrations/whatsapp/webhook?hub.mode=subscribe&hub.challenge=42&hub.verify_token=wa-verify");
+    assert_eq!(reqwest::get(&handshake).await.unwrap().status(), 200);
+
+    for (enabled, want) in [(false, 503), (true, 200)] {
+        server.write_plugins_toml(&entry(enabled));
+        let written = Instant::now();
+        loop {
+            let status = reqwest::get(&handshake).await.unwrap().status().as_u16();
+            if status == want {
+                break;
+            }
+            assert!(
+                written.elapsed() < Duration::from_secs(1),
+                "still {status} a second after enabled = {enabled}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        eprintln!(
+            "enabled = {enabled}: routes answered {want} after {:?}",
+            written.elapsed()
+        );
+    }
+    assert_eq!(server.plugin_health("whatsapp").await["state"], "loaded");
 }

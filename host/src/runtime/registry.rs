@@ -41,6 +41,8 @@ pub struct PluginSlot {
     pub reloads: u32,
     /// The last reload that was refused, while an older version keeps serving.
     pub last_error: Option<(String, SystemTime)>,
+    /// The sha256 of the file content last tried: the same bytes are never tried twice.
+    pub tried_sha: Option<String>,
 }
 
 /// An immutable view of every plugin and its routes.
@@ -252,16 +254,16 @@ impl Runtime {
         let Some(prev) = old.slot(name).cloned() else {
             return;
         };
-        if let SlotState::Loaded(p) = &prev.state
-            && sha_of(&prev.spec.wasm_path).await.as_deref() == Some(p.sha256.as_str())
-        {
-            return;
-        }
         if matches!(prev.state, SlotState::Disabled) {
             return;
         }
+        let sha = sha_of(&prev.spec.wasm_path).await;
+        if sha.is_some() && sha == prev.tried_sha {
+            return;
+        }
         let spec = prev.spec.clone();
-        let slot = self.replace_slot(prev, spec).await;
+        let mut slot = self.replace_slot(prev, spec).await;
+        slot.tried_sha = sha;
         let slots = old
             .slots
             .iter()
@@ -309,6 +311,7 @@ impl Runtime {
                 state: SlotState::Disabled,
                 reloads: prev.map_or(0, |p| p.reloads),
                 last_error: None,
+                tried_sha: None,
             };
         }
         let started = std::time::Instant::now();
@@ -337,6 +340,7 @@ impl Runtime {
                 }
                 PluginSlot {
                     spec,
+                    tried_sha: Some(plugin.sha256.clone()),
                     state: SlotState::Loaded(Arc::new(plugin)),
                     reloads: 0,
                     last_error: None,
@@ -353,6 +357,7 @@ impl Runtime {
                     },
                     reloads: 0,
                     last_error: None,
+                    tried_sha: None,
                 }
             }
         }

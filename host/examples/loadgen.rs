@@ -261,6 +261,8 @@ async fn main() {
     let (base_median, base_rate) = report("GET /api/health", &baseline);
     let name = if args.conversions {
         "POST conversion"
+    } else if args.whatsapp {
+        "POST whatsapp msg"
     } else {
         "POST signed lead"
     };

@@ -248,23 +248,7 @@ async fn webhook(
             ));
         }
     }
-    let headers_json = headers_json(&request.headers);
-    let delivery = NewDelivery {
-        source: &plugin.spec.name,
-        correlation_id: cid,
-        payload: &request.body,
-        headers_json,
-        lease_owner: &app.owner,
-        lease_secs: app.tunables.lease.as_secs(),
-    };
-    let event_id = app.store.insert_delivery(&delivery).await.map_err(|e| {
-        tracing::error!(plugin = %plugin.spec.name, "cannot store delivery: {e}");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the delivery could not be stored; it was not accepted, retry later",
-        )
-    })?;
+    let event_id = store_request(app, cid, plugin, &request).await?;
     tracing::info!(plugin = %plugin.spec.name, event_id, bytes = request.body.len(), "delivery stored");
     let report = ingest::process_delivery(
         &app.store,
@@ -277,6 +261,31 @@ async fn webhook(
     )
     .await;
     Ok((StatusCode::OK, Json(report)).into_response())
+}
+
+/// Store a verified request durably, leased to this process; 503 when the store cannot.
+async fn store_request(
+    app: &AppState,
+    cid: &str,
+    plugin: &LoadedPlugin,
+    request: &AdapterRequest,
+) -> Result<i64, ApiError> {
+    let delivery = NewDelivery {
+        source: &plugin.spec.name,
+        correlation_id: cid,
+        payload: &request.body,
+        headers_json: headers_json(&request.headers),
+        lease_owner: &app.owner,
+        lease_secs: app.tunables.lease.as_secs(),
+    };
+    app.store.insert_delivery(&delivery).await.map_err(|e| {
+        tracing::error!(plugin = %plugin.spec.name, "cannot store the request: {e}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the request could not be stored; it was not accepted, retry later",
+        )
+    })
 }
 
 /// An intake route: the caller hears about bad input (400 with fields) and gets
@@ -323,27 +332,15 @@ async fn intake(
             ));
         }
     };
-    let delivery = NewDelivery {
-        source: &plugin.spec.name,
-        correlation_id: cid,
-        payload: &request.body,
-        headers_json: headers_json(&request.headers),
-        lease_owner: &app.owner,
-        lease_secs: app.tunables.lease.as_secs(),
-    };
     let unavailable = |e: crate::store::StoreError| {
-        tracing::error!(plugin = %plugin.spec.name, "cannot store request: {e}");
+        tracing::error!(plugin = %plugin.spec.name, "cannot record request items: {e}");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
             "the request could not be stored; retry later",
         )
     };
-    let event_id = app
-        .store
-        .insert_delivery(&delivery)
-        .await
-        .map_err(unavailable)?;
+    let event_id = store_request(app, cid, plugin, &request).await?;
     let slots = app
         .store
         .split_delivery(event_id, &plugin.spec.name, cid, &items)

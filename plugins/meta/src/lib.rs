@@ -119,14 +119,7 @@ mod component {
         }
 
         fn handle(req: Request) -> Option<Response> {
-            if req.route != "webhook" || req.method != "GET" {
-                return None;
-            }
-            let token = host::secret("verify_token");
-            Some(match logic::handshake(&req.query, token.as_deref()) {
-                Some(challenge) => Response::text(200, challenge),
-                None => Response::text(403, "verification failed: hub.verify_token does not match"),
-            })
+            http::hub_handshake(&req, host::secret("verify_token").as_deref())
         }
 
         fn deliver(

@@ -428,12 +428,6 @@ pub fn enrich(lead: &mut MappedLead, graph: GraphLead) {
     lead.fields.extend(graph.extra);
 }
 
-/// The GET subscription handshake: `Some(challenge)` when it must be echoed.
-/// An unset or empty verify token never matches.
-pub fn handshake(query: &str, verify_token: Option<&str>) -> Option<String> {
-    portico_sdk::http::hub_challenge(query, verify_token)
-}
-
 /// Ids are strings on the wire, numbers in some docs: accept both, keep digits exact.
 fn id_string(value: Option<&Value>) -> Option<String> {
     match value? {
@@ -584,25 +578,6 @@ mod tests {
         assert_eq!(
             graph_lead_url("http://127.0.0.1:9/", "v25.0", "123", "a b&c"),
             format!("http://127.0.0.1:9/v25.0/123?fields={GRAPH_FIELDS}&access_token=a%20b%26c")
-        );
-    }
-
-    #[test]
-    fn handshake_echoes_only_on_matching_token() {
-        let q = "hub.mode=subscribe&hub.challenge=abc%2F123&hub.verify_token=tok";
-        assert_eq!(handshake(q, Some("tok")).as_deref(), Some("abc/123"));
-        assert_eq!(handshake(q, Some("other")), None);
-        assert_eq!(handshake(q, None), None);
-        assert_eq!(
-            handshake(
-                "hub.mode=subscribe&hub.challenge=1&hub.verify_token=",
-                Some("")
-            ),
-            None
-        );
-        assert_eq!(
-            handshake("hub.challenge=1&hub.verify_token=tok", Some("tok")),
-            None
         );
     }
 }

@@ -48,6 +48,26 @@ pub fn hub_challenge(query: &str, verify_token: Option<&str>) -> Option<String> 
     (mode == "subscribe" && token_ok).then_some(challenge)
 }
 
+/// Answer a GET handshake on route `webhook`: 200 text/plain with the challenge, or
+/// 403; `None` for any other request (not a handshake route).
+///
+/// ```
+/// use portico_sdk::{http::hub_handshake, Request};
+/// let req = Request { method: "GET".into(), route: "webhook".into(),
+///     query: "hub.mode=subscribe&hub.challenge=7&hub.verify_token=t".into(), headers: vec![], body: vec![] };
+/// assert_eq!(hub_handshake(&req, Some("t")).unwrap().status, 200);
+/// assert_eq!(hub_handshake(&req, None).unwrap().status, 403);
+/// ```
+pub fn hub_handshake(req: &crate::Request, verify_token: Option<&str>) -> Option<crate::Response> {
+    if req.route != "webhook" || req.method != "GET" {
+        return None;
+    }
+    Some(match hub_challenge(&req.query, verify_token) {
+        Some(challenge) => crate::Response::text(200, challenge),
+        None => crate::Response::text(403, "verification failed: hub.verify_token does not match"),
+    })
+}
+
 /// Decode `%XX` escapes and `+`; invalid escapes are kept as written.
 ///
 /// ```
@@ -102,6 +122,25 @@ mod tests {
         assert_eq!(query_param(q, "hub.challenge").as_deref(), Some("a+b c"));
         assert_eq!(query_param(q, "hub.verify_token").as_deref(), Some("té"));
         assert_eq!(query_param(q, "missing"), None);
+    }
+
+    #[test]
+    fn handshake_echoes_only_on_matching_token() {
+        let q = "hub.mode=subscribe&hub.challenge=abc%2F123&hub.verify_token=tok";
+        assert_eq!(hub_challenge(q, Some("tok")).as_deref(), Some("abc/123"));
+        assert_eq!(hub_challenge(q, Some("other")), None);
+        assert_eq!(hub_challenge(q, None), None);
+        assert_eq!(
+            hub_challenge(
+                "hub.mode=subscribe&hub.challenge=1&hub.verify_token=",
+                Some("")
+            ),
+            None
+        );
+        assert_eq!(
+            hub_challenge("hub.challenge=1&hub.verify_token=tok", Some("tok")),
+            None
+        );
     }
 
     #[test]

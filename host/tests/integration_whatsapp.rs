@@ -386,6 +386,30 @@ async fn send_persists_the_message_and_statuses_never_move_backwards() {
     assert_eq!((direction.as_str(), st.as_str()), ("outbound", "sent"));
     assert!(contact.is_some() && case.is_some());
 
+    // One delivery mixing a customer's reply and the status of our message.
+    let mut mixed: Value = serde_json::from_str(&statuses(&wamid, &[("sent", None)])).unwrap();
+    mixed["entry"][0]["changes"][0]["value"]["contacts"] =
+        json!([{"profile": {"name": "José"}, "wa_id": "16505551234"}]);
+    mixed["entry"][0]["changes"][0]["value"]["messages"] = json!([{"context": {"from": "15550783881", "id": wamid}, "from": "16505551234", "id": "wamid.REPLY1", "timestamp": "1750030100", "type": "text", "text": {"body": "Thanks!"}}]);
+    let j = post_delivery(&server, &mixed.to_string()).await;
+    let kinds: Vec<&str> = j["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["processed", "ignored"], "{j}");
+    let (reply_case, reply_to): (Option<i64>, Option<String>) =
+        sqlx::query_as("SELECT case_id, reply_to FROM messages WHERE external_id = 'wamid.REPLY1'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (reply_case, reply_to.as_deref()),
+        (case, Some(wamid.as_str())),
+        "the reply joins the open case"
+    );
+
     // Out of order: read, then a late delivered; then played; then a duplicate read.
     let j = post_delivery(
         &server,

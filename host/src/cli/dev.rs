@@ -24,7 +24,15 @@ pub async fn dev(settings: &Settings) -> anyhow::Result<()> {
         None,
         move |r: DebounceEventResult| {
             if let Ok(events) = r {
-                let _ = tx.send(events.into_iter().flat_map(|e| e.event.paths).collect());
+                // Builds read every manifest and source: reads are not changes.
+                let paths: Vec<PathBuf> = events
+                    .into_iter()
+                    .filter(|e| crate::runtime::watch::is_change(&e.event.kind))
+                    .flat_map(|e| e.event.paths)
+                    .collect();
+                if !paths.is_empty() {
+                    let _ = tx.send(paths);
+                }
             }
         },
     )?;

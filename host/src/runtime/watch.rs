@@ -17,6 +17,17 @@ use std::time::Duration;
 /// How long the watcher waits for a burst of events to settle.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// Whether an event changes content: reads, and the access-time updates they cause, do not.
+pub fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::ModifyKind;
+    match kind {
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any => true,
+        EventKind::Other => false,
+    }
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     if a == b {
         return true;
@@ -56,9 +67,15 @@ pub fn spawn(
             None,
             move |result: DebounceEventResult| match result {
                 Ok(events) => {
-                    let paths: Vec<PathBuf> =
-                        events.into_iter().flat_map(|e| e.event.paths).collect();
-                    let _ = tx.send(paths);
+                    // Reads (ours included: loading a plugin reads its file) are not changes.
+                    let paths: Vec<PathBuf> = events
+                        .into_iter()
+                        .filter(|e| is_change(&e.event.kind))
+                        .flat_map(|e| e.event.paths)
+                        .collect();
+                    if !paths.is_empty() {
+                        let _ = tx.send(paths);
+                    }
                 }
                 Err(errors) => {
                     for e in errors {

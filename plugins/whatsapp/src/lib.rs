@@ -182,7 +182,8 @@ mod component {
         let mut message = OutboundMessage {
             channel: logic::CHANNEL.into(),
             tenant_id: send.tenant_id,
-            to_addr: send.to.clone(),
+            // The contact is keyed like inbound ones: wa_id digits, no '+' or spaces.
+            to_addr: logic::phone_digits(&send.to),
             from_addr: Some(pnid.clone()),
             body: send.body.clone(),
             case_id: send.case_id,

@@ -362,6 +362,11 @@ pub fn validate_send(body: &[u8]) -> Result<Send, Vec<(String, String)>> {
     }
 }
 
+/// A phone number as WhatsApp ids write it: digits only ("+1 (650) 555-1234" → "16505551234").
+pub fn phone_digits(phone: &str) -> String {
+    phone.chars().filter(char::is_ascii_digit).collect()
+}
+
 /// The Cloud API request body for a text message.
 pub fn send_body(send: &Send) -> Value {
     json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": send.to, "type": "text", "text": {"body": send.body}})

@@ -66,12 +66,7 @@ async fn fake_google() -> (String, Arc<Mutex<FakeGoogle>>) {
     let app = axum::Router::new()
         .route("/v21/customers/{target}", axum::routing::post(upload))
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (base, state)
+    (serve_fake(app).await, state)
 }
 
 fn google_entry() -> String {

@@ -76,12 +76,7 @@ async fn fake_cloud() -> (String, Arc<Mutex<FakeCloud>>) {
     let app = axum::Router::new()
         .route("/{v}/{pnid}/messages", axum::routing::post(messages))
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (base, state)
+    (serve_fake(app).await, state)
 }
 
 fn whatsapp_entry() -> String {

@@ -350,6 +350,16 @@ pub async fn count(db: &SqlitePool, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// Serve a fake provider API on 127.0.0.1:0 for the rest of the test; returns its base URL.
+pub async fn serve_fake(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    base
+}
+
 /// How the fake Graph API answers lead GETs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphMode {
@@ -433,13 +443,8 @@ impl FakeGraph {
         let app = axum::Router::new()
             .route("/{version}/{id}", axum::routing::get(lead))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         FakeGraph {
-            base: format!("http://{addr}"),
+            base: serve_fake(app).await,
             state,
         }
     }

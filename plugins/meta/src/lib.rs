@@ -12,8 +12,8 @@ mod component {
     use crate::logic::{self, Mapped};
     use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
     use portico_sdk::{
-        AdapterError, DomainOp, Item, Lead, Manifest, Request, Response, Route, RouteKind,
-        TenantRef, Verdict, host, http, outbound, signature,
+        AdapterError, DomainOp, Item, Lead, Manifest, Request, Response, Route, RouteKind, Verdict,
+        host, http, outbound, signature,
     };
 
     struct MetaAdapter;
@@ -82,14 +82,14 @@ mod component {
             let items = logic::parse_delivery(&req.body).map_err(to_error)?;
             Ok(items
                 .into_iter()
-                .map(|i| Item {
-                    dedup_key: i.dedup_key,
-                    tenant: i.page_id.map(|key| TenantRef {
-                        kind: logic::TENANT_KIND.into(),
-                        key,
-                    }),
-                    kind: i.kind.into(),
-                    payload: i.payload,
+                .map(|i| {
+                    Item::new(
+                        i.dedup_key,
+                        logic::TENANT_KIND,
+                        i.page_id,
+                        i.kind,
+                        i.payload,
+                    )
                 })
                 .collect())
         }

@@ -79,6 +79,33 @@ impl AdapterError {
     }
 }
 
+impl Item {
+    /// An item owned by the tenant that lead_sources maps `tenant_kind` + `tenant_key` to
+    /// (no key: the item names no tenant).
+    ///
+    /// ```
+    /// let item = portico_sdk::Item::new("leadgen:42", "meta", Some("1234".into()), "leadgen", b"{}".to_vec());
+    /// assert_eq!(item.tenant.unwrap().key, "1234");
+    /// ```
+    pub fn new(
+        dedup_key: impl Into<String>,
+        tenant_kind: &str,
+        tenant_key: Option<String>,
+        kind: &str,
+        payload: Vec<u8>,
+    ) -> Item {
+        Item {
+            dedup_key: dedup_key.into(),
+            tenant: tenant_key.map(|key| TenantRef {
+                kind: tenant_kind.to_string(),
+                key,
+            }),
+            kind: kind.to_string(),
+            payload,
+        }
+    }
+}
+
 /// What an adapter without an outbox answers to `deliver`.
 ///
 /// ```

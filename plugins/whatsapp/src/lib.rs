@@ -14,7 +14,7 @@ mod component {
     use portico_sdk::{
         AdapterError, BatchError, DomainOp, InboundMessage, Item, Manifest, OutboundMessage,
         OutboxRow, Request, Response, Route, RouteAuth, RouteKind, RowOutcome, StatusUpdate,
-        TenantRef, Verdict, directory, host, http, outbound, signature,
+        Verdict, directory, host, http, outbound, signature,
     };
 
     struct WhatsApp;
@@ -108,14 +108,14 @@ mod component {
                 .map_err(|e| AdapterError::permanent(e.code, e.message))?;
             Ok(items
                 .into_iter()
-                .map(|i| Item {
-                    dedup_key: i.dedup_key,
-                    tenant: i.phone_number_id.map(|key| TenantRef {
-                        kind: logic::TENANT_KIND.into(),
-                        key,
-                    }),
-                    kind: i.kind.into(),
-                    payload: i.payload,
+                .map(|i| {
+                    Item::new(
+                        i.dedup_key,
+                        logic::TENANT_KIND,
+                        i.phone_number_id,
+                        i.kind,
+                        i.payload,
+                    )
                 })
                 .collect())
         }

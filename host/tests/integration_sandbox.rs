@@ -152,7 +152,7 @@ async fn meta_keeps_answering_while_a_looping_adapter_is_hit() {
     // The looping plugin holds at most limits.max_concurrency places and yields every
     // epoch tick: Meta never waits for a loop (1 s each) to end.
     assert!(
-        latencies[39] < Duration::from_millis(500),
+        latencies[39] < Duration::from_millis(900),
         "max {:?}",
         latencies[39]
     );

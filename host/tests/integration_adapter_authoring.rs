@@ -276,9 +276,9 @@ fn plugin_call_runs_the_three_phases_offline() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing X-Hub-Signature-256"));
 }
 
-#[test]
-fn the_scaffold_builds_as_a_component_and_passes_its_own_tests() {
-    // A copy of the workspace's skeleton (root manifest, lock, wit/, sdk) in a temp dir.
+/// A copy of the workspace's skeleton (root manifest, lock, wit/, sdk) in a temp dir,
+/// with an empty plugins.toml: where an author runs `portico plugin new`.
+fn scaffold_workspace() -> tempfile::TempDir {
     let root = workspace_root();
     let ws = tempfile::tempdir().unwrap();
     let copy = |rel: &str| {
@@ -311,6 +311,13 @@ fn the_scaffold_builds_as_a_component_and_passes_its_own_tests() {
     )
     .unwrap();
     std::fs::write(ws.path().join("plugins.toml"), "").unwrap();
+    ws
+}
+
+#[test]
+fn the_scaffold_builds_as_a_component_and_passes_its_own_tests() {
+    let root = workspace_root();
+    let ws = scaffold_workspace();
 
     let out = portico(ws.path(), &["plugin", "new", "acme-crm"]);
     assert!(
@@ -363,4 +370,86 @@ fn the_scaffold_builds_as_a_component_and_passes_its_own_tests() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"name\": \"acme-crm\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portico_dev_rebuilds_a_changed_plugin_and_keeps_serving_through_a_broken_build() {
+    let ws = scaffold_workspace();
+    let out = portico(ws.path(), &["plugin", "new", "acme-dev"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = workspace_root().join("target").join("test-scaffold");
+    let plugins = format!(
+        "[plugins.acme-dev]\npath = \"{}\"\nbuild = \"cargo build --profile plugin --target wasm32-wasip2 -p portico-acme-dev --target-dir {}\"\nwatch = [\"plugins/acme-dev\"]\nsecrets = {{ signing_secret = \"s3cret\" }}\n",
+        target
+            .join("wasm32-wasip2/plugin/portico_acme_dev.wasm")
+            .display(),
+        target.display()
+    );
+    std::fs::write(ws.path().join("plugins.toml"), plugins).unwrap();
+    let logic = ws.path().join("plugins/acme-dev/src/logic.rs");
+    let server = Server::start_in(ws, "dev", &[]);
+    let first = server.plugin_health("acme-dev").await;
+    assert_eq!(first["state"], "loaded", "{}", server.log_text());
+    let first_sha = first["sha256"].as_str().unwrap().to_string();
+
+    // An edit is rebuilt and swapped in.
+    let text = std::fs::read_to_string(&logic).unwrap();
+    std::fs::write(
+        &logic,
+        text.replace(
+            "pub const LEAD_SOURCE: &str = \"acme-dev\";",
+            "pub const LEAD_SOURCE: &str = \"Acme Dev\";",
+        ),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let second_sha = loop {
+        let h = server.plugin_health("acme-dev").await;
+        if h["sha256"] != first_sha.as_str() && h["state"] == "loaded" {
+            break h["sha256"].as_str().unwrap().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rebuild:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(server.log_text().contains("rebuilding plugin acme-dev"));
+
+    // A broken edit: the build error is printed in full and the last good version serves.
+    std::fs::write(
+        &logic,
+        format!(
+            "{}\nfn broken( {{\n",
+            std::fs::read_to_string(&logic).unwrap()
+        ),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while !server
+        .log_text()
+        .contains("building plugin acme-dev failed")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed build:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = server.log_text();
+    assert!(
+        log.contains("error") && log.contains("the running version of acme-dev keeps serving"),
+        "{log}"
+    );
+    let h = server.plugin_health("acme-dev").await;
+    assert_eq!(
+        (h["state"].as_str(), h["sha256"].as_str()),
+        (Some("loaded"), Some(second_sha.as_str()))
+    );
 }

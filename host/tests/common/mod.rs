@@ -164,6 +164,26 @@ impl Server {
         }
     }
 
+    /// Start `portico {command}` (serve, dev) in `dir`, whose plugins.toml is already written.
+    pub fn start_in(dir: tempfile::TempDir, command: &str, env: &[(&str, &str)]) -> Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let db_url = format!("sqlite://{}", dir.path().join("portico.db").display());
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (child, base) = spawn_command(dir.path(), &db_url, &env, &logs, command);
+        Server {
+            dir,
+            base,
+            db_url,
+            child,
+            logs,
+            env,
+        }
+    }
+
     /// kill -9 the server, then start it again on the same database (new port).
     pub fn crash_and_restart(&mut self) {
         self.kill9();
@@ -259,8 +279,19 @@ fn spawn_serve(
     env: &[(String, String)],
     logs: &Arc<Mutex<Vec<String>>>,
 ) -> (Child, String) {
+    spawn_command(dir, db_url, env, logs, "serve")
+}
+
+/// Run `portico {command} --listen 127.0.0.1:0` and wait for it to listen.
+fn spawn_command(
+    dir: &Path,
+    db_url: &str,
+    env: &[(String, String)],
+    logs: &Arc<Mutex<Vec<String>>>,
+    command: &str,
+) -> (Child, String) {
     let mut cmd = base_command(dir, db_url, env);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+    cmd.args([command, "--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("start portico");

@@ -194,7 +194,7 @@ fn plugin_check_reports_the_world_and_refuses_what_is_not_an_adapter() {
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["manifest"]["name"], "standard-webhooks");
-    assert_eq!(json["world"], "portico:adapter/adapter@0.1.0");
+    assert_eq!(json["world"], "portico:adapter/adapter@0.2.0");
 
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not wasm").unwrap();
@@ -205,29 +205,46 @@ fn plugin_check_reports_the_world_and_refuses_what_is_not_an_adapter() {
 
 #[test]
 fn plugin_check_refuses_another_wit_major_version() {
-    // The same adapter with its WIT package renumbered 0.1.0 -> 0.2.0 (same length, so
+    // The same adapter with its WIT package renumbered 0.2.0 -> 0.3.0 (same length, so
     // the binary stays well formed): what a component built against a future WIT looks like.
+    let err = check_renumbered("0.3.0");
+    assert!(
+        err.contains("portico:adapter/host@0.3.0")
+            && err.contains("this host speaks portico:adapter@0.2.0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plugin_check_says_what_an_adapter_built_for_0_1_lacks() {
+    let err = check_renumbered("0.1.0");
+    assert!(
+        err.contains("portico:adapter/host@0.1.0")
+            && err.contains("Since 0.1: adapters export `respond`")
+            && err.contains("Rebuild it"),
+        "{err}"
+    );
+}
+
+/// `portico plugin check` of the standard-webhooks adapter renumbered to `version`; its stderr.
+fn check_renumbered(version: &str) -> String {
     let mut bytes = std::fs::read(plugin_wasm("portico-standard-webhooks")).unwrap();
-    let (from, to) = (b"portico:adapter/host@0.1.0", b"portico:adapter/host@0.2.0");
+    let from = b"portico:adapter/host@0.2.0".to_vec();
+    let to = format!("portico:adapter/host@{version}").into_bytes();
     let mut replaced = 0;
     for i in 0..bytes.len().saturating_sub(from.len()) {
-        if &bytes[i..i + from.len()] == from {
-            bytes[i..i + from.len()].copy_from_slice(to);
+        if bytes[i..i + from.len()] == from[..] {
+            bytes[i..i + from.len()].copy_from_slice(&to);
             replaced += 1;
         }
     }
     assert!(replaced > 0);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("future.wasm");
+    let file = dir.path().join("renumbered.wasm");
     std::fs::write(&file, &bytes).unwrap();
     let out = portico(dir.path(), &["plugin", "check", file.to_str().unwrap()]);
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("portico:adapter/host@0.2.0")
-            && err.contains("this host speaks portico:adapter@0.1.0"),
-        "{err}"
-    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

@@ -316,14 +316,16 @@ async fn a_401_stops_the_uploader_with_the_reason_in_health() {
             .json()
             .await
             .unwrap();
-        if health["googleAds"]["uploader"]["stopped"]["google-ads"].is_string() {
+        if health["outbox"]["kinds"][0]["stopped"].is_string() {
             break health;
         }
         assert!(Instant::now() < deadline, "{health}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    assert_eq!(health["outbox"]["kinds"][0]["plugin"], "google-ads");
+    assert_eq!(health["outbox"]["kinds"][0]["kind"], "conversion");
     assert!(
-        health["googleAds"]["uploader"]["stopped"]["google-ads"]
+        health["outbox"]["kinds"][0]["stopped"]
             .as_str()
             .unwrap()
             .contains("UNAUTHENTICATED"),
@@ -338,11 +340,50 @@ async fn a_401_stops_the_uploader_with_the_reason_in_health() {
         .await
         .unwrap();
     assert_eq!(
-        health["googleAds"]["backlog"]["pending"], 3,
+        health["outbox"]["kinds"][0]["pending"], 3,
         "rows are kept, not burned: {health}"
     );
     assert!(
         fake.lock().unwrap().requests.len() <= 2,
         "a stopped uploader does not hammer the API"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_body_is_enough_with_uploads_off_and_a_refused_one_is_refused_again() {
+    let server = Server::start(&google_entry(), &[]);
+    // The seed's stub: a click id, a time, a value, a currency; nothing else set.
+    for body in [
+        r#"{"gclid":"Cj0KCQ-seed","timestamp":"2026-05-01T12:00:00Z","value":99.5,"currency":"BRL"}"#,
+        r#"{"wbraid":"wb-seed","timestamp":1758381128,"value":0,"currency":"USD"}"#,
+    ] {
+        let (status, json) = post(&server, body, None).await;
+        assert_eq!(status, 200, "{body}: {json}");
+        assert_eq!(json["status"], "logged", "{json}");
+        assert!(json["id"].as_i64().unwrap() > 0);
+    }
+    let db = server.db().await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM conversion_uploads WHERE status = 'logged' AND conversion_action IS NULL"
+        )
+        .await,
+        2
+    );
+    // A conversion refused for good is refused again, the same way, when sent again.
+    let refused =
+        r#"{"gclid":"r","timestamp":1758381128,"value":1,"currency":"EUR","tenant_id":999}"#;
+    for _ in 0..3 {
+        let (status, json) = post(&server, refused, None).await;
+        assert_eq!(status, 400, "{json}");
+        assert!(
+            json["message"]
+                .as_str()
+                .unwrap()
+                .contains("tenant 999 does not exist"),
+            "{json}"
+        );
+    }
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM outbox").await, 0);
 }

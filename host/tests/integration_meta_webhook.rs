@@ -1,4 +1,4 @@
-//! The way of a Meta lead webhook through the real server (design.md §2).
+//! The way of a Meta lead webhook through the real server (README, "How a webhook goes").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -304,4 +304,56 @@ async fn unknown_routes_answer_json_404() {
         let json: serde_json::Value = response.json().await.unwrap();
         assert_eq!(json["error"], "not_found", "{path}");
     }
+}
+
+#[tokio::test]
+async fn a_delivery_sent_again_after_its_item_failed_stores_the_lead() {
+    let server = Server::start(&meta_entry(""), &[]);
+    let url = server.url("/api/integrations/meta/webhook");
+    let body = lead_body(PAGE_ID, "777001");
+    // First: the page is not mapped yet, so the item fails (and waits for a retry).
+    let json: serde_json::Value = post_signed(&url, &body, APP_SECRET)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json["items"][0]["status"], "failed", "{json}");
+    let item_id = json["items"][0]["event_id"].as_i64().unwrap();
+
+    // The operator maps the page; Meta sends the same delivery again.
+    server.tenant_with_page(PAGE_ID);
+    let response = post_signed(&url, &body, APP_SECRET).await;
+    assert_eq!(response.status(), 200);
+    let json: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(json["items"][0]["status"], "processed", "{json}");
+    assert_eq!(
+        json["items"][0]["event_id"], item_id,
+        "the resend lands on the item's first row"
+    );
+    let db = server.db().await;
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM leads").await, 1);
+    let (status, attempts): (String, i64) =
+        sqlx::query_as("SELECT status, attempts FROM webhook_events WHERE id = ?")
+            .bind(item_id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("processed", 2));
+
+    // A third time: processed already, a no-op.
+    let json: serde_json::Value = post_signed(&url, &body, APP_SECRET)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json["items"][0]["status"], "duplicate", "{json}");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM leads").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM webhook_events WHERE status IN ('failed', 'received', 'dead')"
+        )
+        .await,
+        0
+    );
 }

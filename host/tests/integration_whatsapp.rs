@@ -18,6 +18,23 @@ const PNID: &str = "106540352242922";
 #[derive(Default)]
 struct FakeCloud {
     sent: Vec<(String, String, Value)>,
+    /// Recipients ending in 999000 get their answer while this database is
+    /// write-locked for 12 s: the host cannot record what the provider said.
+    lock_db: Option<String>,
+}
+
+/// Hold SQLite's write lock on `db_url` for `secs` (longer than the host's busy timeout).
+async fn hold_write_lock(db_url: &str, secs: u64) {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(db_url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+        let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+    });
 }
 
 /// A fake Cloud API: recipients ending in an error code get that error; others a wamid.
@@ -32,8 +49,19 @@ async fn fake_cloud() -> (String, Arc<Mutex<FakeCloud>>) {
         let body: Value = serde_json::from_str(&body).unwrap();
         let auth = headers["authorization"].to_str().unwrap().to_string();
         let to = body["to"].as_str().unwrap().to_string();
-        let mut s = state.lock().unwrap();
-        s.sent.push((pnid, auth, body));
+        let lock = {
+            let mut s = state.lock().unwrap();
+            s.sent.push((pnid, auth, body));
+            s.lock_db.clone().filter(|_| to.ends_with("999000"))
+        };
+        if to.ends_with("555000") {
+            // Longer than the adapter's 4 s wait: the provider got it, we never hear.
+            tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+        }
+        if let Some(db) = lock {
+            hold_write_lock(&db, 12).await;
+        }
+        let s = state.lock().unwrap();
         let err = |status: u16, code: u64, message: &str, details: &str| {
             let e = json!({"error": {"message": message, "type": "OAuthException", "code": code, "error_data": {"messaging_product": "whatsapp", "details": details}, "fbtrace_id": "Az8or"}});
             (StatusCode::from_u16(status).unwrap(), axum::Json(e)).into_response()
@@ -140,11 +168,23 @@ async fn post_delivery(server: &Server, body: &str) -> Value {
 }
 
 async fn send(server: &Server, body: Value, token: Option<&str>) -> (u16, Value) {
+    send_as(server, body, token, None).await
+}
+
+async fn send_as(
+    server: &Server,
+    body: Value,
+    token: Option<&str>,
+    key: Option<&str>,
+) -> (u16, Value) {
     let mut req = reqwest::Client::new()
         .post(server.url("/api/integrations/whatsapp/send"))
         .json(&body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
+    }
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
     }
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
@@ -525,5 +565,207 @@ async fn provider_errors_answer_502_and_the_attempt_is_kept() {
         .await,
         0,
         "nothing waits to be sent again"
+    );
+}
+
+async fn send_with_key(server: &Server, body: Value, key: &str) -> (u16, Value) {
+    send_as(server, body, Some(ADMIN), Some(key)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_is_one_send_and_a_replay_calls_nothing() {
+    let (base, cloud) = fake_cloud().await;
+    let server = Server::start(&whatsapp_entry(), &enabled_env(&base));
+    let tenant = tenant_with_number(&server);
+    let body = json!({"tenant_id": tenant, "to": "+16505551234", "body": "Once"});
+    let (status, first) = send_with_key(&server, body.clone(), "order-42").await;
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = send_with_key(&server, body.clone(), "order-42").await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(first["message_id"], second["message_id"]);
+    assert_eq!(first["wamid"], second["wamid"]);
+    assert_eq!(
+        cloud.lock().unwrap().sent.len(),
+        1,
+        "the same key is sent once"
+    );
+
+    // A replay of the processed send item calls the provider for nothing.
+    let db = server.db().await;
+    let item: i64 = sqlx::query_scalar(
+        "SELECT id FROM webhook_events WHERE kind = 'item' AND item_kind = 'send'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let replay: Value = reqwest::Client::new()
+        .post(server.url(&format!("/api/admin/dlq/{item}/replay")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replay["succeeded"], true, "{replay}");
+    assert_eq!(
+        cloud.lock().unwrap().sent.len(),
+        1,
+        "a replay sends nothing"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM messages WHERE direction = 'outbound'"
+        )
+        .await,
+        1
+    );
+    // Another key is another message.
+    let (status, third) = send_with_key(&server, body, "order-43").await;
+    assert_eq!(status, 200, "{third}");
+    assert_ne!(third["message_id"], first["message_id"]);
+    assert_eq!(cloud.lock().unwrap().sent.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_of_another_tenant_is_refused_before_anything_is_sent() {
+    let (base, cloud) = fake_cloud().await;
+    let server = Server::start(&whatsapp_entry(), &enabled_env(&base));
+    let acme = tenant_with_number(&server);
+    let (status, json) = send(
+        &server,
+        json!({"tenant_id": acme, "to": "+16505551234", "body": "Hi"}),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 200, "{json}");
+    let db = server.db().await;
+    let acme_case: i64 = sqlx::query_scalar("SELECT case_id FROM messages WHERE id = ?")
+        .bind(json["message_id"].as_i64().unwrap())
+        .fetch_one(&db)
+        .await
+        .unwrap();
+
+    let other: i64 = server
+        .cli(&["tenant", "add", "Other"])
+        .trim()
+        .parse()
+        .unwrap();
+    server.cli(&[
+        "source",
+        "add",
+        "--tenant",
+        &other.to_string(),
+        "--kind",
+        "whatsapp",
+        "--key",
+        "200200200",
+    ]);
+    let (status, json) = send(
+        &server,
+        json!({"tenant_id": other, "to": "+16505551234", "body": "Hi", "case_id": acme_case}),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 400, "{json}");
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not belong to tenant"),
+        "{json}"
+    );
+    assert_eq!(
+        cloud.lock().unwrap().sent.len(),
+        1,
+        "nothing was sent for it"
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM messages").await,
+        1,
+        "nothing was kept for it"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM outbox").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_times_out_is_kept_failed_and_never_sent_again() {
+    let (base, cloud) = fake_cloud().await;
+    let mut env = enabled_env(&base);
+    env.push(("PORTICO_OUTBOX_POLL_MS", "100"));
+    let server = Server::start(&whatsapp_entry(), &env);
+    let tenant = tenant_with_number(&server);
+    let (status, json) = send(
+        &server,
+        json!({"tenant_id": tenant, "to": "+5511900555000", "body": "Slow"}),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 502, "{json}");
+    let message = json["message"].as_str().unwrap();
+    assert!(message.contains("may have accepted it"), "{json}");
+    let db = server.db().await;
+    let (st, err): (String, String) =
+        sqlx::query_as("SELECT status, error FROM messages WHERE id = ?")
+            .bind(json["message_id"].as_i64().unwrap())
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(st, "failed");
+    assert!(err.contains("may have accepted it"), "{err}");
+    // The workers have every chance to send it again; they must not.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(cloud.lock().unwrap().sent.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_error_after_the_provider_answered_never_sends_again() {
+    let (base, cloud) = fake_cloud().await;
+    let mut env = enabled_env(&base);
+    env.push(("PORTICO_OUTBOX_POLL_MS", "100"));
+    env.push(("PORTICO_RETRY_POLL_MS", "100"));
+    env.push(("PORTICO_LEASE_SECS", "5"));
+    let server = Server::start(&whatsapp_entry(), &env);
+    cloud.lock().unwrap().lock_db = Some(server.db_url.clone());
+    let tenant = tenant_with_number(&server);
+    // The provider accepts it, then the database refuses to record that for 12 s.
+    let (status, json) = send(
+        &server,
+        json!({"tenant_id": tenant, "to": "+5511900999000", "body": "Locked out"}),
+        Some(ADMIN),
+    )
+    .await;
+    assert!(
+        status < 500 || status == 502 || status == 503,
+        "{status} {json}"
+    );
+    let db = server.db().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let (st, err) = loop {
+        let row: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT status, error FROM messages WHERE direction = 'outbound' AND to_addr = '5511900999000'",
+        )
+        .fetch_optional(&db)
+        .await
+        .unwrap_or(None);
+        if let Some((st, err)) = &row
+            && st != "pending"
+        {
+            break (st.clone(), err.clone());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still pending: {row:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(st, "failed");
+    assert!(err.unwrap_or_default().contains("may have accepted it"));
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        cloud.lock().unwrap().sent.len(),
+        1,
+        "the provider answered once: it is never called again"
     );
 }

@@ -2,10 +2,30 @@
 
 use crate::config::Settings;
 use crate::config::plugins::{FileCheck, load_plugins_file};
-use crate::jobs::replay::{replay_event, replay_matching};
+use crate::jobs::replay::{Replayer, replay_event, replay_matching};
 use crate::runtime::Runtime;
-use crate::store::EventFilter;
+use crate::store::types::EventStatus;
+use crate::store::{EventFilter, Timestamp};
 use anyhow::{Context, bail};
+use std::time::Duration;
+
+/// A replay from the command line holds its leases like the worker, for as long.
+fn replayer(owner: &str) -> Replayer<'_> {
+    Replayer {
+        owner,
+        lease: Duration::from_secs(300),
+    }
+}
+
+fn cli_owner() -> String {
+    format!("cli-pid{}", std::process::id())
+}
+
+fn parse_time(flag: &str, value: Option<String>) -> anyhow::Result<Option<Timestamp>> {
+    value
+        .map(|v| Timestamp::parse(&v).map_err(|e| anyhow::anyhow!("{flag}: {e}")))
+        .transpose()
+}
 
 pub struct ListArgs {
     pub statuses: Vec<String>,
@@ -15,8 +35,16 @@ pub struct ListArgs {
 
 pub async fn list(settings: &Settings, args: ListArgs) -> anyhow::Result<()> {
     let store = super::open_store(settings).await?;
+    let statuses = args
+        .statuses
+        .iter()
+        .map(|s| {
+            s.parse::<EventStatus>()
+                .map_err(|e| anyhow::anyhow!("--status: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let filter = EventFilter {
-        statuses: args.statuses,
+        statuses,
         source: args.source,
         limit: args.limit,
         ..Default::default()
@@ -72,7 +100,8 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()>
             );
             return Ok(());
         }
-        let outcome = replay_event(&store, &plugins, &event).await;
+        let owner = cli_owner();
+        let outcome = replay_event(&store, &plugins, &event, replayer(&owner)).await;
         println!("{}", serde_json::to_string_pretty(&outcome)?);
         if !outcome.succeeded() {
             bail!("event {id} is still not processed");
@@ -84,18 +113,19 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()>
             "say which events: `portico dlq replay ID` or `portico dlq replay --all-failed [--include-dead]`"
         );
     }
-    let mut statuses = vec!["failed".to_string()];
+    let mut statuses = vec![EventStatus::Failed];
     if args.include_dead {
-        statuses.push("dead".into());
+        statuses.push(EventStatus::Dead);
     }
     let filter = EventFilter {
         statuses,
         source: args.source,
-        since: args.since,
-        until: args.until,
+        since: parse_time("--since", args.since)?,
+        until: parse_time("--until", args.until)?,
         limit: 0,
     };
-    let report = replay_matching(&store, &plugins, &filter, args.dry_run).await?;
+    let owner = cli_owner();
+    let report = replay_matching(&store, &plugins, &filter, args.dry_run, replayer(&owner)).await?;
     if args.dry_run {
         println!(
             "would replay {} event(s): {:?}",

@@ -1,4 +1,4 @@
-//! The `portico` command line (design.md §3).
+//! The `portico` command line (README, "Commands").
 
 mod build;
 mod dev;

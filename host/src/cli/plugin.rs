@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The WIT package this host speaks.
 pub const WIT_PACKAGE: &str = "portico:adapter";
-pub const WIT_VERSION: &str = "0.1.0";
+use crate::runtime::{WHAT_0_2_CHANGED, WIT_VERSION};
 
 const TEMPLATE_CARGO: &str = include_str!("../../templates/plugin/Cargo.toml.tmpl");
 const TEMPLATE_LIB: &str = include_str!("../../templates/plugin/lib.rs.tmpl");
@@ -132,8 +132,13 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
     }
     if let Some(bad) = interfaces.iter().find(|n| !compatible(n)) {
         bail!(
-            "{} was built against {bad}; this host speaks {WIT_PACKAGE}@{WIT_VERSION} (compatible: 0.1.x). Rebuild it against this host's wit/",
-            file.display()
+            "{} was built against {bad}; this host speaks {WIT_PACKAGE}@{WIT_VERSION} (compatible: 0.2.x).{} Rebuild it against this host's wit/ (with portico-sdk from this repository: `cargo build --profile plugin --target wasm32-wasip2 -p YOUR_PLUGIN`)",
+            file.display(),
+            if bad.contains("@0.1.") {
+                WHAT_0_2_CHANGED
+            } else {
+                ""
+            }
         );
     }
     let spec = PluginSpec {

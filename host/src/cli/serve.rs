@@ -45,8 +45,8 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let released = store.release_leases().await?;
     if released > 0 {
         tracing::warn!(
-            events = released,
-            "found events claimed by a process that is gone; the retry worker takes them over"
+            leases = released,
+            "found events or outbox records claimed by a process that is gone; the workers take them over"
         );
     }
     let owner = format!(
@@ -55,8 +55,13 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     worker::spawn(store.clone(), runtime.clone(), tunables, owner.clone());
-    let uploader =
-        crate::jobs::uploader::spawn(store.clone(), runtime.clone(), tunables.upload_poll);
+    let outbox = crate::jobs::outbox::spawn(
+        store.clone(),
+        runtime.clone(),
+        tunables.outbox_poll,
+        owner.clone(),
+        tunables.lease,
+    );
     let state = AppState {
         runtime,
         store,
@@ -64,7 +69,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         admin_token: settings.admin_token.clone(),
         tunables,
         owner,
-        uploader,
+        outbox,
     };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

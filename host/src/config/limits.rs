@@ -47,7 +47,7 @@ pub const GUEST_STDERR_BYTES: usize = 64 * 1024;
 /// | PORTICO_RETRY_BATCH | 32 | 1..=1000 | events claimed per poll |
 /// | PORTICO_LEASE_SECS | 300 | 5..=86400 | how long a claim holds before another worker may take the event |
 /// | PORTICO_RETENTION_DAYS | 14 | 8..=3650 | processed events kept (their dedup keys too: longer than Meta's 7-day retries) |
-/// | PORTICO_UPLOAD_POLL_MS | 2000 | 10..=600000 | how often the uploader looks for pending conversions |
+/// | PORTICO_OUTBOX_POLL_MS | 2000 | 10..=600000 | how often the outbox worker looks for records to deliver (PORTICO_UPLOAD_POLL_MS, its old name, still works) |
 #[derive(Debug, Clone, Copy)]
 pub struct Tunables {
     pub retry_poll: Duration,
@@ -55,7 +55,7 @@ pub struct Tunables {
     pub lease: Duration,
     pub retention_days: u32,
     pub prune_every: Duration,
-    pub upload_poll: Duration,
+    pub outbox_poll: Duration,
 }
 
 /// A tunable env variable that is not a number in its range.
@@ -94,7 +94,11 @@ impl Tunables {
             lease: Duration::from_secs(read("PORTICO_LEASE_SECS", 300, 5, 86_400)?),
             retention_days: read("PORTICO_RETENTION_DAYS", 14, 8, 3650)? as u32,
             prune_every: Duration::from_secs(3600),
-            upload_poll: Duration::from_millis(read("PORTICO_UPLOAD_POLL_MS", 2000, 10, 600_000)?),
+            outbox_poll: Duration::from_millis(if env("PORTICO_OUTBOX_POLL_MS").is_some() {
+                read("PORTICO_OUTBOX_POLL_MS", 2000, 10, 600_000)?
+            } else {
+                read("PORTICO_UPLOAD_POLL_MS", 2000, 10, 600_000)?
+            }),
         })
     }
 }

@@ -1,4 +1,4 @@
-//! Process settings: flags, then env, then defaults (design.md §3).
+//! Process settings: flags, then env, then defaults (README, "Commands").
 //!
 //! A bad value stops start-up with one line naming the setting and the fix.
 
@@ -70,7 +70,7 @@ pub fn database_kind(url: &str) -> Result<DatabaseKind, SettingsError> {
     }
 }
 
-/// The integration switches of design.md §4 as health reports them.
+/// The integration switches (README: WhatsApp, Google Ads) as health reports them.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct IntegrationToggles {
     /// Meta Lead Ads is on whenever its plugin is enabled in plugins.toml.

@@ -2,7 +2,9 @@
 //!
 //! These mirror the WIT `domain-op` variant but belong to the host: the store
 //! speaks these types, never the generated bindings, so a WIT revision touches
-//! one conversion (runtime::plugin) and not the SQL.
+//! one conversion (runtime::session) and not the SQL.
+
+use crate::store::types::{MessageStatus, RecordKind};
 
 /// Names a tenant through lead_sources: `kind` + the provider's `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +42,8 @@ pub struct NewConversion {
     pub conversion_time: String,
     pub value: f64,
     pub currency: String,
-    pub conversion_action: String,
+    /// None: recorded without one (uploads off).
+    pub conversion_action: Option<String>,
     pub order_id: Option<String>,
     pub idempotency_key: String,
     pub tenant_id: Option<i64>,
@@ -68,11 +71,12 @@ pub struct InboundMessage {
 pub struct StatusUpdate {
     pub channel: String,
     pub external_id: String,
-    pub status: String,
+    pub status: MessageStatus,
     pub error: Option<String>,
 }
 
-/// A message the business sent, or tried to.
+/// A message the business wants sent: committed with an outbox record, then
+/// delivered once through the plugin's `deliver`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OutboundMessage {
     pub channel: String,
@@ -81,8 +85,25 @@ pub struct OutboundMessage {
     pub from_addr: Option<String>,
     pub body: String,
     pub case_id: Option<i64>,
-    pub external_id: Option<String>,
+    /// One message per key, per plugin and outbox kind.
+    pub idempotency_key: String,
+    pub outbox_kind: String,
+    /// What `deliver` receives for it.
+    #[serde(skip)]
+    pub payload: Vec<u8>,
+}
+
+/// A record an item made or found (its idempotency made it the same record).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecordRef {
+    pub kind: RecordKind,
+    pub id: i64,
+    /// The record's status by its own table's names (pending, sent, logged, ...).
     pub status: String,
+    /// The provider's id of the record, once it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -94,7 +115,7 @@ pub enum DomainOp {
     QueueConversion(NewConversion),
     RecordInbound(InboundMessage),
     UpdateStatus(StatusUpdate),
-    RecordOutbound(OutboundMessage),
+    SendMessage(OutboundMessage),
     /// Nothing to do; the reason goes on the event.
     Ignore {
         reason: String,
@@ -121,7 +142,7 @@ impl DomainOp {
                 c.click_id.len()
                     + c.conversion_time.len()
                     + c.currency.len()
-                    + c.conversion_action.len()
+                    + opt(&c.conversion_action)
                     + opt(&c.order_id)
                     + c.idempotency_key.len()
                     + 32
@@ -136,9 +157,15 @@ impl DomainOp {
                     + opt(&m.media_id)
                     + opt(&m.reply_to)
             }
-            DomainOp::UpdateStatus(u) => u.external_id.len() + u.status.len() + opt(&u.error),
-            DomainOp::RecordOutbound(m) => {
-                m.to_addr.len() + m.body.len() + opt(&m.external_id) + opt(&m.error) + 64
+            DomainOp::UpdateStatus(u) => u.external_id.len() + 16 + opt(&u.error),
+            DomainOp::SendMessage(m) => {
+                m.to_addr.len()
+                    + opt(&m.from_addr)
+                    + m.body.len()
+                    + m.idempotency_key.len()
+                    + m.outbox_kind.len()
+                    + m.payload.len()
+                    + 64
             }
             DomainOp::Ignore { reason } => reason.len(),
         }

@@ -2,8 +2,9 @@
 
 use super::AppState;
 use super::error::ApiError;
-use crate::jobs::replay::{replay_event, replay_matching};
-use crate::store::{EventFilter, EventRow, StoreError};
+use crate::jobs::replay::{Replayer, replay_event, replay_matching};
+use crate::store::types::EventStatus;
+use crate::store::{EventFilter, EventRow, Timestamp};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,9 +14,7 @@ use serde_json::{Value, json};
 /// Check `Authorization: Bearer <PORTICO_ADMIN_TOKEN>` in constant time.
 pub fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = app.admin_token.as_deref() else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+        return Err(ApiError::unauthorized(
             "admin endpoints are closed: set PORTICO_ADMIN_TOKEN on the server and send it as a bearer token",
         ));
     };
@@ -37,28 +36,46 @@ pub fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if same {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+        Err(ApiError::unauthorized(
             "missing or wrong bearer token: send Authorization: Bearer <PORTICO_ADMIN_TOKEN>",
         ))
     }
 }
 
-fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::TenantNotFound(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "tenant_not_found", e.to_string())
-        }
-        StoreError::DuplicateSource { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "duplicate_source", e.to_string())
-        }
-        other => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            other.to_string(),
-        ),
+/// This process as a replayer: replays hold leases like the worker's.
+fn replayer(app: &AppState) -> Replayer<'_> {
+    Replayer {
+        owner: &app.owner,
+        lease: app.tunables.lease,
     }
+}
+
+/// Statuses named in a filter, each checked.
+fn parse_statuses(names: &[String], allowed: &[EventStatus]) -> Result<Vec<EventStatus>, ApiError> {
+    let known: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+    names
+        .iter()
+        .map(|n| {
+            n.parse::<EventStatus>()
+                .ok()
+                .filter(|s| allowed.contains(s))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_request",
+                        format!("status {n:?} is not one of {}", known.join(", ")),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn parse_time(field: &str, value: Option<String>) -> Result<Option<Timestamp>, ApiError> {
+    value
+        .map(|v| {
+            Timestamp::parse(&v)
+                .map_err(|e| ApiError::bad_request("invalid_request", format!("{field}: {e}")))
+        })
+        .transpose()
 }
 
 /// An event as the DLQ shows it (no payload bytes).
@@ -96,12 +113,15 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&app, &headers)?;
     let statuses = match q.status {
-        Some(s) => s
-            .split(',')
-            .map(|x| x.trim().to_string())
-            .filter(|x| !x.is_empty())
-            .collect(),
-        None => vec!["failed".into(), "dead".into()],
+        Some(s) => {
+            let names: Vec<String> = s
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect();
+            parse_statuses(&names, EventStatus::ALL)?
+        }
+        None => vec![EventStatus::Failed, EventStatus::Dead],
     };
     let filter = EventFilter {
         statuses,
@@ -109,7 +129,7 @@ pub async fn list(
         limit: q.limit.unwrap_or(100).clamp(1, 10_000),
         ..Default::default()
     };
-    let events = app.store.list_events(&filter).await.map_err(store_error)?;
+    let events = app.store.list_events(&filter).await?;
     Ok(Json(
         json!({"events": events.iter().map(event_json).collect::<Vec<_>>()}),
     ))
@@ -122,15 +142,10 @@ pub async fn replay_one(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&app, &headers)?;
-    let event = app
-        .store
-        .get_event(id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("no event {id}; list them with GET /api/admin/dlq"))
-        })?;
-    let outcome = replay_event(&app.store, &app.runtime.snapshot(), &event).await;
+    let event = app.store.get_event(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("no event {id}; list them with GET /api/admin/dlq"))
+    })?;
+    let outcome = replay_event(&app.store, &app.runtime.snapshot(), &event, replayer(&app)).await;
     Ok(Json(
         json!({"succeeded": outcome.succeeded(), "outcome": outcome}),
     ))
@@ -154,7 +169,11 @@ pub struct ReplayBody {
     limit: Option<i64>,
 }
 
-const REPLAYABLE: [&str; 3] = ["failed", "dead", "received"];
+const REPLAYABLE: [EventStatus; 3] = [
+    EventStatus::Failed,
+    EventStatus::Dead,
+    EventStatus::Received,
+];
 
 /// `POST /api/admin/dlq/replay` with an optional JSON filter.
 pub async fn replay_many(
@@ -167,31 +186,28 @@ pub async fn replay_many(
         ReplayBody::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
+            ApiError::bad_request(
                 "invalid_request",
                 format!("body must be JSON like {{\"status\":[\"failed\"],\"source\":\"meta\",\"dry_run\":true}}: {e}"),
             )
         })?
     };
-    let statuses = body.status.unwrap_or_else(|| vec!["failed".into()]);
-    if let Some(bad) = statuses.iter().find(|s| !REPLAYABLE.contains(&s.as_str())) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("status {bad:?} cannot be replayed; use failed, dead or received"),
-        ));
-    }
+    let names = body.status.unwrap_or_else(|| vec!["failed".into()]);
     let filter = EventFilter {
-        statuses,
+        statuses: parse_statuses(&names, &REPLAYABLE)?,
         source: body.source,
-        since: body.since,
-        until: body.until,
+        since: parse_time("since", body.since)?,
+        until: parse_time("until", body.until)?,
         limit: body.limit.unwrap_or(0),
     };
-    let report = replay_matching(&app.store, &app.runtime.snapshot(), &filter, body.dry_run)
-        .await
-        .map_err(store_error)?;
+    let report = replay_matching(
+        &app.store,
+        &app.runtime.snapshot(),
+        &filter,
+        body.dry_run,
+        replayer(&app),
+    )
+    .await?;
     Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
 }
 
@@ -210,13 +226,12 @@ pub async fn add_tenant(
     authorize(&app, &headers)?;
     let name = body.name.trim();
     if name.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "invalid_request",
             "name must not be empty",
         ));
     }
-    let id = app.store.create_tenant(name).await.map_err(store_error)?;
+    let id = app.store.create_tenant(name).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id, "name": name}))))
 }
 
@@ -238,17 +253,12 @@ pub async fn add_source(
     authorize(&app, &headers)?;
     let (kind, key) = (body.kind.trim(), body.external_key.trim());
     if kind.is_empty() || key.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "invalid_request",
             "kind and external_key must not be empty",
         ));
     }
-    let id = app
-        .store
-        .add_lead_source(body.tenant_id, kind, key)
-        .await
-        .map_err(store_error)?;
+    let id = app.store.add_lead_source(body.tenant_id, kind, key).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": id, "tenant_id": body.tenant_id, "kind": kind, "external_key": key})),

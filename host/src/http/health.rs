@@ -80,22 +80,47 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         Ok(stats) => json!(stats),
         Err(e) => json!({"error": format!("cannot read the DLQ: {e}")}),
     };
-    let backlog = match app.store.conversion_backlog().await {
-        Ok(b) => json!(b),
-        Err(e) => json!({"error": format!("cannot read the upload backlog: {e}")}),
-    };
-    let uploader = app
-        .uploader
-        .lock()
-        .map(|s| json!(*s))
-        .unwrap_or(Value::Null);
     Json(json!({
         "status": "ok",
         "integrations": app.toggles,
         "plugins": plugins,
         "dlq": dlq,
-        "googleAds": {"enabled": app.toggles.google_ads, "backlog": backlog, "uploader": uploader},
+        "outbox": outbox_block(&app).await,
     }))
+}
+
+/// The outbox as plugins declare it: every declared kind with its backlog, and
+/// whether its delivery is stopped (and why).
+async fn outbox_block(app: &AppState) -> Value {
+    let backlog = match app.store.outbox_backlog().await {
+        Ok(b) => b,
+        Err(e) => return json!({"error": format!("cannot read the outbox backlog: {e}")}),
+    };
+    let status = app.outbox.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut kinds = Vec::new();
+    for slot in &app.runtime.snapshot().slots {
+        let SlotState::Loaded(p) = &slot.state else {
+            continue;
+        };
+        for decl in &p.manifest.outbox {
+            let waiting = backlog
+                .iter()
+                .find(|b| b.plugin == p.spec.name && b.kind == decl.kind);
+            kinds.push(json!({
+                "plugin": p.spec.name,
+                "kind": decl.kind,
+                "pending": waiting.map_or(0, |b| b.pending),
+                "oldest_pending_age_seconds": waiting.and_then(|b| b.oldest_pending_age_seconds),
+                "stopped": status.stopped.get(&format!("{}/{}", p.spec.name, decl.kind)),
+            }));
+        }
+    }
+    json!({
+        "kinds": kinds,
+        "delivered": status.delivered,
+        "failed": status.failed,
+        "last_error": status.last_error,
+    })
 }
 
 /// `GET /api/health/ready`: 200 when the database answers and every enabled plugin is loaded.

@@ -30,7 +30,7 @@ pub struct AppState {
     pub tunables: Tunables,
     /// This process, as it signs event leases.
     pub owner: String,
-    pub uploader: crate::jobs::uploader::SharedStatus,
+    pub outbox: crate::jobs::outbox::SharedStatus,
 }
 
 /// The correlation id of the request being served.

@@ -9,14 +9,14 @@
 
 use super::error::ApiError;
 use super::{AppState, CorrelationId};
-use crate::jobs::ingest;
-use crate::runtime::session::{AdapterRequest, CallError, Verdict};
+use crate::jobs::ingest::{self, ItemStatus, Pass};
+use crate::runtime::session::{AdapterRequest, AdapterResponse, CallError, Verdict};
 use crate::runtime::{LoadedPlugin, Resolved, RouteKind, Session};
-use crate::store::NewDelivery;
+use crate::store::{ItemSlot, NewDelivery};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
@@ -80,34 +80,25 @@ async fn serve(
             .into_response();
         }
         Resolved::Disabled(spec) => {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "integration_disabled",
-                format!(
-                    "the {} integration is disabled; enable it in plugins.toml or its env switch",
-                    spec.name
-                ),
-            )
+            return ApiError::integration_disabled(format!(
+                "the {} integration is disabled; enable it in plugins.toml or its env switch",
+                spec.name
+            ))
             .into_response();
         }
         Resolved::Unavailable(spec, error) => {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "plugin_unavailable",
-                format!("the {} plugin is not loaded: {error}", spec.name),
-            )
+            return ApiError::plugin_unavailable(format!(
+                "the {} plugin is not loaded: {error}",
+                spec.name
+            ))
             .into_response();
         }
         Resolved::MethodNotAllowed(plugin) => {
-            return ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!(
-                    "{shown}/{route} of plugin {} does not take {}",
-                    plugin.spec.name,
-                    req.method()
-                ),
-            )
+            return ApiError::method_not_allowed(format!(
+                "{shown}/{route} of plugin {} does not take {}",
+                plugin.spec.name,
+                req.method()
+            ))
             .into_response();
         }
         Resolved::NoRoute(plugin) => {
@@ -142,14 +133,10 @@ async fn read_request(
 ) -> Result<AdapterRequest, ApiError> {
     let limit = plugin.spec.limits.max_body_bytes;
     let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "body is larger than the {limit} bytes plugin {} accepts (limits.max_body_bytes in plugins.toml)",
-                plugin.spec.name
-            ),
-        )
+        ApiError::payload_too_large(format!(
+            "body is larger than the {limit} bytes plugin {} accepts (limits.max_body_bytes in plugins.toml)",
+            plugin.spec.name
+        ))
     };
     // Refuse on the declared length before reading a byte of the body.
     let declared = req
@@ -168,11 +155,7 @@ async fn read_request(
             if text.contains("length limit") {
                 too_large()
             } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_body",
-                    format!("cannot read the request body: {text}"),
-                )
+                ApiError::bad_request("bad_body", format!("cannot read the request body: {text}"))
             }
         })?;
     let headers = parts
@@ -199,31 +182,32 @@ async fn read_request(
 /// busy (the provider should retry), 500 otherwise.
 fn call_failed(plugin: &LoadedPlugin, e: CallError) -> ApiError {
     if let CallError::Busy(_) = e {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "plugin_busy",
-            format!("plugin {} is busy, retry later: {e}", plugin.spec.name),
-        );
+        return ApiError::plugin_busy(format!(
+            "plugin {} is busy, retry later: {e}",
+            plugin.spec.name
+        ));
     }
     adapter_failed(plugin, e)
 }
 
 fn adapter_failed(plugin: &LoadedPlugin, e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "adapter_failed",
-        format!("plugin {} failed: {e}", plugin.spec.name),
-    )
+    ApiError::adapter_failed(format!("plugin {} failed: {e}", plugin.spec.name))
 }
 
 async fn start(plugin: &LoadedPlugin, cid: &str) -> Result<Session, ApiError> {
     Session::start(plugin, cid).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "plugin_unavailable",
-            format!("plugin {} cannot start: {e}", plugin.spec.name),
-        )
+        ApiError::plugin_unavailable(format!("plugin {} cannot start: {e}", plugin.spec.name))
     })
+}
+
+fn pass<'a>(app: &'a AppState, cid: &'a str, plugin: &'a LoadedPlugin) -> Pass<'a> {
+    Pass {
+        store: &app.store,
+        plugin,
+        correlation_id: cid,
+        owner: &app.owner,
+        lease: app.tunables.lease,
+    }
 }
 
 async fn webhook(
@@ -241,26 +225,14 @@ async fn webhook(
         Verdict::Accept => {}
         Verdict::Reject(reason) => {
             tracing::warn!(plugin = %plugin.spec.name, "delivery refused by verify: {reason}");
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_signature",
-                reason,
-            ));
+            return Err(ApiError::invalid_signature(reason));
         }
     }
     let event_id = store_request(app, cid, plugin, &request).await?;
     tracing::info!(plugin = %plugin.spec.name, event_id, bytes = request.body.len(), "delivery stored");
-    let report = ingest::process_delivery(
-        &app.store,
-        &mut session,
-        &plugin.spec.name,
-        cid,
-        event_id,
-        0,
-        &request,
-    )
-    .await;
-    Ok((StatusCode::OK, Json(report)).into_response())
+    let report =
+        ingest::process_delivery(pass(app, cid, plugin), &mut session, event_id, 0, &request).await;
+    Ok(Json(report).into_response())
 }
 
 /// Store a verified request durably, leased to this process; 503 when the store cannot.
@@ -276,20 +248,20 @@ async fn store_request(
         payload: &request.body,
         headers_json: headers_json(&request.headers),
         lease_owner: &app.owner,
-        lease_secs: app.tunables.lease.as_secs(),
+        lease: app.tunables.lease,
     };
     app.store.insert_delivery(&delivery).await.map_err(|e| {
         tracing::error!(plugin = %plugin.spec.name, "cannot store the request: {e}");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
+        ApiError::store_unavailable(
             "the request could not be stored; it was not accepted, retry later",
         )
     })
 }
 
-/// An intake route: the caller hears about bad input (400 with fields) and gets
-/// the ids of what its request made; what it sends is stored before any 2xx.
+/// An intake route: the caller hears about bad input (400 with fields) before
+/// anything is stored; what it sends is stored before any 2xx; the answer is
+/// the adapter's `respond` over the records the request made or found (after
+/// any immediate outbox delivery).
 async fn intake(
     app: &AppState,
     cid: &str,
@@ -302,11 +274,7 @@ async fn intake(
         .await
         .map_err(|e| call_failed(plugin, e))?
     {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            reason,
-        ));
+        return Err(ApiError::unauthorized(reason));
     }
     let items = match session
         .parse(&request)
@@ -315,86 +283,63 @@ async fn intake(
     {
         Ok(items) => items,
         Err(e) if !e.retryable => {
-            let fields: serde_json::Map<String, serde_json::Value> = e
-                .fields
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                .collect();
             tracing::info!(plugin = %plugin.spec.name, "request refused: {}", e.message);
-            let body = serde_json::json!({"error": e.code, "message": e.message, "fields": fields});
-            return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
+            return Err(ApiError::invalid_fields(e.code, e.message, &e.fields));
         }
-        Err(e) => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "try_again",
-                e.to_string(),
-            ));
-        }
-    };
-    let unavailable = |e: crate::store::StoreError| {
-        tracing::error!(plugin = %plugin.spec.name, "cannot record request items: {e}");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the request could not be stored; retry later",
-        )
+        Err(e) => return Err(ApiError::try_again(e.to_string())),
     };
     let event_id = store_request(app, cid, plugin, &request).await?;
-    let slots = app
-        .store
-        .split_delivery(event_id, &plugin.spec.name, cid, &items)
-        .await
-        .map_err(unavailable)?;
-    let mut reports = Vec::with_capacity(items.len());
+    let pass = pass(app, cid, plugin);
+    let slots = ingest::split(pass, event_id, &items).await.map_err(|e| {
+        tracing::error!(plugin = %plugin.spec.name, "cannot record request items: {e}");
+        ApiError::store_unavailable("the request could not be stored; retry later")
+    })?;
+    let mut records = Vec::new();
     for (item, slot) in items.iter().zip(slots) {
-        // A repeat is applied again on purpose: writes are idempotent, and the caller
-        // must get the same ids back.
+        // A repeat is applied again on purpose: writes are idempotent, and the
+        // caller must get the same records back (an outbox record is never
+        // delivered twice: its idempotency key finds the first one).
         let (id, attempts) = match slot {
-            crate::store::ItemSlot::New(id) => (id, 0),
-            crate::store::ItemSlot::Again { id, attempts } => (id, attempts),
-            crate::store::ItemSlot::Duplicate { id, .. } => (id, 0),
+            ItemSlot::New(id) => (id, 0),
+            ItemSlot::Again { id, attempts } => (id, attempts),
+            ItemSlot::Duplicate { id, .. } | ItemSlot::InProgress { id } => (id, 0),
         };
-        reports.push(
-            ingest::process_item(
-                &app.store,
-                &mut session,
-                &plugin.spec.name,
-                cid,
-                id,
-                attempts,
-                item,
-            )
-            .await,
-        );
+        let report = ingest::process_item(pass, &mut session, id, attempts, item).await;
+        match report.status {
+            ItemStatus::Dead => {
+                let message = report.error.unwrap_or_default();
+                return Err(ApiError::bad_request("invalid_request", message));
+            }
+            ItemStatus::Failed => {
+                return Ok(super::error::queued(
+                    report.event_id,
+                    report.error.unwrap_or_default(),
+                ));
+            }
+            _ => records.extend(report.records),
+        }
     }
-    if let Some(dead) = reports.iter().find(|r| r.status == "dead") {
-        let body =
-            serde_json::json!({"error": "invalid_request", "message": dead.error, "fields": {}});
-        return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
+    let answer = session
+        .respond(&request, &records)
+        .await
+        .map_err(|e| call_failed(plugin, e))?;
+    adapter_response(plugin, answer)
+}
+
+/// An adapter's own answer, with its status and headers.
+fn adapter_response(plugin: &LoadedPlugin, answer: AdapterResponse) -> Result<Response, ApiError> {
+    let status = axum::http::StatusCode::from_u16(answer.status)
+        .map_err(|_| adapter_failed(plugin, format!("invalid status {}", answer.status)))?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in answer.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            headers.append(name, value);
+        }
     }
-    if let Some(failed) = reports.iter().find(|r| r.status == "failed") {
-        let body = serde_json::json!({"status": "queued", "event_id": failed.event_id, "message": failed.error});
-        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
-    }
-    let records: Vec<_> = reports.iter().flat_map(|r| r.records.iter()).collect();
-    let (status, body) = match records.as_slice() {
-        // A send: the stored message and the provider's id, or the provider's refusal.
-        [one] if one.table == "messages" && one.status.as_deref() == Some("failed") => (
-            StatusCode::BAD_GATEWAY,
-            serde_json::json!({"error": "provider_error", "message": one.error, "message_id": one.id}),
-        ),
-        [one] if one.table == "messages" => (
-            StatusCode::OK,
-            serde_json::json!({"message_id": one.id, "wamid": one.external_id, "status": one.status}),
-        ),
-        [one] => (
-            StatusCode::OK,
-            serde_json::json!({"id": one.id, "status": one.status}),
-        ),
-        many => (StatusCode::OK, serde_json::json!({"records": many})),
-    };
-    Ok((status, Json(body)).into_response())
+    Ok((status, headers, Body::from(answer.body)).into_response())
 }
 
 async fn custom(
@@ -413,18 +358,7 @@ async fn custom(
             plugin.spec.name, request.method, request.route
         )));
     };
-    let status = StatusCode::from_u16(answer.status)
-        .map_err(|_| adapter_failed(plugin, format!("invalid status {}", answer.status)))?;
-    let mut headers = HeaderMap::new();
-    for (name, value) in answer.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
-            headers.append(name, value);
-        }
-    }
-    Ok((status, headers, Body::from(answer.body)).into_response())
+    adapter_response(plugin, answer)
 }
 
 /// Headers kept with a delivery, for the DLQ and replays.

@@ -1,25 +1,73 @@
-//! The way of a webhook after verify and the durable store (design.md §2):
-//! parse the delivery into items, record them (deduplicated), then map and
-//! apply each item on its own. An item that fails never fails the others, and
-//! nothing here can make the provider see anything but the 2xx it was promised.
+//! The way of a webhook after verify and the durable store: parse the delivery
+//! into items, record them (deduplicated), then map and apply each item on its
+//! own. An item that fails never fails the others, and nothing here can make
+//! the provider see anything but the 2xx it was promised. Outbox records an
+//! item makes for immediate delivery are delivered here, after their commit.
 
+use super::outbox;
 use super::retry::delay_after;
-use crate::domain::ParsedItem;
-use crate::runtime::Session;
+use crate::domain::{ParsedItem, RecordRef};
 use crate::runtime::session::{AdapterError, AdapterRequest, CallError};
-use crate::store::{Applied, FailState, ItemSlot, RecordRef, Store, StoreError};
+use crate::runtime::{LoadedPlugin, Session};
+use crate::store::types::EventStatus;
+use crate::store::{Applied, FailState, ItemContext, ItemSlot, Store, StoreError};
 use serde::Serialize;
+use std::time::Duration;
+
+/// Who processes work, and with what lease: shared by the first pass, the retry
+/// worker and replays, so all three behave alike.
+#[derive(Clone, Copy)]
+pub struct Pass<'a> {
+    pub store: &'a Store,
+    pub plugin: &'a LoadedPlugin,
+    pub correlation_id: &'a str,
+    /// This process, as it signs leases.
+    pub owner: &'a str,
+    pub lease: Duration,
+}
+
+/// What became of one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    Processed,
+    Ignored,
+    /// Processed before: nothing done.
+    Duplicate,
+    /// Another worker is processing it right now.
+    InProgress,
+    Failed,
+    Dead,
+}
+
+impl ItemStatus {
+    /// Whether the item is as done as it will be without a fix.
+    pub fn succeeded(self) -> bool {
+        matches!(
+            self,
+            ItemStatus::Processed | ItemStatus::Ignored | ItemStatus::Duplicate
+        )
+    }
+}
+
+impl From<FailState> for ItemStatus {
+    fn from(s: FailState) -> Self {
+        match s {
+            FailState::Failed { .. } => ItemStatus::Failed,
+            FailState::Dead => ItemStatus::Dead,
+        }
+    }
+}
 
 /// What became of one item, as the webhook's answer reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemReport {
     pub event_id: i64,
     pub dedup_key: String,
-    /// processed | ignored | duplicate | failed | dead
-    pub status: &'static str,
+    pub status: ItemStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Rows the item made or found (conversions report theirs).
+    /// Records the item made or found (conversions and messages report theirs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<RecordRef>,
 }
@@ -28,17 +76,23 @@ pub struct ItemReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryReport {
     pub event_id: i64,
-    /// processed | failed | dead (the delivery itself: whether it could be split)
-    pub status: &'static str,
+    /// The delivery itself: whether it could be split (processed, failed or dead).
+    pub status: EventStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub items: Vec<ItemReport>,
 }
 
+impl DeliveryReport {
+    pub fn succeeded(&self) -> bool {
+        self.status == EventStatus::Processed && self.items.iter().all(|i| i.status.succeeded())
+    }
+}
+
 /// Why an item or a delivery failed, and whether a retry may help.
-struct Failure {
-    message: String,
-    retryable: bool,
+pub struct Failure {
+    pub message: String,
+    pub retryable: bool,
 }
 
 impl From<AdapterError> for Failure {
@@ -78,7 +132,7 @@ fn fail_state(f: &mut Failure, attempts_before: i64) -> FailState {
     let attempts = u32::try_from(attempts_before.max(0) + 1).unwrap_or(u32::MAX);
     match delay_after(attempts) {
         Some(secs) => FailState::Failed {
-            retry_in_secs: ((secs as f64) * (0.8 + 0.4 * fastrand::f64())).round() as u64,
+            retry_in: Duration::from_secs_f64(secs as f64 * (0.8 + 0.4 * fastrand::f64())),
         },
         None => {
             f.message = format!("gave up after {attempts} attempts: {}", f.message);
@@ -87,19 +141,10 @@ fn fail_state(f: &mut Failure, attempts_before: i64) -> FailState {
     }
 }
 
-fn status_name(state: FailState) -> &'static str {
-    match state {
-        FailState::Failed { .. } => "failed",
-        FailState::Dead => "dead",
-    }
-}
-
 /// Parse a stored delivery and process its items.
 pub async fn process_delivery(
-    store: &Store,
+    pass: Pass<'_>,
     session: &mut Session,
-    source: &str,
-    correlation_id: &str,
     event_id: i64,
     attempts_before: i64,
     request: &AdapterRequest,
@@ -111,61 +156,70 @@ pub async fn process_delivery(
     };
     let items = match parsed {
         Ok(items) => items,
-        Err(f) => {
-            return failed_delivery(store, event_id, correlation_id, attempts_before, f).await;
-        }
+        Err(f) => return failed_delivery(pass, event_id, attempts_before, f).await,
     };
-    let slots = match store
-        .split_delivery(event_id, source, correlation_id, &items)
-        .await
-    {
+    let slots = match split(pass, event_id, &items).await {
         Ok(slots) => slots,
         Err(e) => {
-            return failed_delivery(
-                store,
-                event_id,
-                correlation_id,
-                attempts_before,
-                Failure::from(e),
-            )
-            .await;
+            return failed_delivery(pass, event_id, attempts_before, Failure::from(e)).await;
         }
     };
     let mut reports = Vec::with_capacity(items.len());
     for (item, slot) in items.iter().zip(slots) {
         let report = match slot {
-            ItemSlot::Duplicate { id, .. } => ItemReport {
-                event_id: id,
-                dedup_key: item.dedup_key.clone(),
-                status: "duplicate",
-                error: None,
-                records: Vec::new(),
-            },
-            ItemSlot::New(id) => {
-                process_item(store, session, source, correlation_id, id, 0, item).await
-            }
+            ItemSlot::Duplicate { id, .. } => skipped(id, item, ItemStatus::Duplicate),
+            ItemSlot::InProgress { id } => skipped(id, item, ItemStatus::InProgress),
+            ItemSlot::New(id) => process_item(pass, session, id, 0, item).await,
             ItemSlot::Again { id, attempts } => {
-                process_item(store, session, source, correlation_id, id, attempts, item).await
+                process_item(pass, session, id, attempts, item).await
             }
         };
         reports.push(report);
     }
     DeliveryReport {
         event_id,
-        status: "processed",
+        status: EventStatus::Processed,
         error: None,
         items: reports,
     }
 }
 
-async fn failed_delivery(
-    store: &Store,
+/// Record a delivery's items and mark it processed.
+pub async fn split(
+    pass: Pass<'_>,
     event_id: i64,
-    correlation_id: &str,
+    items: &[ParsedItem],
+) -> Result<Vec<ItemSlot>, StoreError> {
+    pass.store
+        .split_delivery(
+            event_id,
+            &pass.plugin.spec.name,
+            pass.correlation_id,
+            items,
+            pass.owner,
+            pass.lease,
+        )
+        .await
+}
+
+fn skipped(event_id: i64, item: &ParsedItem, status: ItemStatus) -> ItemReport {
+    ItemReport {
+        event_id,
+        dedup_key: item.dedup_key.clone(),
+        status,
+        error: None,
+        records: Vec::new(),
+    }
+}
+
+async fn failed_delivery(
+    pass: Pass<'_>,
+    event_id: i64,
     attempts_before: i64,
     mut f: Failure,
 ) -> DeliveryReport {
     let state = fail_state(&mut f, attempts_before);
+    let correlation_id = pass.correlation_id;
     tracing::warn!(
         correlation_id,
         event_id,
@@ -173,7 +227,7 @@ async fn failed_delivery(
         "delivery not processed: {}",
         f.message
     );
-    if let Err(e) = store.fail_event(event_id, state, &f.message).await {
+    if let Err(e) = pass.store.fail_event(event_id, state, &f.message).await {
         // The delivery row stays `received`: recovery will pick it up.
         tracing::error!(
             correlation_id,
@@ -183,59 +237,85 @@ async fn failed_delivery(
     }
     DeliveryReport {
         event_id,
-        status: status_name(state),
+        status: state.status(),
         error: Some(f.message),
         items: Vec::new(),
     }
 }
 
-/// Map and apply one item; record its outcome on its event row.
-#[allow(clippy::too_many_arguments)]
+/// Map and apply one item; record its outcome on its event row; deliver at once
+/// what it queued for immediate delivery.
 pub async fn process_item(
-    store: &Store,
+    pass: Pass<'_>,
     session: &mut Session,
-    source: &str,
-    correlation_id: &str,
     event_id: i64,
     attempts_before: i64,
     item: &ParsedItem,
 ) -> ItemReport {
+    let immediate: Vec<String> = pass
+        .plugin
+        .manifest
+        .outbox
+        .iter()
+        .filter(|d| d.immediate)
+        .map(|d| d.kind.clone())
+        .collect();
+    let ctx = ItemContext {
+        event_id,
+        source: &pass.plugin.spec.name,
+        tenant: item.tenant.as_ref(),
+        owner: pass.owner,
+        lease: pass.lease,
+        immediate_kinds: &immediate,
+    };
     let outcome = match session.map_to_domain(item).await {
-        Ok(Ok(ops)) => store
-            .apply_item(event_id, source, item.tenant.as_ref(), &ops)
+        Ok(Ok(ops)) => pass
+            .store
+            .apply_item(&ctx, &ops)
             .await
             .map_err(Failure::from),
         Ok(Err(e)) => Err(Failure::from(e)),
         Err(e) => Err(Failure::from(e)),
     };
-    let mut report = ItemReport {
-        event_id,
-        dedup_key: item.dedup_key.clone(),
-        status: "processed",
-        error: None,
-        records: Vec::new(),
-    };
+    let mut report = skipped(event_id, item, ItemStatus::Processed);
+    let correlation_id = pass.correlation_id;
     match outcome {
-        Ok(Applied::Processed { created, records }) => {
+        Ok(Applied::Processed {
+            created,
+            records,
+            deliver_now,
+        }) => {
             report.records = records;
             tracing::info!(correlation_id, event_id, dedup_key = %item.dedup_key, created, "item processed");
+            if !deliver_now.is_empty() {
+                let delivered = outbox::deliver_now(pass, session, &deliver_now).await;
+                for fresh in delivered {
+                    if let Some(r) = report
+                        .records
+                        .iter_mut()
+                        .find(|r| r.kind == fresh.kind && r.id == fresh.id)
+                    {
+                        *r = fresh;
+                    }
+                }
+            }
         }
         Ok(Applied::Ignored(reason)) => {
             tracing::info!(correlation_id, event_id, dedup_key = %item.dedup_key, "item ignored: {reason}");
-            report.status = "ignored";
+            report.status = ItemStatus::Ignored;
             report.error = Some(reason);
         }
         Err(mut f) => {
             let state = fail_state(&mut f, attempts_before);
             tracing::warn!(correlation_id, event_id, dedup_key = %item.dedup_key, retryable = f.retryable, attempt = attempts_before + 1, "item failed: {}", f.message);
-            if let Err(e) = store.fail_event(event_id, state, &f.message).await {
+            if let Err(e) = pass.store.fail_event(event_id, state, &f.message).await {
                 tracing::error!(
                     correlation_id,
                     event_id,
                     "cannot record the item's failure: {e}"
                 );
             }
-            report.status = status_name(state);
+            report.status = state.into();
             report.error = Some(f.message);
         }
     }

@@ -2,11 +2,20 @@
 //! the first attempt did. Dedup keys and idempotent writes make a replay of
 //! something already applied a no-op.
 
-use super::ingest::{self, DeliveryReport, ItemReport};
+use super::ingest::{self, DeliveryReport, ItemReport, Pass};
 use crate::runtime::session::AdapterRequest;
 use crate::runtime::{PluginSet, Session, SlotState};
+use crate::store::types::EventKind;
 use crate::store::{EventFilter, EventRow, Store, StoreError};
 use serde::Serialize;
+use std::time::Duration;
+
+/// Who replays, as leases name it, and for how long it holds what it takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Replayer<'a> {
+    pub owner: &'a str,
+    pub lease: Duration,
+}
 
 /// What one replayed event came to.
 #[derive(Debug, Clone, Serialize)]
@@ -25,13 +34,8 @@ impl ReplayOutcome {
     /// Whether the event ended processed, ignored or duplicate.
     pub fn succeeded(&self) -> bool {
         match self {
-            ReplayOutcome::Item(i) => matches!(i.status, "processed" | "ignored" | "duplicate"),
-            ReplayOutcome::Delivery(d) => {
-                d.status == "processed"
-                    && d.items
-                        .iter()
-                        .all(|i| matches!(i.status, "processed" | "ignored" | "duplicate"))
-            }
+            ReplayOutcome::Item(i) => i.status.succeeded(),
+            ReplayOutcome::Delivery(d) => d.succeeded(),
             ReplayOutcome::Skipped { .. } => false,
         }
     }
@@ -51,7 +55,12 @@ pub struct ReplayReport {
 }
 
 /// Replay one event through the plugin named by its source.
-pub async fn replay_event(store: &Store, plugins: &PluginSet, event: &EventRow) -> ReplayOutcome {
+pub async fn replay_event(
+    store: &Store,
+    plugins: &PluginSet,
+    event: &EventRow,
+    by: Replayer<'_>,
+) -> ReplayOutcome {
     let skipped = |reason: String| ReplayOutcome::Skipped {
         event_id: event.id,
         reason,
@@ -72,19 +81,17 @@ pub async fn replay_event(store: &Store, plugins: &PluginSet, event: &EventRow) 
         Ok(s) => s,
         Err(e) => return skipped(format!("plugin {} cannot start: {e}", plugin.spec.name)),
     };
-    if event.kind == "item" {
+    let pass = Pass {
+        store,
+        plugin: &plugin,
+        correlation_id: cid,
+        owner: by.owner,
+        lease: by.lease,
+    };
+    if event.kind == EventKind::Item {
         match event.as_item() {
             Some(item) => ReplayOutcome::Item(
-                ingest::process_item(
-                    store,
-                    &mut session,
-                    &event.source,
-                    cid,
-                    event.id,
-                    event.attempts,
-                    &item,
-                )
-                .await,
+                ingest::process_item(pass, &mut session, event.id, event.attempts, &item).await,
             ),
             None => skipped("item row has no dedup key or kind".into()),
         }
@@ -105,16 +112,7 @@ pub async fn replay_event(store: &Store, plugins: &PluginSet, event: &EventRow) 
             body: event.payload.clone(),
         };
         ReplayOutcome::Delivery(
-            ingest::process_delivery(
-                store,
-                &mut session,
-                &event.source,
-                cid,
-                event.id,
-                event.attempts,
-                &request,
-            )
-            .await,
+            ingest::process_delivery(pass, &mut session, event.id, event.attempts, &request).await,
         )
     }
 }
@@ -125,6 +123,7 @@ pub async fn replay_matching(
     plugins: &PluginSet,
     filter: &EventFilter,
     dry_run: bool,
+    by: Replayer<'_>,
 ) -> Result<ReplayReport, StoreError> {
     let events = store.list_events(filter).await?;
     let mut report = ReplayReport {
@@ -140,7 +139,7 @@ pub async fn replay_matching(
     }
     let started = std::time::Instant::now();
     for (n, event) in events.iter().enumerate() {
-        let outcome = replay_event(store, plugins, event).await;
+        let outcome = replay_event(store, plugins, event, by).await;
         if outcome.succeeded() {
             report.succeeded += 1;
         } else {

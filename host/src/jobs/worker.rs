@@ -1,14 +1,13 @@
 //! The retry worker inside `portico serve`.
 //!
 //! Every poll it claims due events with a lease (claimed_by, lease_until) in one
-//! statement, so two workers never run one row; on PostgreSQL the same claim
-//! becomes `FOR UPDATE SKIP LOCKED`. Due means: `failed` with next_attempt_at
+//! statement, so two workers never run one row. Due means: `failed` with next_attempt_at
 //! passed, or `received` with no live lease (a delivery whose process died
 //! between storing it and splitting it). Each claimed event goes through
 //! [`replay_event`], exactly the path of a manual replay, and every status write
 //! clears the lease. Once an hour (and at start) it prunes old finished events.
 
-use super::replay::replay_event;
+use super::replay::{Replayer, replay_event};
 use crate::config::limits::Tunables;
 use crate::runtime::Runtime;
 use crate::store::Store;
@@ -45,7 +44,7 @@ pub fn spawn(
                 }
             }
             let claimed = match store
-                .claim_due(&owner, tunables.lease.as_secs(), tunables.retry_batch)
+                .claim_due(&owner, tunables.lease, tunables.retry_batch)
                 .await
             {
                 Ok(ids) => ids,
@@ -69,7 +68,11 @@ pub fn spawn(
                         continue;
                     }
                 };
-                let outcome = replay_event(&store, &plugins, &event).await;
+                let by = Replayer {
+                    owner: &owner,
+                    lease: tunables.lease,
+                };
+                let outcome = replay_event(&store, &plugins, &event, by).await;
                 tracing::info!(
                     correlation_id = %event.correlation_id,
                     event_id = id,

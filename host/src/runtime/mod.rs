@@ -17,6 +17,12 @@ pub mod registry;
 pub mod session;
 pub mod watch;
 
+/// The version of `wit/adapter.wit` this host speaks.
+pub const WIT_VERSION: &str = "0.2.0";
+
+/// What an adapter built for 0.1 lacks, said by `plugin check` and at load.
+pub const WHAT_0_2_CHANGED: &str = " Since 0.1: adapters export `respond` (the answer of an intake route), `record-outbound` became `send-message` (queued in the outbox and sent by `deliver`, never from map-to-domain), `row-outcome` has `delivered(option<string>)` and `unknown`, `outbox-decl` has `immediate` and `idempotent`, `status-update.status` is the `delivery-status` enum, and a conversion's action is optional.";
+
 /// Bindings for the `adapter` world of `wit/adapter.wit`.
 pub mod bindings {
     wasmtime::component::bindgen!({
@@ -30,6 +36,6 @@ pub mod bindings {
     });
 }
 
-pub use plugin::{LoadedPlugin, PluginManifest, RouteDecl, RouteKind};
+pub use plugin::{LoadedPlugin, OutboxDecl, PluginManifest, RouteDecl, RouteKind};
 pub use registry::{PluginSet, Resolved, Runtime, SlotState};
 pub use session::{CallError, Session};

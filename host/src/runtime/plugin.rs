@@ -59,8 +59,20 @@ pub struct PluginManifest {
     pub version: String,
     pub routes: Vec<RouteDecl>,
     pub warnings: Vec<String>,
-    /// Record kinds this plugin delivers from the outbox, with its batch limit.
-    pub outbox: Vec<(String, u32)>,
+    /// Record kinds this plugin delivers from the outbox.
+    pub outbox: Vec<OutboxDecl>,
+}
+
+/// An outbox kind a plugin delivers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxDecl {
+    pub kind: String,
+    /// Most records per `deliver` call.
+    pub max_batch: u32,
+    /// Delivered at once while an intake request waits.
+    pub immediate: bool,
+    /// The provider deduplicates: a cut-off attempt may be sent again.
+    pub idempotent: bool,
 }
 
 /// A plugin ready to serve: compiled, linked, described.
@@ -133,9 +145,23 @@ pub async fn load(
     .await
     .map_err(|e| LoadError::Compile(e.to_string()))?
     .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-    let instance_pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+    let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+        let ty = component.component_type();
+        let old_wit = ty
+            .imports(engine)
+            .map(|(n, _)| n.to_string())
+            .chain(ty.exports(engine).map(|(n, _)| n.to_string()))
+            .any(|n| n.starts_with("portico:adapter/") && n.contains("@0.1."));
+        if old_wit {
+            LoadError::Link(format!(
+                "built against portico:adapter@0.1; this host speaks @{}.{} Rebuild it against this host's wit/ (`portico plugin check FILE.wasm` says the same)",
+                super::WIT_VERSION,
+                super::WHAT_0_2_CHANGED
+            ))
+        } else {
+            LoadError::Link(format!("{e:#}"))
+        }
+    })?;
     let pre = AdapterPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
 
     let spec_concurrency = spec.limits.max_concurrency as usize;
@@ -231,7 +257,12 @@ fn check_manifest(m: types::PluginManifest) -> Result<PluginManifest, LoadError>
         outbox: m
             .outbox
             .into_iter()
-            .map(|o| (o.kind, o.max_batch.max(1)))
+            .map(|o| OutboxDecl {
+                kind: o.kind,
+                max_batch: o.max_batch.max(1),
+                immediate: o.immediate,
+                idempotent: o.idempotent,
+            })
             .collect(),
     })
 }

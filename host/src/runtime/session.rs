@@ -12,9 +12,10 @@ use crate::config::limits::{
     GUEST_STDERR_BYTES, MAX_ITEM_OUTPUT_BYTES, MAX_ITEMS_PER_DELIVERY, MAX_PARSE_OUTPUT_BYTES,
 };
 use crate::domain::{
-    DomainOp, InboundMessage, NewConversion, NewLead, OutboundMessage, ParsedItem, StatusUpdate,
-    TenantRef,
+    DomainOp, InboundMessage, NewConversion, NewLead, OutboundMessage, ParsedItem, RecordRef,
+    StatusUpdate, TenantRef,
 };
+use crate::store::types::MessageStatus;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
@@ -62,9 +63,16 @@ use super::bindings::exports::portico::adapter::plugin as plugin_api;
 /// What became of one outbox record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowOutcome {
-    Delivered,
-    Rejected { code: String, message: String },
+    /// Accepted, with the provider's id when it gives one.
+    Delivered(Option<String>),
+    Rejected {
+        code: String,
+        message: String,
+    },
+    /// Certainly not delivered: try again later.
     Retry(String),
+    /// The provider may have accepted it: never retried.
+    Unknown(String),
 }
 
 /// A batch that did not go through.
@@ -320,7 +328,8 @@ impl Session {
             Ok(Ok(outcomes)) => Ok(Ok(outcomes
                 .into_iter()
                 .map(|o| match o {
-                    plugin_api::RowOutcome::Delivered => RowOutcome::Delivered,
+                    plugin_api::RowOutcome::Delivered(id) => RowOutcome::Delivered(id),
+                    plugin_api::RowOutcome::Unknown(message) => RowOutcome::Unknown(message),
                     plugin_api::RowOutcome::Rejected((code, message)) => {
                         RowOutcome::Rejected { code, message }
                     }
@@ -336,6 +345,34 @@ impl Session {
             Ok(Err(plugin_api::BatchError::Stop(message))) => Ok(Err(BatchError::Stop(message))),
             Err(e) => Err(self.fail(e)),
         }
+    }
+
+    /// The answer to an intake request, from the records it made or found.
+    pub async fn respond(
+        &mut self,
+        req: &AdapterRequest,
+        records: &[RecordRef],
+    ) -> Result<AdapterResponse, CallError> {
+        let timeout = self.timeout;
+        let wit_records: Vec<types::RecordRef> = records
+            .iter()
+            .map(|r| types::RecordRef {
+                kind: r.kind.as_str().to_string(),
+                id: r.id,
+                status: r.status.clone(),
+                external_id: r.external_id.clone(),
+                error: r.error.clone(),
+            })
+            .collect();
+        let (gate, max) = (self.gate.clone(), self.max_concurrency);
+        let (store, adapter) = self.live().await?;
+        enter(store, timeout, gate, max).await?;
+        let r = adapter
+            .portico_adapter_plugin()
+            .call_respond(&mut *store, req, &wit_records)
+            .await;
+        store.data_mut().permit = None;
+        r.map_err(|e| self.fail(e))
     }
 
     pub async fn handle(
@@ -443,19 +480,25 @@ fn op_from_wit(op: types::DomainOp) -> DomainOp {
         types::DomainOp::UpdateStatus(u) => DomainOp::UpdateStatus(StatusUpdate {
             channel: u.channel,
             external_id: u.external_id,
-            status: u.status,
+            status: match u.status {
+                types::DeliveryStatus::Sent => MessageStatus::Sent,
+                types::DeliveryStatus::Delivered => MessageStatus::Delivered,
+                types::DeliveryStatus::Read => MessageStatus::Read,
+                types::DeliveryStatus::Played => MessageStatus::Played,
+                types::DeliveryStatus::Failed => MessageStatus::Failed,
+            },
             error: u.error,
         }),
-        types::DomainOp::RecordOutbound(m) => DomainOp::RecordOutbound(OutboundMessage {
+        types::DomainOp::SendMessage(m) => DomainOp::SendMessage(OutboundMessage {
             channel: m.channel,
             tenant_id: m.tenant_id,
             to_addr: m.to_addr,
             from_addr: m.from_addr,
             body: m.body,
             case_id: m.case_id,
-            external_id: m.external_id,
-            status: m.status,
-            error: m.error,
+            idempotency_key: m.idempotency_key,
+            outbox_kind: m.outbox_kind,
+            payload: m.payload,
         }),
         types::DomainOp::Ignore(reason) => DomainOp::Ignore { reason },
     }

@@ -1,25 +1,49 @@
-//! Persistence. All SQL lives below this module, one sibling file per backend
-//! (`sqlite.rs` now; `postgres.rs` joins it behind the same methods).
+//! Persistence: the rules, written once over a small backend seam.
+//!
+//! - `backend.rs`: the [`Backend`] and [`Tx`] traits, primitives of one statement or so;
+//! - `sqlite.rs`: the SQLite backend (only SQL); a PostgreSQL one joins it as a sibling;
+//! - `rules.rs`: what Portico means by applying an item, a send, an outbox outcome;
+//! - `types.rs`: statuses as enums, time as a type.
 //!
 //! Invariants the rest of the host relies on:
 //! - a delivery row is committed before the HTTP handler answers 2xx;
 //! - an item's domain writes and its event status change commit in one transaction,
 //!   so an item is either fully applied and `processed`, or not applied at all;
-//! - every write of a domain row is idempotent (unique keys + ON CONFLICT DO NOTHING),
-//!   so a replayed or re-delivered item never creates a second row.
+//! - every write of a domain row is idempotent (unique keys), so a replayed or
+//!   re-delivered item never creates a second row;
+//! - whatever calls a provider is an outbox record committed before the call, and
+//!   an attempt is committed as `delivering` before the provider hears of it.
 
+pub mod backend;
+#[cfg(test)]
+mod contract;
+mod rules;
 mod sqlite;
+pub mod types;
 
-use crate::domain::{DomainOp, ParsedItem, TenantRef};
-pub use sqlite::SqliteStore;
+pub use backend::{EventFilter, EventRow, OutboxRow};
+pub use rules::{
+    Applied, DlqStats, FailState, ItemContext, ItemSlot, MAY_HAVE_BEEN_ACCEPTED, NewDelivery,
+    OutboxBacklogView, OutboxOutcome,
+};
+pub use types::Timestamp;
 
-/// Errors of the store, with what the operator can do about them.
+use backend::Backend;
+use std::sync::Arc;
+
+/// Errors of the store, with what the operator or caller can do about them.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("cannot apply migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database holds a value this version cannot read: {0}")]
+    Corrupt(String),
+    #[error(
+        "unsupported DATABASE_URL {0:?}: use sqlite://FILE (created if missing), e.g. sqlite://portico.db"
+    )]
+    UnsupportedUrl(String),
     #[error(
         "no tenant is mapped to {kind} key {key:?}: add one with `portico source add --tenant ID --kind {kind} --key {key}`"
     )]
@@ -47,172 +71,46 @@ impl StoreError {
     }
 }
 
-/// A verified delivery, as received.
-#[derive(Debug, Clone)]
-pub struct NewDelivery<'a> {
-    pub source: &'a str,
-    pub correlation_id: &'a str,
-    pub payload: &'a [u8],
-    pub headers_json: String,
-    /// Who processes it inline, and for how long the retry worker must keep off.
-    pub lease_owner: &'a str,
-    pub lease_secs: u64,
+/// Lower-case hex sha256 of a payload.
+pub fn payload_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
-/// Where an item stands after its delivery was split.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ItemSlot {
-    /// First time seen: process it.
-    New(i64),
-    /// Seen before and not finished (failed, dead or still received): process it again.
-    Again { id: i64, attempts: i64 },
-    /// Already processed or ignored: nothing to do.
-    Duplicate { id: i64, status: String },
-}
-
-/// A domain row an item made or found (its idempotency made it the same row).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RecordRef {
-    pub table: &'static str,
-    pub id: i64,
-    pub status: Option<String>,
-    /// The provider's id of the row (a message's wamid), when it has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// What applying an item did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Applied {
-    Processed {
-        created: u64,
-        records: Vec<RecordRef>,
-    },
-    Ignored(String),
-}
-
-/// Conversions waiting for upload.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Backlog {
-    pub pending: i64,
-    pub oldest_pending_age_seconds: Option<f64>,
-}
-
-/// The end of one outbox row after a delivery attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RowEnd {
-    Uploaded,
-    Failed(String),
-    /// Try again after this many seconds.
-    Later {
-        secs: u64,
-        error: String,
-    },
-}
-
-/// Final states an event can be put in after a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailState {
-    /// Will be retried at `retry_in_secs`.
-    Failed { retry_in_secs: u64 },
-    /// Will not be retried without a replay.
-    Dead,
-}
-
-/// What health says about the DLQ.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DlqStats {
-    pub failed: i64,
-    pub dead: i64,
-    /// Age of the oldest failed event, in seconds.
-    pub oldest_failed_age_seconds: Option<f64>,
-}
-
-/// A stored event, whole (for replays).
-#[derive(Debug, Clone)]
-pub struct EventRow {
-    pub id: i64,
-    pub source: String,
-    /// delivery | item
-    pub kind: String,
-    pub parent_id: Option<i64>,
-    pub correlation_id: String,
-    pub payload: Vec<u8>,
-    pub headers_json: String,
-    pub dedup_key: Option<String>,
-    pub item_kind: Option<String>,
-    pub tenant: Option<TenantRef>,
-    pub status: String,
-    pub error: Option<String>,
-    pub attempts: i64,
-    pub next_attempt_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-impl EventRow {
-    /// The item this row stands for (item rows only).
-    pub fn as_item(&self) -> Option<ParsedItem> {
-        Some(ParsedItem {
-            dedup_key: self.dedup_key.clone()?,
-            tenant: self.tenant.clone(),
-            kind: self.item_kind.clone()?,
-            payload: self.payload.clone(),
-        })
-    }
-}
-
-/// Which events to list or replay. Empty `statuses` means any status.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub statuses: Vec<String>,
-    pub source: Option<String>,
-    /// created_at bounds, RFC 3339 (inclusive).
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub limit: i64,
-}
-
-/// The database behind Portico.
+/// The database behind Portico: its rules over one backend.
 #[derive(Clone)]
-pub enum Store {
-    Sqlite(SqliteStore),
+pub struct Store {
+    db: Arc<dyn Backend>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Store::Sqlite(_) => f.write_str("Store::Sqlite"),
-        }
+        f.write_str("Store")
     }
 }
 
 impl Store {
-    /// Open (creating a SQLite file when missing) and migrate.
+    /// Open the database a URL names (creating a SQLite file when missing) and migrate it.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let store = Store::Sqlite(SqliteStore::connect(url).await?);
+        let db: Arc<dyn Backend> = if url.starts_with("sqlite:") {
+            Arc::new(sqlite::SqliteBackend::connect(url).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let store = Store { db };
         store.migrate().await?;
         Ok(store)
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.migrate().await,
-        }
+        self.db.migrate().await
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.ping().await,
-        }
-    }
-
-    pub async fn create_tenant(&self, name: &str) -> Result<i64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.create_tenant(name).await,
-        }
+        self.db.ping().await
     }
 
     /// The key `tenant_id` mapped for `kind`, if any (the adapters' directory).
@@ -221,137 +119,21 @@ impl Store {
         tenant_id: i64,
         kind: &str,
     ) -> Result<Option<String>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.source_key(tenant_id, kind).await,
-        }
-    }
-
-    pub async fn add_lead_source(
-        &self,
-        tenant_id: i64,
-        kind: &str,
-        key: &str,
-    ) -> Result<i64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.add_lead_source(tenant_id, kind, key).await,
-        }
-    }
-
-    /// Store a verified delivery; returns its event id. Must succeed before any 2xx.
-    pub async fn insert_delivery(&self, d: &NewDelivery<'_>) -> Result<i64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert_delivery(d).await,
-        }
-    }
-
-    /// Record the items of a delivery (deduplicated) and mark the delivery processed, atomically.
-    pub async fn split_delivery(
-        &self,
-        delivery_id: i64,
-        source: &str,
-        correlation_id: &str,
-        items: &[ParsedItem],
-    ) -> Result<Vec<ItemSlot>, StoreError> {
-        match self {
-            Store::Sqlite(s) => {
-                s.split_delivery(delivery_id, source, correlation_id, items)
-                    .await
-            }
-        }
-    }
-
-    /// Apply an item's operations and mark its event, in one transaction.
-    pub async fn apply_item(
-        &self,
-        event_id: i64,
-        source: &str,
-        tenant: Option<&TenantRef>,
-        ops: &[DomainOp],
-    ) -> Result<Applied, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.apply_item(event_id, source, tenant, ops).await,
-        }
+        self.db.source_key(tenant_id, kind).await
     }
 
     /// Events matching `filter`, oldest first.
     pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list_events(filter).await,
-        }
+        self.db.events(filter).await
     }
 
     pub async fn get_event(&self, id: i64) -> Result<Option<EventRow>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.get_event(id).await,
-        }
-    }
-
-    /// Claim up to `limit` due events for `owner` (failed and due, or received with no live lease).
-    pub async fn claim_due(
-        &self,
-        owner: &str,
-        lease_secs: u64,
-        limit: i64,
-    ) -> Result<Vec<i64>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.claim_due(owner, lease_secs, limit).await,
-        }
+        self.db.event(id).await
     }
 
     /// Drop every lease: at start-up of the one process that owns a SQLite file,
-    /// nothing can still be working on an event.
+    /// nothing can still be working on an event or an outbox record.
     pub async fn release_leases(&self) -> Result<u64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.release_leases().await,
-        }
-    }
-
-    pub async fn dlq_stats(&self) -> Result<DlqStats, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.dlq_stats().await,
-        }
-    }
-
-    /// Delete processed and ignored events older than `days`; returns (items, deliveries).
-    pub async fn prune(&self, days: u32) -> Result<(u64, u64), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.prune(days).await,
-        }
-    }
-
-    /// Up to `limit` conversions of `source` due for upload: (id, JSON payload, attempts).
-    pub async fn due_conversions(
-        &self,
-        source: &str,
-        limit: i64,
-    ) -> Result<Vec<(i64, Vec<u8>, i64)>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.due_conversions(source, limit).await,
-        }
-    }
-
-    /// Record what became of uploaded rows.
-    pub async fn end_conversions(&self, ends: &[(i64, RowEnd)]) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.end_conversions(ends).await,
-        }
-    }
-
-    pub async fn conversion_backlog(&self) -> Result<Backlog, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.conversion_backlog().await,
-        }
-    }
-
-    /// Mark an event failed (to be retried) or dead, with the error that explains why.
-    pub async fn fail_event(
-        &self,
-        event_id: i64,
-        state: FailState,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.fail_event(event_id, state, error).await,
-        }
+        self.db.release_leases(None).await
     }
 }

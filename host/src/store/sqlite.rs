@@ -1,28 +1,32 @@
 //! SQLite backend: one file in WAL mode, synchronous=FULL so a committed
-//! delivery survives a power cut, a busy timeout so writers queue instead of failing.
+//! delivery survives a power cut, a busy timeout so writers queue instead of
+//! failing. Only SQL lives here; the rules are in `store::rules`.
+//!
+//! Times are stored as RFC 3339 UTC text with milliseconds (the format of the
+//! schema's `strftime` defaults), so text order is time order.
 
-use super::{
-    Applied, Backlog, DlqStats, EventFilter, EventRow, FailState, ItemSlot, NewDelivery, RecordRef,
-    RowEnd, StoreError,
+use super::StoreError;
+use super::backend::{
+    Backend, ConversionState, EventCounts, EventEnd, EventFilter, EventRow, EventState, Lease,
+    MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxBacklog, OutboxEnd,
+    OutboxRow, Result, Tx,
 };
-use crate::domain::{DomainOp, ParsedItem, TenantRef};
-use sha2::{Digest, Sha256};
-use sqlx::sqlite::SqliteRow;
+use super::types::{Timestamp, UnknownName};
+use crate::domain::{NewLead, TenantRef};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The current time as stored: UTC RFC 3339 with milliseconds (a literal so SQL stays static).
-macro_rules! now {
-    () => {
-        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-    };
-}
+/// Write transactions take SQLite's write lock up front. A deferred transaction
+/// that reads and then writes fails at once with SQLITE_BUSY (no busy wait) when
+/// another writer committed in between; an immediate one waits its turn.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
-/// The columns of an [`EventRow`], in one place.
+/// The columns of an [`EventRow`], in one place (a literal: sqlx takes static SQL only).
 macro_rules! event_columns {
     () => {
         "id, source, kind, parent_id, correlation_id, payload, headers_json, dedup_key, item_kind,
@@ -30,24 +34,19 @@ macro_rules! event_columns {
     };
 }
 
-/// Write transactions take SQLite's write lock up front. A deferred transaction
-/// that reads and then writes fails at once with SQLITE_BUSY (no busy wait) when
-/// another writer committed in between; an immediate one waits its turn.
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+/// The columns of an [`OutboxRow`].
+macro_rules! outbox_columns {
+    () => {
+        "id, source, kind, record_kind, record_id, payload, status, attempts, claimed_by, lease_until"
+    };
+}
 
-#[derive(Clone)]
-pub struct SqliteStore {
+pub struct SqliteBackend {
     pool: SqlitePool,
 }
 
-/// Lower-case hex sha256 of a payload.
-pub fn payload_hash(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-impl SqliteStore {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+impl SqliteBackend {
+    pub async fn connect(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -59,390 +58,142 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteBackend { pool })
     }
+}
 
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+fn ts(t: Timestamp) -> String {
+    t.to_rfc3339()
+}
+
+fn opt_ts(t: Option<Timestamp>) -> Option<String> {
+    t.map(ts)
+}
+
+fn corrupt(e: UnknownName) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn parse_ts(text: &str) -> Result<Timestamp> {
+    Timestamp::parse(text).map_err(StoreError::Corrupt)
+}
+
+fn get_ts(row: &SqliteRow, col: &str) -> Result<Timestamp> {
+    parse_ts(&row.try_get::<String, _>(col)?)
+}
+
+fn get_opt_ts(row: &SqliteRow, col: &str) -> Result<Option<Timestamp>> {
+    row.try_get::<Option<String>, _>(col)?
+        .as_deref()
+        .map(parse_ts)
+        .transpose()
+}
+
+fn get_enum<E: FromStr<Err = UnknownName>>(row: &SqliteRow, col: &str) -> Result<E> {
+    row.try_get::<String, _>(col)?.parse().map_err(corrupt)
+}
+
+fn event_row(row: &SqliteRow) -> Result<EventRow> {
+    let tenant_kind: Option<String> = row.try_get("tenant_kind")?;
+    let tenant_key: Option<String> = row.try_get("tenant_key")?;
+    Ok(EventRow {
+        id: row.try_get("id")?,
+        source: row.try_get("source")?,
+        kind: get_enum(row, "kind")?,
+        parent_id: row.try_get("parent_id")?,
+        correlation_id: row.try_get("correlation_id")?,
+        payload: row.try_get("payload")?,
+        headers_json: row.try_get("headers_json")?,
+        dedup_key: row.try_get("dedup_key")?,
+        item_kind: row.try_get("item_kind")?,
+        tenant: tenant_kind
+            .zip(tenant_key)
+            .map(|(kind, key)| TenantRef { kind, key }),
+        status: get_enum(row, "status")?,
+        error: row.try_get("error")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: get_opt_ts(row, "next_attempt_at")?,
+        created_at: get_ts(row, "created_at")?,
+        updated_at: get_ts(row, "updated_at")?,
+    })
+}
+
+fn outbox_row(row: &SqliteRow) -> Result<OutboxRow> {
+    Ok(OutboxRow {
+        id: row.try_get("id")?,
+        source: row.try_get("source")?,
+        kind: row.try_get("kind")?,
+        record_kind: get_enum(row, "record_kind")?,
+        record_id: row.try_get("record_id")?,
+        payload: row.try_get("payload")?,
+        status: get_enum(row, "status")?,
+        attempts: row.try_get("attempts")?,
+        claimed_by: row.try_get("claimed_by")?,
+        lease_until: get_opt_ts(row, "lease_until")?,
+    })
+}
+
+fn message_state(row: &SqliteRow) -> Result<MessageState> {
+    Ok(MessageState {
+        id: row.try_get("id")?,
+        status: get_enum(row, "status")?,
+        external_id: row.try_get("external_id")?,
+        error: row.try_get("error")?,
+    })
+}
+
+fn conversion_state(row: &SqliteRow) -> Result<ConversionState> {
+    Ok(ConversionState {
+        id: row.try_get("id")?,
+        status: get_enum(row, "status")?,
+        error: row.try_get("error")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Backend for SqliteBackend {
+    async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("../migrations/sqlite")
             .run(&self.pool)
             .await?;
         Ok(())
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    pub async fn create_tenant(&self, name: &str) -> Result<i64, StoreError> {
-        let id = sqlx::query_scalar("INSERT INTO tenants (name) VALUES (?) RETURNING id")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(id)
+    async fn begin(&self) -> Result<Box<dyn Tx>> {
+        let tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        Ok(Box::new(SqliteTx { tx }))
     }
 
-    pub async fn source_key(
-        &self,
-        tenant_id: i64,
-        kind: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let key = sqlx::query_scalar("SELECT external_key FROM lead_sources WHERE tenant_id = ? AND kind = ? ORDER BY id LIMIT 1")
-            .bind(tenant_id)
-            .bind(kind)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(key)
-    }
-
-    pub async fn add_lead_source(
-        &self,
-        tenant_id: i64,
-        kind: &str,
-        key: &str,
-    ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = ?")
-            .bind(tenant_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(StoreError::TenantNotFound(tenant_id));
-        }
-        let owner: Option<i64> = sqlx::query_scalar(
-            "SELECT tenant_id FROM lead_sources WHERE kind = ? AND external_key = ?",
-        )
-        .bind(kind)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(owner) = owner {
-            return Err(StoreError::DuplicateSource {
-                kind: kind.to_string(),
-                key: key.to_string(),
-                tenant_id: owner,
-            });
-        }
-        let id = sqlx::query_scalar(
-            "INSERT INTO lead_sources (tenant_id, kind, external_key) VALUES (?, ?, ?) RETURNING id",
+    async fn source_key(&self, tenant_id: i64, kind: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT external_key FROM lead_sources WHERE tenant_id = ? AND kind = ? ORDER BY id LIMIT 1",
         )
         .bind(tenant_id)
         .bind(kind)
-        .bind(key)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
-    pub async fn insert_delivery(&self, d: &NewDelivery<'_>) -> Result<i64, StoreError> {
-        let id = sqlx::query_scalar(
-            "INSERT INTO webhook_events (source, kind, correlation_id, payload_hash, payload, headers_json, status,
-                                         claimed_by, lease_until)
-             VALUES (?, 'delivery', ?, ?, ?, ?, 'received', ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))
-             RETURNING id",
-        )
-        .bind(d.source)
-        .bind(d.correlation_id)
-        .bind(payload_hash(d.payload))
-        .bind(d.payload)
-        .bind(&d.headers_json)
-        .bind(d.lease_owner)
-        .bind(format!("+{} seconds", d.lease_secs))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
-    }
-
-    pub async fn split_delivery(
-        &self,
-        delivery_id: i64,
-        source: &str,
-        correlation_id: &str,
-        items: &[ParsedItem],
-    ) -> Result<Vec<ItemSlot>, StoreError> {
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        let mut slots = Vec::with_capacity(items.len());
-        for item in items {
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO webhook_events
-                   (source, kind, parent_id, correlation_id, payload_hash, payload, dedup_key,
-                    item_kind, tenant_kind, tenant_key, status, claimed_by, lease_until)
-                 SELECT ?1, 'item', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'received', p.claimed_by, p.lease_until
-                 FROM webhook_events p WHERE p.id = ?2
-                 ON CONFLICT (source, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
-                 RETURNING id",
-            )
-            .bind(source)
-            .bind(delivery_id)
-            .bind(correlation_id)
-            .bind(payload_hash(&item.payload))
-            .bind(&item.payload)
-            .bind(&item.dedup_key)
-            .bind(&item.kind)
-            .bind(item.tenant.as_ref().map(|t| t.kind.as_str()))
-            .bind(item.tenant.as_ref().map(|t| t.key.as_str()))
-            .fetch_optional(&mut *tx)
-            .await?;
-            let slot = match inserted {
-                Some(id) => ItemSlot::New(id),
-                None => existing_slot(&mut tx, source, &item.dedup_key).await?,
-            };
-            slots.push(slot);
-        }
-        sqlx::query(concat!(
-            "UPDATE webhook_events SET status = 'processed', error = NULL, attempts = attempts + 1,
-               next_attempt_at = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ",
-            now!(),
-            " WHERE id = ?"
+    async fn event(&self, id: i64) -> Result<Option<EventRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM webhook_events WHERE id = ?"
         ))
-        .bind(delivery_id)
-        .execute(&mut *tx)
+        .bind(id)
+        .fetch_optional(&self.pool)
         .await?;
-        tx.commit().await?;
-        Ok(slots)
+        row.as_ref().map(event_row).transpose()
     }
 
-    pub async fn apply_item(
-        &self,
-        event_id: i64,
-        source: &str,
-        tenant: Option<&TenantRef>,
-        ops: &[DomainOp],
-    ) -> Result<Applied, StoreError> {
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        // The item's tenant through lead_sources: required for leads, optional for conversions.
-        let mapped: Option<i64> = match tenant {
-            Some(t) => {
-                sqlx::query_scalar(
-                    "SELECT tenant_id FROM lead_sources WHERE kind = ? AND external_key = ?",
-                )
-                .bind(&t.kind)
-                .bind(&t.key)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            None => None,
-        };
-        let tenant_id = if ops.iter().any(DomainOp::needs_tenant) {
-            let t = tenant.ok_or(StoreError::MissingTenant)?;
-            Some(mapped.ok_or_else(|| StoreError::UnknownTenant {
-                kind: t.kind.clone(),
-                key: t.key.clone(),
-            })?)
-        } else {
-            mapped
-        };
-        let mut records = Vec::new();
-        let mut created = 0;
-        let mut ignored = Vec::new();
-        let mut ignored_owned: Vec<String> = Vec::new();
-        for op in ops {
-            match op {
-                DomainOp::CreateLead(lead) => {
-                    let r = sqlx::query(
-                        "INSERT INTO leads (tenant_id, source, external_id, form_id, ad_id, campaign_id,
-                            full_name, email, phone, fields_json)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                         ON CONFLICT (tenant_id, source, external_id) DO NOTHING",
-                    )
-                    .bind(tenant_id)
-                    .bind(&lead.source)
-                    .bind(&lead.external_id)
-                    .bind(&lead.form_id)
-                    .bind(&lead.ad_id)
-                    .bind(&lead.campaign_id)
-                    .bind(&lead.full_name)
-                    .bind(&lead.email)
-                    .bind(&lead.phone)
-                    .bind(&lead.fields_json)
-                    .execute(&mut *tx)
-                    .await?;
-                    created += r.rows_affected();
-                }
-                DomainOp::QueueConversion(c) => {
-                    let owner = match c.tenant_id {
-                        Some(id) => {
-                            let exists: Option<i64> =
-                                sqlx::query_scalar("SELECT id FROM tenants WHERE id = ?")
-                                    .bind(id)
-                                    .fetch_optional(&mut *tx)
-                                    .await?;
-                            Some(exists.ok_or(StoreError::TenantNotFound(id))?)
-                        }
-                        None => tenant_id,
-                    };
-                    let status = if c.upload { "pending" } else { "logged" };
-                    let r = sqlx::query(
-                        "INSERT INTO conversion_uploads (tenant_id, click_id_kind, click_id, conversion_time, value,
-                            currency, conversion_action, order_id, idempotency_key, status, source)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                         ON CONFLICT (idempotency_key) DO NOTHING",
-                    )
-                    .bind(owner)
-                    .bind(&c.click_id_kind)
-                    .bind(&c.click_id)
-                    .bind(&c.conversion_time)
-                    .bind(c.value)
-                    .bind(&c.currency)
-                    .bind(&c.conversion_action)
-                    .bind(&c.order_id)
-                    .bind(&c.idempotency_key)
-                    .bind(status)
-                    .bind(source)
-                    .execute(&mut *tx)
-                    .await?;
-                    created += r.rows_affected();
-                    let row = sqlx::query(
-                        "SELECT id, status FROM conversion_uploads WHERE idempotency_key = ?",
-                    )
-                    .bind(&c.idempotency_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    records.push(RecordRef {
-                        table: "conversion_uploads",
-                        id: row.try_get("id")?,
-                        status: Some(row.try_get("status")?),
-                        external_id: None,
-                        error: None,
-                    });
-                }
-                DomainOp::RecordInbound(m) => {
-                    let tenant = tenant_id.ok_or(StoreError::MissingTenant)?;
-                    let contact = upsert_contact(
-                        &mut tx,
-                        tenant,
-                        &m.contact_phone,
-                        m.contact_name.as_deref(),
-                    )
-                    .await?;
-                    let case = open_case(&mut tx, tenant, contact, None).await?;
-                    let r = sqlx::query(
-                        "INSERT INTO messages (tenant_id, contact_id, case_id, channel, direction, external_id, from_addr,
-                            to_addr, kind, body, media_id, status, provider_timestamp, reply_to)
-                         VALUES (?, ?, ?, ?, 'inbound', ?, ?, ?, ?, ?, ?, 'received', ?, ?)
-                         ON CONFLICT (channel, external_id) DO NOTHING",
-                    )
-                    .bind(tenant)
-                    .bind(contact)
-                    .bind(case)
-                    .bind(&m.channel)
-                    .bind(&m.external_id)
-                    .bind(&m.contact_phone)
-                    .bind(&m.to_addr)
-                    .bind(&m.kind)
-                    .bind(&m.body)
-                    .bind(&m.media_id)
-                    .bind(m.sent_at)
-                    .bind(&m.reply_to)
-                    .execute(&mut *tx)
-                    .await?;
-                    created += r.rows_affected();
-                }
-                DomainOp::UpdateStatus(u) => {
-                    // Statuses arrive out of order: only ever move forward.
-                    let r = sqlx::query(
-                        "UPDATE messages SET status = ?, error = COALESCE(?, error)
-                         WHERE channel = ? AND external_id = ? AND direction = 'outbound'
-                           AND (CASE ? WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3
-                                       WHEN 'played' THEN 4 WHEN 'failed' THEN 5 ELSE 0 END)
-                             > (CASE COALESCE(status, '') WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3
-                                       WHEN 'played' THEN 4 WHEN 'failed' THEN 5 ELSE 0 END)",
-                    )
-                    .bind(&u.status)
-                    .bind(&u.error)
-                    .bind(&u.channel)
-                    .bind(&u.external_id)
-                    .bind(&u.status)
-                    .execute(&mut *tx)
-                    .await?;
-                    if r.rows_affected() == 0 {
-                        let current: Option<Option<String>> = sqlx::query_scalar(
-                            "SELECT status FROM messages WHERE channel = ? AND external_id = ? AND direction = 'outbound'",
-                        )
-                        .bind(&u.channel)
-                        .bind(&u.external_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        ignored_owned.push(match current {
-                            None => format!("status {:?} for unknown message {}: no outbound message has that id", u.status, u.external_id),
-                            Some(now) => format!(
-                                "status {:?} for {} arrived after {:?}: statuses never move backwards",
-                                u.status,
-                                u.external_id,
-                                now.unwrap_or_default()
-                            ),
-                        });
-                    }
-                }
-                DomainOp::RecordOutbound(m) => {
-                    let contact = upsert_contact(&mut tx, m.tenant_id, &m.to_addr, None).await?;
-                    let case = open_case(&mut tx, m.tenant_id, contact, m.case_id).await?;
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO messages (tenant_id, contact_id, case_id, channel, direction, external_id, from_addr,
-                            to_addr, kind, body, status, error)
-                         VALUES (?, ?, ?, ?, 'outbound', ?, ?, ?, 'text', ?, ?, ?)
-                         ON CONFLICT (channel, external_id) DO UPDATE SET status = messages.status
-                         RETURNING id",
-                    )
-                    .bind(m.tenant_id)
-                    .bind(contact)
-                    .bind(case)
-                    .bind(&m.channel)
-                    .bind(&m.external_id)
-                    .bind(&m.from_addr)
-                    .bind(&m.to_addr)
-                    .bind(&m.body)
-                    .bind(&m.status)
-                    .bind(&m.error)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    created += 1;
-                    records.push(RecordRef {
-                        table: "messages",
-                        id,
-                        status: Some(m.status.clone()),
-                        external_id: m.external_id.clone(),
-                        error: m.error.clone(),
-                    });
-                }
-                DomainOp::Ignore { reason } => ignored.push(reason.as_str()),
-            }
-        }
-
-        let mut ignored: Vec<String> = ignored.into_iter().map(str::to_string).collect();
-        ignored.extend(ignored_owned);
-        let only_ignored = !ops.is_empty() && ignored.len() == ops.len();
-        let (status, note) = if only_ignored || ops.is_empty() {
-            let reason = if ops.is_empty() {
-                "the adapter returned no operations for this item".to_string()
-            } else {
-                ignored.join("; ")
-            };
-            ("ignored", Some(reason))
-        } else {
-            ("processed", None)
-        };
-        sqlx::query(concat!(
-            "UPDATE webhook_events SET status = ?, error = ?, attempts = attempts + 1,
-               next_attempt_at = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ",
-            now!(),
-            " WHERE id = ?"
-        ))
-        .bind(status)
-        .bind(&note)
-        .bind(event_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(match note {
-            Some(reason) if status == "ignored" => Applied::Ignored(reason),
-            _ => Applied::Processed { created, records },
-        })
-    }
-
-    pub async fn list_events(&self, f: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
-        let statuses = serde_json::to_string(&f.statuses).unwrap_or_else(|_| "[]".into());
+    async fn events(&self, f: &EventFilter) -> Result<Vec<EventRow>> {
+        let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+        let statuses = serde_json::Value::from(statuses).to_string();
         let rows = sqlx::query(concat!(
             "SELECT ",
             event_columns!(),
@@ -455,171 +206,93 @@ impl SqliteStore {
         ))
         .bind(&statuses)
         .bind(&f.source)
-        .bind(&f.since)
-        .bind(&f.until)
+        .bind(opt_ts(f.since))
+        .bind(opt_ts(f.until))
         .bind(if f.limit > 0 { f.limit } else { i64::MAX })
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event_row).collect()
     }
 
-    pub async fn get_event(&self, id: i64) -> Result<Option<EventRow>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM webhook_events WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(event_row).transpose()
-    }
-
-    pub async fn due_conversions(
-        &self,
-        source: &str,
-        limit: i64,
-    ) -> Result<Vec<(i64, Vec<u8>, i64)>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT id, click_id_kind, click_id, conversion_time, value, currency, conversion_action,
-                    order_id, attempts
-             FROM conversion_uploads
-             WHERE source = ? AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ",
-            now!(),
-            ") ORDER BY id LIMIT ?"
-        ))
-        .bind(source)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let payload = serde_json::json!({
-                    "id": r.try_get::<i64, _>("id")?,
-                    "click_id_kind": r.try_get::<String, _>("click_id_kind")?,
-                    "click_id": r.try_get::<String, _>("click_id")?,
-                    "conversion_time": r.try_get::<String, _>("conversion_time")?,
-                    "value": r.try_get::<Option<f64>, _>("value")?,
-                    "currency": r.try_get::<Option<String>, _>("currency")?,
-                    "conversion_action": r.try_get::<Option<String>, _>("conversion_action")?,
-                    "order_id": r.try_get::<Option<String>, _>("order_id")?,
-                });
-                Ok((
-                    r.try_get("id")?,
-                    payload.to_string().into_bytes(),
-                    r.try_get("attempts")?,
-                ))
-            })
-            .collect()
-    }
-
-    pub async fn end_conversions(&self, ends: &[(i64, RowEnd)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        for (id, end) in ends {
-            let (status, error, later): (&str, Option<&str>, Option<String>) = match end {
-                RowEnd::Uploaded => ("uploaded", None, None),
-                RowEnd::Failed(e) => ("failed", Some(e.as_str()), None),
-                RowEnd::Later { secs, error } => (
-                    "pending",
-                    Some(error.as_str()),
-                    Some(format!("+{secs} seconds")),
-                ),
-            };
-            sqlx::query(concat!(
-                "UPDATE conversion_uploads SET status = ?, error = ?, attempts = attempts + 1,
-                   uploaded_at = CASE WHEN ? = 'uploaded' THEN ",
-                now!(),
-                " ELSE uploaded_at END,
-                   next_attempt_at = CASE WHEN ? IS NULL THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) END
-                 WHERE id = ?"
-            ))
-            .bind(status)
-            .bind(error)
-            .bind(status)
-            .bind(&later)
-            .bind(&later)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn conversion_backlog(&self) -> Result<Backlog, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS pending,
-                    (julianday('now') - julianday(MIN(created_at))) * 86400.0 AS oldest
-             FROM conversion_uploads WHERE status = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Backlog {
-            pending: row.try_get("pending")?,
-            oldest_pending_age_seconds: row.try_get("oldest")?,
-        })
-    }
-
-    pub async fn claim_due(
-        &self,
-        owner: &str,
-        lease_secs: u64,
-        limit: i64,
-    ) -> Result<Vec<i64>, StoreError> {
-        // One statement: the claim is atomic. PostgreSQL's version selects the ids
-        // FOR UPDATE SKIP LOCKED so concurrent workers pass over each other's rows.
-        let ids = sqlx::query_scalar(concat!(
-            "UPDATE webhook_events SET claimed_by = ?1, lease_until = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2)
-             WHERE id IN (
-               SELECT id FROM webhook_events
-               WHERE ((status = 'failed' AND next_attempt_at <= ",
-            now!(),
-            ") OR status = 'received')
-                 AND (lease_until IS NULL OR lease_until < ",
-            now!(),
-            ")
-               ORDER BY COALESCE(next_attempt_at, created_at), id
-               LIMIT ?3)
-             RETURNING id"
-        ))
-        .bind(owner)
-        .bind(format!("+{lease_secs} seconds"))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids)
-    }
-
-    pub async fn release_leases(&self) -> Result<u64, StoreError> {
-        let r = sqlx::query("UPDATE webhook_events SET claimed_by = NULL, lease_until = NULL WHERE lease_until IS NOT NULL")
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
-    }
-
-    pub async fn dlq_stats(&self) -> Result<DlqStats, StoreError> {
+    async fn event_counts(&self) -> Result<EventCounts> {
         let row = sqlx::query(
             "SELECT
                (SELECT COUNT(*) FROM webhook_events WHERE status = 'failed') AS failed,
                (SELECT COUNT(*) FROM webhook_events WHERE status = 'dead') AS dead,
-               (SELECT (julianday('now') - julianday(MIN(created_at))) * 86400.0
-                  FROM webhook_events WHERE status = 'failed') AS oldest",
+               (SELECT MIN(created_at) FROM webhook_events WHERE status = 'failed') AS oldest",
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(DlqStats {
+        Ok(EventCounts {
             failed: row.try_get("failed")?,
             dead: row.try_get("dead")?,
-            oldest_failed_age_seconds: row.try_get("oldest")?,
+            oldest_failed: get_opt_ts(&row, "oldest")?,
         })
     }
 
-    pub async fn prune(&self, days: u32) -> Result<(u64, u64), StoreError> {
-        let cutoff = format!("-{days} days");
+    async fn outbox_backlog(&self) -> Result<Vec<OutboxBacklog>> {
+        let rows = sqlx::query(
+            "SELECT source, kind, COUNT(*) AS pending, MIN(created_at) AS oldest
+             FROM outbox WHERE status IN ('pending', 'delivering')
+             GROUP BY source, kind ORDER BY source, kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxBacklog {
+                    source: r.try_get("source")?,
+                    kind: r.try_get("kind")?,
+                    pending: r.try_get("pending")?,
+                    oldest: get_opt_ts(r, "oldest")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_events(&self, lease: Lease<'_>, now: Timestamp, limit: i64) -> Result<Vec<i64>> {
+        // One statement: the claim is atomic (SQLite has one writer at a time).
+        Ok(sqlx::query_scalar(
+            "UPDATE webhook_events SET claimed_by = ?1, lease_until = ?2
+             WHERE id IN (
+               SELECT id FROM webhook_events
+               WHERE ((status = 'failed' AND next_attempt_at <= ?3) OR status = 'received')
+                 AND (lease_until IS NULL OR lease_until < ?3)
+               ORDER BY COALESCE(next_attempt_at, created_at), id
+               LIMIT ?4)
+             RETURNING id",
+        )
+        .bind(lease.owner)
+        .bind(ts(lease.until))
+        .bind(ts(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn release_leases(&self, owner: Option<&str>) -> Result<u64> {
+        let events = sqlx::query(
+            "UPDATE webhook_events SET claimed_by = NULL, lease_until = NULL
+             WHERE lease_until IS NOT NULL AND (?1 IS NULL OR claimed_by = ?1)",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        let outbox = sqlx::query(
+            "UPDATE outbox SET claimed_by = NULL, lease_until = NULL
+             WHERE lease_until IS NOT NULL AND (?1 IS NULL OR claimed_by = ?1)",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(events.rows_affected() + outbox.rows_affected())
+    }
+
+    async fn prune_events(&self, before: Timestamp) -> Result<(u64, u64)> {
+        let cutoff = ts(before);
         let items = sqlx::query(
             "DELETE FROM webhook_events
-             WHERE kind = 'item' AND status IN ('processed', 'ignored')
-               AND updated_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
+             WHERE kind = 'item' AND status IN ('processed', 'ignored') AND updated_at < ?",
         )
         .bind(&cutoff)
         .execute(&self.pool)
@@ -627,8 +300,7 @@ impl SqliteStore {
         .rows_affected();
         let deliveries = sqlx::query(
             "DELETE FROM webhook_events
-             WHERE kind = 'delivery' AND status IN ('processed', 'ignored')
-               AND updated_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)
+             WHERE kind = 'delivery' AND status IN ('processed', 'ignored') AND updated_at < ?
                AND NOT EXISTS (SELECT 1 FROM webhook_events c WHERE c.parent_id = webhook_events.id)",
         )
         .bind(&cutoff)
@@ -638,137 +310,515 @@ impl SqliteStore {
         Ok((items, deliveries))
     }
 
-    pub async fn fail_event(
+    async fn claim_outbox(
         &self,
-        event_id: i64,
-        state: FailState,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        let (status, next) = match state {
-            FailState::Failed { retry_in_secs } => {
-                ("failed", Some(format!("+{retry_in_secs} seconds")))
-            }
-            FailState::Dead => ("dead", None),
-        };
-        sqlx::query(concat!(
-            "UPDATE webhook_events SET status = ?, error = ?, attempts = attempts + 1,
-               next_attempt_at = CASE WHEN ? IS NULL THEN NULL
-                                      ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) END,
-               claimed_by = NULL, lease_until = NULL, updated_at = ",
-            now!(),
-            " WHERE id = ?"
+        source: &str,
+        kind: &str,
+        lease: Lease<'_>,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(concat!(
+            "UPDATE outbox SET status = 'delivering', claimed_by = ?1, lease_until = ?2,
+                 attempts = attempts + 1, updated_at = ?3
+             WHERE id IN (
+               SELECT id FROM outbox
+               WHERE source = ?4 AND kind = ?5 AND status = 'pending'
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= ?3)
+                 AND (lease_until IS NULL OR lease_until < ?3)
+               ORDER BY id LIMIT ?6)
+             RETURNING ",
+            outbox_columns!()
         ))
-        .bind(status)
-        .bind(error)
-        .bind(&next)
-        .bind(&next)
-        .bind(event_id)
-        .execute(&self.pool)
+        .bind(lease.owner)
+        .bind(ts(lease.until))
+        .bind(ts(now))
+        .bind(source)
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(())
+        let mut claimed: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_>>()?;
+        claimed.sort_by_key(|r| r.id);
+        Ok(claimed)
+    }
+
+    async fn cut_off_outbox(
+        &self,
+        source: &str,
+        kind: &str,
+        now: Timestamp,
+    ) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM outbox
+             WHERE source = ?1 AND kind = ?2 AND status = 'delivering'
+               AND (lease_until IS NULL OR lease_until < ?3)
+             ORDER BY id"
+        ))
+        .bind(source)
+        .bind(kind)
+        .bind(ts(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_row).collect()
     }
 }
 
-fn event_row(row: &SqliteRow) -> Result<EventRow, StoreError> {
-    let tenant_kind: Option<String> = row.try_get("tenant_kind")?;
-    let tenant_key: Option<String> = row.try_get("tenant_key")?;
-    Ok(EventRow {
-        id: row.try_get("id")?,
-        source: row.try_get("source")?,
-        kind: row.try_get("kind")?,
-        parent_id: row.try_get("parent_id")?,
-        correlation_id: row.try_get("correlation_id")?,
-        payload: row.try_get("payload")?,
-        headers_json: row.try_get("headers_json")?,
-        dedup_key: row.try_get("dedup_key")?,
-        item_kind: row.try_get("item_kind")?,
-        tenant: tenant_kind
-            .zip(tenant_key)
-            .map(|(kind, key)| TenantRef { kind, key }),
-        status: row.try_get("status")?,
-        error: row.try_get("error")?,
-        attempts: row.try_get("attempts")?,
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
 }
 
-/// The contact with this phone for the tenant, created when missing; a new name replaces the old.
-async fn upsert_contact(
-    tx: &mut Transaction<'_, Sqlite>,
-    tenant_id: i64,
-    phone: &str,
-    name: Option<&str>,
-) -> Result<i64, StoreError> {
-    let id = sqlx::query_scalar(
-        "INSERT INTO contacts (tenant_id, phone, name) VALUES (?, ?, ?)
-         ON CONFLICT (tenant_id, phone) DO UPDATE SET name = COALESCE(excluded.name, contacts.name)
-         RETURNING id",
-    )
-    .bind(tenant_id)
-    .bind(phone)
-    .bind(name)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(id)
-}
+#[async_trait::async_trait]
+impl Tx for SqliteTx {
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
 
-/// The case to file a message under: `wanted` (checked to be the tenant's), else the
-/// contact's open case, else a new open case.
-async fn open_case(
-    tx: &mut Transaction<'_, Sqlite>,
-    tenant_id: i64,
-    contact_id: i64,
-    wanted: Option<i64>,
-) -> Result<i64, StoreError> {
-    if let Some(case_id) = wanted {
+    async fn insert_tenant(&mut self, name: &str, now: Timestamp) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("INSERT INTO tenants (name, created_at) VALUES (?, ?) RETURNING id")
+                .bind(name)
+                .bind(ts(now))
+                .fetch_one(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn tenant_exists(&mut self, id: i64) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn source_tenant(&mut self, kind: &str, key: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT tenant_id FROM lead_sources WHERE kind = ? AND external_key = ?",
+        )
+        .bind(kind)
+        .bind(key)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn insert_source(
+        &mut self,
+        tenant_id: i64,
+        kind: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO lead_sources (tenant_id, kind, external_key, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(kind)
+        .bind(key)
+        .bind(ts(now))
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn insert_event(&mut self, e: &NewEvent<'_>) -> Result<Option<i64>> {
+        let now = ts(e.now);
+        Ok(sqlx::query_scalar(
+            "INSERT INTO webhook_events
+               (source, kind, parent_id, correlation_id, payload_hash, payload, headers_json, dedup_key,
+                item_kind, tenant_kind, tenant_key, status, claimed_by, lease_until, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?, ?, ?)
+             ON CONFLICT (source, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+             RETURNING id",
+        )
+        .bind(e.source)
+        .bind(e.kind.as_str())
+        .bind(e.parent_id)
+        .bind(e.correlation_id)
+        .bind(e.payload_hash)
+        .bind(e.payload)
+        .bind(e.headers_json)
+        .bind(e.dedup_key)
+        .bind(e.item_kind)
+        .bind(e.tenant.map(|t| t.kind.as_str()))
+        .bind(e.tenant.map(|t| t.key.as_str()))
+        .bind(e.lease.map(|l| l.owner))
+        .bind(e.lease.map(|l| ts(l.until)))
+        .bind(&now)
+        .bind(&now)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn item_event(&mut self, source: &str, dedup_key: &str) -> Result<Option<EventState>> {
+        let row = sqlx::query(
+            "SELECT id, status, attempts, claimed_by, lease_until FROM webhook_events
+             WHERE source = ? AND dedup_key = ?",
+        )
+        .bind(source)
+        .bind(dedup_key)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|r| {
+            Ok(EventState {
+                id: r.try_get("id")?,
+                status: get_enum(&r, "status")?,
+                attempts: r.try_get("attempts")?,
+                claimed_by: r.try_get("claimed_by")?,
+                lease_until: get_opt_ts(&r, "lease_until")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn lease_event(&mut self, id: i64, lease: Lease<'_>) -> Result<()> {
+        sqlx::query("UPDATE webhook_events SET claimed_by = ?, lease_until = ? WHERE id = ?")
+            .bind(lease.owner)
+            .bind(ts(lease.until))
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn end_event(&mut self, id: i64, end: &EventEnd<'_>) -> Result<()> {
+        sqlx::query(
+            "UPDATE webhook_events SET status = ?, error = ?, attempts = attempts + 1,
+               next_attempt_at = ?, claimed_by = NULL, lease_until = NULL, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(end.status.as_str())
+        .bind(end.error)
+        .bind(opt_ts(end.next_attempt_at))
+        .bind(ts(end.now))
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_lead(
+        &mut self,
+        tenant_id: i64,
+        lead: &NewLead,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO leads (tenant_id, source, external_id, form_id, ad_id, campaign_id,
+                full_name, email, phone, fields_json, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant_id, source, external_id) DO NOTHING",
+        )
+        .bind(tenant_id)
+        .bind(&lead.source)
+        .bind(&lead.external_id)
+        .bind(&lead.form_id)
+        .bind(&lead.ad_id)
+        .bind(&lead.campaign_id)
+        .bind(&lead.full_name)
+        .bind(&lead.email)
+        .bind(&lead.phone)
+        .bind(&lead.fields_json)
+        .bind(ts(now))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn upsert_contact(
+        &mut self,
+        tenant_id: i64,
+        phone: &str,
+        name: Option<&str>,
+        now: Timestamp,
+    ) -> Result<i64> {
+        // Look first: an upsert that conflicts would still consume an id.
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM contacts WHERE tenant_id = ? AND phone = ?")
+                .bind(tenant_id)
+                .bind(phone)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        if let Some(id) = found {
+            if name.is_some() {
+                sqlx::query("UPDATE contacts SET name = ? WHERE id = ?")
+                    .bind(name)
+                    .bind(id)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+            return Ok(id);
+        }
+        Ok(sqlx::query_scalar(
+            "INSERT INTO contacts (tenant_id, phone, name, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(phone)
+        .bind(name)
+        .bind(ts(now))
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn case_of_tenant(&mut self, case_id: i64, tenant_id: i64) -> Result<bool> {
         let found: Option<i64> =
             sqlx::query_scalar("SELECT id FROM cases WHERE id = ? AND tenant_id = ?")
                 .bind(case_id)
                 .bind(tenant_id)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut *self.tx)
                 .await?;
-        return found.ok_or(StoreError::CaseNotFound { case_id, tenant_id });
+        Ok(found.is_some())
     }
-    let open: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM cases WHERE tenant_id = ? AND contact_id = ? AND status = 'open' ORDER BY id DESC LIMIT 1",
-    )
-    .bind(tenant_id)
-    .bind(contact_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(id) = open {
-        return Ok(id);
-    }
-    let id = sqlx::query_scalar(
-        "INSERT INTO cases (tenant_id, contact_id, status) VALUES (?, ?, 'open') RETURNING id",
-    )
-    .bind(tenant_id)
-    .bind(contact_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(id)
-}
 
-async fn existing_slot(
-    tx: &mut Transaction<'_, Sqlite>,
-    source: &str,
-    dedup_key: &str,
-) -> Result<ItemSlot, StoreError> {
-    let row =
-        sqlx::query("SELECT id, status FROM webhook_events WHERE source = ? AND dedup_key = ?")
-            .bind(source)
-            .bind(dedup_key)
-            .fetch_one(&mut **tx)
+    async fn open_case(&mut self, tenant_id: i64, contact_id: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM cases WHERE tenant_id = ? AND contact_id = ? AND status = 'open'
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(tenant_id)
+        .bind(contact_id)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn insert_case(
+        &mut self,
+        tenant_id: i64,
+        contact_id: i64,
+        now: Timestamp,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO cases (tenant_id, contact_id, status, created_at) VALUES (?, ?, 'open', ?) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(contact_id)
+        .bind(ts(now))
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn insert_message(&mut self, m: &NewMessage<'_>) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO messages (tenant_id, contact_id, case_id, channel, direction, external_id, from_addr,
+                to_addr, kind, body, media_id, status, provider_timestamp, reply_to, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (channel, external_id) DO NOTHING
+             RETURNING id",
+        )
+        .bind(m.tenant_id)
+        .bind(m.contact_id)
+        .bind(m.case_id)
+        .bind(m.channel)
+        .bind(m.direction.as_str())
+        .bind(m.external_id)
+        .bind(m.from_addr)
+        .bind(m.to_addr)
+        .bind(m.kind)
+        .bind(m.body)
+        .bind(m.media_id)
+        .bind(m.status.as_str())
+        .bind(m.provider_timestamp)
+        .bind(m.reply_to)
+        .bind(ts(m.now))
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn outbound_message(
+        &mut self,
+        tenant_id: Option<i64>,
+        channel: &str,
+        external_id: &str,
+    ) -> Result<Option<MessageState>> {
+        let row = sqlx::query(
+            "SELECT id, status, external_id, error FROM messages
+             WHERE channel = ? AND external_id = ? AND direction = 'outbound'
+               AND (? IS NULL OR tenant_id = ?)",
+        )
+        .bind(channel)
+        .bind(external_id)
+        .bind(tenant_id)
+        .bind(tenant_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(message_state).transpose()
+    }
+
+    async fn message(&mut self, id: i64) -> Result<Option<MessageState>> {
+        let row = sqlx::query("SELECT id, status, external_id, error FROM messages WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
             .await?;
-    let id: i64 = row.try_get("id")?;
-    let status: String = row.try_get("status")?;
-    Ok(match status.as_str() {
-        "processed" | "ignored" => ItemSlot::Duplicate { id, status },
-        _ => ItemSlot::Again {
-            id,
-            attempts: row.try_get("attempts")?,
-        },
-    })
+        row.as_ref().map(message_state).transpose()
+    }
+
+    async fn set_message(
+        &mut self,
+        id: i64,
+        status: crate::store::types::MessageStatus,
+        external_id: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET status = ?, external_id = COALESCE(?, external_id),
+               error = COALESCE(?, error) WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(external_id)
+        .bind(error)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_conversion(&mut self, row: &NewConversionRow<'_>) -> Result<Option<i64>> {
+        let c = row.conversion;
+        Ok(sqlx::query_scalar(
+            "INSERT INTO conversion_uploads (tenant_id, click_id_kind, click_id, conversion_time, value,
+                currency, conversion_action, order_id, idempotency_key, status, source, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (idempotency_key) DO NOTHING
+             RETURNING id",
+        )
+        .bind(row.tenant_id)
+        .bind(&c.click_id_kind)
+        .bind(&c.click_id)
+        .bind(&c.conversion_time)
+        .bind(c.value)
+        .bind(&c.currency)
+        .bind(&c.conversion_action)
+        .bind(&c.order_id)
+        .bind(&c.idempotency_key)
+        .bind(row.status.as_str())
+        .bind(row.source)
+        .bind(ts(row.now))
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn conversion_by_key(&mut self, key: &str) -> Result<Option<ConversionState>> {
+        let row = sqlx::query(
+            "SELECT id, status, error FROM conversion_uploads WHERE idempotency_key = ?",
+        )
+        .bind(key)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(conversion_state).transpose()
+    }
+
+    async fn conversion(&mut self, id: i64) -> Result<Option<ConversionState>> {
+        let row = sqlx::query("SELECT id, status, error FROM conversion_uploads WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(conversion_state).transpose()
+    }
+
+    async fn set_conversion(
+        &mut self,
+        id: i64,
+        status: crate::store::types::ConversionStatus,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE conversion_uploads SET status = ?1, error = ?2, attempts = attempts + 1,
+               uploaded_at = CASE WHEN ?1 = 'uploaded' THEN ?3 ELSE uploaded_at END
+             WHERE id = ?4",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(ts(now))
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_outbox(&mut self, row: &NewOutbox<'_>) -> Result<i64> {
+        let now = ts(row.now);
+        Ok(sqlx::query_scalar(
+            "INSERT INTO outbox (source, kind, idempotency_key, record_kind, record_id, tenant_id, payload,
+                status, claimed_by, lease_until, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
+             RETURNING id",
+        )
+        .bind(row.source)
+        .bind(row.kind)
+        .bind(row.idempotency_key)
+        .bind(row.record_kind.as_str())
+        .bind(row.record_id)
+        .bind(row.tenant_id)
+        .bind(row.payload)
+        .bind(row.lease.map(|l| l.owner))
+        .bind(row.lease.map(|l| ts(l.until)))
+        .bind(&now)
+        .bind(&now)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn outbox_by_key(
+        &mut self,
+        source: &str,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<OutboxRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM outbox WHERE source = ? AND kind = ? AND idempotency_key = ?"
+        ))
+        .bind(source)
+        .bind(kind)
+        .bind(key)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(outbox_row).transpose()
+    }
+
+    async fn outbox_row(&mut self, id: i64) -> Result<Option<OutboxRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM outbox WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(outbox_row).transpose()
+    }
+
+    async fn start_outbox(&mut self, id: i64, lease: Lease<'_>) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'delivering', claimed_by = ?, lease_until = ?,
+               attempts = attempts + 1 WHERE id = ?",
+        )
+        .bind(lease.owner)
+        .bind(ts(lease.until))
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn end_outbox(&mut self, id: i64, end: &OutboxEnd<'_>) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET status = ?, error = ?, external_id = COALESCE(?, external_id),
+               next_attempt_at = ?, claimed_by = NULL, lease_until = NULL, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(end.status.as_str())
+        .bind(end.error)
+        .bind(end.external_id)
+        .bind(opt_ts(end.next_attempt_at))
+        .bind(ts(end.now))
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
 }

@@ -1,20 +1,21 @@
 //! Google Ads offline click conversions: a thin component wrapper over [`logic`].
 //!
 //! Route: POST offline-conversion (intake: bad input is a 400 naming each field).
-//! Outbox: `conversion` records, uploaded in batches of at most 2000.
+//! Outbox: `conversion` records, uploaded in batches of at most 2000 by the outbox
+//! worker (Google deduplicates them, so a cut-off attempt may be sent again).
 //! Config: `upload_enabled` (GOOGLE_ADS_OFFLINE_ENABLED), `api_base_url`,
-//! `api_version`, `customer_id`, `login_customer_id`, `conversion_action`.
-//! Secrets: `developer_token`, `access_token`.
+//! `api_version`, `customer_id`, `login_customer_id`, `conversion_action` (needed
+//! only for uploads). Secrets: `developer_token`, `access_token`.
 
 pub mod logic;
 
 #[cfg(target_arch = "wasm32")]
 mod component {
-    use crate::logic::{self, BatchEnd, IntakeConfig, RowEnd};
+    use crate::logic::{self, BatchEnd, IntakeConfig};
     use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
     use portico_sdk::{
         AdapterError, BatchError, Conversion, DomainOp, Item, Manifest, OutboxDecl, OutboxRow,
-        Request, Response, Route, RouteKind, RowOutcome, TenantRef, Verdict, host, http, outbound,
+        RecordRef, Request, Response, Route, RouteKind, RowOutcome, Verdict, host, http, outbound,
     };
 
     struct GoogleAds;
@@ -56,9 +57,12 @@ mod component {
                     kind: RouteKind::Intake,
                     auth: portico_sdk::RouteAuth::None,
                 }],
+                // Batches from the worker; Google drops repeats of a conversion itself.
                 outbox: vec![OutboxDecl {
                     kind: "conversion".into(),
                     max_batch: logic::MAX_BATCH,
+                    immediate: false,
+                    idempotent: true,
                 }],
                 warnings,
             }
@@ -73,35 +77,36 @@ mod component {
             let config = IntakeConfig {
                 customer_id: customer_id(),
                 default_action: host::config("conversion_action"),
+                upload_enabled: host::config_bool("upload_enabled", false),
             };
             let conversion =
-                logic::validate(&req.body, http::header(&req, "idempotency-key"), &config)
-                    .map_err(|bad| {
-                        let mut e = AdapterError::permanent("invalid_request", bad.message());
-                        e.fields = bad.0;
-                        e
-                    })?;
+                logic::validate(&req.body, http::header(&req, "idempotency-key"), &config)?;
             let payload = serde_json::to_vec(&conversion)
                 .map_err(|e| AdapterError::permanent("internal", e.to_string()))?;
-            Ok(vec![Item {
-                dedup_key: conversion.idempotency_key.clone(),
-                tenant: customer_id().map(|key| TenantRef {
-                    kind: logic::TENANT_KIND.into(),
-                    key,
-                }),
-                kind: "conversion".into(),
+            Ok(vec![Item::new(
+                conversion.idempotency_key.clone(),
+                logic::TENANT_KIND,
+                config.customer_id,
+                "conversion",
                 payload,
-            }])
+            )])
         }
 
         fn map_to_domain(item: Item) -> Result<Vec<DomainOp>, AdapterError> {
             let c: logic::Conversion = serde_json::from_slice(&item.payload).map_err(|e| {
                 AdapterError::permanent("invalid_item", format!("conversion item payload: {e}"))
             })?;
-            let upload = host::config_bool("upload_enabled", false);
-            if !upload {
+            let enabled = host::config_bool("upload_enabled", false);
+            // Accepted without an action while uploads were off: it can only be logged.
+            let upload = enabled && c.conversion_action.is_some();
+            if !enabled {
                 host::info(&format!(
                     "conversion {} recorded as logged, not uploaded (GOOGLE_ADS_OFFLINE_ENABLED=false)",
+                    c.idempotency_key
+                ));
+            } else if !upload {
+                host::warn(&format!(
+                    "conversion {} has no conversion action: recorded as logged, not uploaded",
                     c.idempotency_key
                 ));
             }
@@ -127,99 +132,72 @@ mod component {
             if kind != "conversion" {
                 return portico_sdk::no_outbox(&kind);
             }
-            let Some(cid) = customer_id() else {
-                return Err(BatchError::Stop("GOOGLE_ADS_CUSTOMER_ID is not set".into()));
-            };
-            let developer = host::secret("developer_token")
-                .ok_or_else(|| BatchError::Stop("GOOGLE_ADS_DEVELOPER_TOKEN is not set".into()))?;
-            let token = host::secret("access_token")
-                .ok_or_else(|| BatchError::Stop("GOOGLE_ADS_ACCESS_TOKEN is not set".into()))?;
-            // Rows whose payload cannot be read end alone; the rest go in one request.
-            let mut decoded = Vec::with_capacity(rows.len());
-            for row in &rows {
-                decoded.push(
-                    serde_json::from_slice::<serde_json::Value>(&row.payload)
-                        .ok()
-                        .and_then(|v| {
-                            Some(logic::Conversion {
-                                click_id_kind: v["click_id_kind"].as_str()?.to_string(),
-                                click_id: v["click_id"].as_str()?.to_string(),
-                                conversion_time: v["conversion_time"].as_str()?.to_string(),
-                                value: v["value"].as_f64().unwrap_or(0.0),
-                                currency: v["currency"].as_str().unwrap_or("USD").to_string(),
-                                conversion_action: v["conversion_action"].as_str()?.to_string(),
-                                order_id: v["order_id"].as_str().map(str::to_string),
-                                idempotency_key: String::new(),
-                                tenant_id: None,
-                            })
-                        }),
-                );
+            // Rows that cannot be uploaded end alone; the rest go in one request.
+            let read: Vec<logic::RowRead> =
+                rows.iter().map(|r| logic::read_row(&r.payload)).collect();
+            let good: Vec<logic::Conversion> = read.iter().flatten().cloned().collect();
+            if good.is_empty() {
+                return Ok(logic::row_outcomes(read, Vec::new()));
             }
-            let good: Vec<logic::Conversion> = decoded.iter().flatten().cloned().collect();
-            let base = host::config("api_base_url")
-                .unwrap_or_else(|| "https://googleads.googleapis.com".into());
-            let version = host::config("api_version").unwrap_or_else(|| "21".into());
-            let url = format!(
-                "{}/v{}/customers/{cid}:uploadClickConversions",
-                base.trim_end_matches('/'),
-                version.trim_start_matches('v')
-            );
-            let mut headers = vec![
-                ("authorization".to_string(), format!("Bearer {token}")),
-                ("developer-token".to_string(), developer),
-                ("content-type".to_string(), "application/json".to_string()),
-            ];
-            if let Some(login) = host::config("login_customer_id")
-                .map(|c| logic::clean_customer_id(&c))
-                .filter(|c| !c.is_empty())
-            {
-                headers.push(("login-customer-id".to_string(), login));
-            }
-            let answer = outbound::send(&outbound::OutboundRequest {
-                method: "POST".into(),
-                url,
-                headers,
-                body: logic::upload_request(&good).to_string().into_bytes(),
-                timeout_ms: Some(20_000),
-            });
-            let answer = match answer {
-                Ok(a) => a,
-                Err(outbound::OutboundError::NotAllowed(why)) => return Err(BatchError::Stop(why)),
-                Err(e) => return Err(BatchError::Retry((outbound::describe(&e), None))),
-            };
-            let retry_after = answer
-                .headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-                .map(|(_, v)| v.as_str());
-            let ends = match logic::read_upload_answer(
-                answer.status,
-                retry_after,
-                &answer.body,
-                good.len(),
-            ) {
-                BatchEnd::Rows(ends) => ends,
-                BatchEnd::Retry(message, after) => return Err(BatchError::Retry((message, after))),
-                BatchEnd::Stop(message) => return Err(BatchError::Stop(message)),
-            };
-            let mut ends = ends.into_iter();
-            Ok(decoded
-                .iter()
-                .map(|d| match d {
-                    None => RowOutcome::Rejected((
-                        "INVALID_ROW".into(),
-                        "the stored conversion could not be read".into(),
-                    )),
-                    Some(_) => match ends.next() {
-                        Some(RowEnd::Uploaded) => RowOutcome::Delivered,
-                        Some(RowEnd::Rejected(code, message)) => {
-                            RowOutcome::Rejected((code, message))
-                        }
-                        Some(RowEnd::Retry(message)) => RowOutcome::Retry(message),
-                        None => RowOutcome::Retry("no answer for this row".into()),
-                    },
-                })
-                .collect())
+            let ends = upload(&good)?;
+            Ok(logic::row_outcomes(read, ends))
+        }
+
+        fn respond(_req: Request, records: Vec<RecordRef>) -> Response {
+            portico_sdk::respond_records(&records)
+        }
+    }
+
+    /// One uploadClickConversions call; the row ends in order, or the batch's error.
+    fn upload(good: &[logic::Conversion]) -> Result<Vec<logic::RowEnd>, BatchError> {
+        let Some(cid) = customer_id() else {
+            return Err(BatchError::Stop("GOOGLE_ADS_CUSTOMER_ID is not set".into()));
+        };
+        let token = host::secret("access_token")
+            .ok_or_else(|| BatchError::Stop("GOOGLE_ADS_ACCESS_TOKEN is not set".into()))?;
+        let base = host::config("api_base_url")
+            .unwrap_or_else(|| "https://googleads.googleapis.com".into());
+        let version = host::config("api_version").unwrap_or_else(|| "21".into());
+        let url = outbound::api_url(
+            &base,
+            &version,
+            &format!("customers/{cid}:uploadClickConversions"),
+        );
+        let mut headers = vec![
+            ("authorization".to_string(), format!("Bearer {token}")),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        // Sent only when set: a proxy in front of the API may add its own.
+        if let Some(developer) = host::secret("developer_token") {
+            headers.push(("developer-token".to_string(), developer));
+        }
+        if let Some(login) = host::config("login_customer_id")
+            .map(|c| logic::clean_customer_id(&c))
+            .filter(|c| !c.is_empty())
+        {
+            headers.push(("login-customer-id".to_string(), login));
+        }
+        let answer = outbound::send(&outbound::OutboundRequest {
+            method: "POST".into(),
+            url,
+            headers,
+            body: logic::upload_request(good).to_string().into_bytes(),
+            timeout_ms: Some(20_000),
+        });
+        let answer = match answer {
+            Ok(a) => a,
+            Err(outbound::OutboundError::NotAllowed(why)) => return Err(BatchError::Stop(why)),
+            Err(e) => return Err(BatchError::Retry((outbound::describe(&e), None))),
+        };
+        let retry_after = answer
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+            .map(|(_, v)| v.as_str());
+        match logic::read_upload_answer(answer.status, retry_after, &answer.body, good.len()) {
+            BatchEnd::Rows(ends) => Ok(ends),
+            BatchEnd::Retry(message, after) => Err(BatchError::Retry((message, after))),
+            BatchEnd::Stop(message) => Err(BatchError::Stop(message)),
         }
     }
 

@@ -2,10 +2,12 @@
 //!
 //! Intake: the CRM posts `{gclid|gbraid|wbraid, timestamp, value, currency,
 //! conversion_action?, order_id?, tenant_id?}`; [`validate`] checks every field
-//! in one pass and reports each problem by name. Upload: [`upload_request`]
-//! builds `customers/{id}:uploadClickConversions` (partialFailure on) and
-//! [`read_upload_answer`] ends each row from Google's answer.
+//! in one pass and reports each problem by name. A conversion action is needed only
+//! when uploads are on. Upload: [`read_row`] reads each outbox row,
+//! [`upload_request`] builds `customers/{id}:uploadClickConversions` (partialFailure
+//! on) and [`row_outcomes`] ends each row from Google's answer.
 
+use portico_sdk::{AdapterError, RowOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -22,7 +24,9 @@ pub struct Conversion {
     pub conversion_time: String,
     pub value: f64,
     pub currency: String,
-    pub conversion_action: String,
+    /// None: recorded without one (uploads off), never uploaded.
+    #[serde(default)]
+    pub conversion_action: Option<String>,
     #[serde(default)]
     pub order_id: Option<String>,
     pub idempotency_key: String,
@@ -40,8 +44,13 @@ impl Invalid {
     }
 
     pub fn message(&self) -> String {
-        let parts: Vec<String> = self.0.iter().map(|(f, p)| format!("{f}: {p}")).collect();
-        format!("{} problem(s): {}", self.0.len(), parts.join("; "))
+        AdapterError::from(self.clone()).message
+    }
+}
+
+impl From<Invalid> for AdapterError {
+    fn from(bad: Invalid) -> Self {
+        AdapterError::invalid("invalid_request", bad.0)
     }
 }
 
@@ -50,6 +59,8 @@ impl Invalid {
 pub struct IntakeConfig {
     pub customer_id: Option<String>,
     pub default_action: Option<String>,
+    /// Uploads on: a conversion must name its action (or the default must be set).
+    pub upload_enabled: bool,
 }
 
 /// `customers/{cid}/conversionActions/{id}` from a bare id; a resource name is kept.
@@ -191,14 +202,20 @@ pub fn validate(
         }
     };
 
+    let cid = config.customer_id.as_deref();
+    // Outer None: invalid; Some(None): no action, which only uploads need.
     let action = match obj.get("conversion_action") {
         None | Some(Value::Null) => match &config.default_action {
-            Some(a) => action_resource(a, config.customer_id.as_deref())
+            Some(a) => action_resource(a, cid)
+                .map(Some)
                 .map_err(|why| format!("GOOGLE_ADS_CONVERSION_ACTION {why}")),
-            None => Err("is required when GOOGLE_ADS_CONVERSION_ACTION is not set".into()),
+            None if config.upload_enabled => Err(
+                "is required when GOOGLE_ADS_CONVERSION_ACTION is not set (uploads are on)".into(),
+            ),
+            None => Ok(None),
         },
-        Some(Value::String(a)) => action_resource(a, config.customer_id.as_deref()),
-        Some(Value::Number(n)) => action_resource(&n.to_string(), config.customer_id.as_deref()),
+        Some(Value::String(a)) => action_resource(a, cid).map(Some),
+        Some(Value::Number(n)) => action_resource(&n.to_string(), cid).map(Some),
         Some(_) => Err("must be a string".into()),
     };
     let action = match action {
@@ -246,10 +263,11 @@ pub fn validate(
         (Some((kind, id)), Some(time), Some(value), Some(currency), Some(action))
             if bad.0.is_empty() =>
         {
+            let named = action.as_deref().unwrap_or_default();
             let idempotency_key = match (idempotency_header, &order_id) {
                 (Some(h), _) => format!("key:{h}"),
-                (None, Some(order)) => format!("order:{action}:{order}"),
-                (None, None) => format!("click:{kind}:{id}:{time}:{action}"),
+                (None, Some(order)) => format!("order:{named}:{order}"),
+                (None, None) => format!("click:{kind}:{id}:{time}:{named}"),
             };
             Ok(Conversion {
                 click_id_kind: kind,
@@ -385,10 +403,9 @@ pub fn upload_request(rows: &[Conversion]) -> Value {
         .map(|c| {
             let mut m = Map::new();
             m.insert(c.click_id_kind.clone(), Value::String(c.click_id.clone()));
-            m.insert(
-                "conversionAction".into(),
-                Value::String(c.conversion_action.clone()),
-            );
+            if let Some(action) = &c.conversion_action {
+                m.insert("conversionAction".into(), Value::String(action.clone()));
+            }
             m.insert(
                 "conversionDateTime".into(),
                 Value::String(c.conversion_time.clone()),
@@ -493,6 +510,63 @@ pub fn read_upload_answer(
     BatchEnd::Rows(ends)
 }
 
+/// A row the outbox handed back: (code, message) when it cannot be uploaded.
+pub type RowRead = Result<Conversion, (String, String)>;
+
+/// Read one outbox row: `{id, click_id_kind, click_id, conversion_time, value,
+/// currency, conversion_action (may be null), order_id}`.
+pub fn read_row(payload: &[u8]) -> RowRead {
+    let unreadable = || {
+        (
+            "INVALID_ROW".to_string(),
+            "the stored conversion could not be read".to_string(),
+        )
+    };
+    let v: Value = serde_json::from_slice(payload).map_err(|_| unreadable())?;
+    let text = |key: &str| v[key].as_str().map(str::to_string);
+    let (Some(click_id_kind), Some(click_id), Some(conversion_time)) = (
+        text("click_id_kind"),
+        text("click_id"),
+        text("conversion_time"),
+    ) else {
+        return Err(unreadable());
+    };
+    let Some(action) = text("conversion_action").filter(|a| !a.trim().is_empty()) else {
+        return Err((
+            "NO_CONVERSION_ACTION".into(),
+            "recorded without a conversion action; set GOOGLE_ADS_CONVERSION_ACTION or send conversion_action, and post the conversion again".into(),
+        ));
+    };
+    Ok(Conversion {
+        click_id_kind,
+        click_id,
+        conversion_time,
+        value: v["value"].as_f64().unwrap_or(0.0),
+        currency: text("currency").unwrap_or_else(|| "USD".into()),
+        conversion_action: Some(action),
+        order_id: text("order_id"),
+        idempotency_key: String::new(),
+        tenant_id: None,
+    })
+}
+
+/// Each row's outcome, in order: unreadable rows end alone; the others take, in order,
+/// the ends of the rows that were uploaded.
+pub fn row_outcomes(rows: Vec<RowRead>, uploaded: Vec<RowEnd>) -> Vec<RowOutcome> {
+    let mut ends = uploaded.into_iter();
+    rows.into_iter()
+        .map(|row| match row {
+            Err(pair) => RowOutcome::Rejected(pair),
+            Ok(_) => match ends.next() {
+                Some(RowEnd::Uploaded) => RowOutcome::Delivered(None),
+                Some(RowEnd::Rejected(code, message)) => RowOutcome::Rejected((code, message)),
+                Some(RowEnd::Retry(message)) => RowOutcome::Retry(message),
+                None => RowOutcome::Retry("no answer for this row".into()),
+            },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,7 +575,56 @@ mod tests {
         IntakeConfig {
             customer_id: Some("1234567890".into()),
             default_action: Some("987654321".into()),
+            upload_enabled: true,
         }
+    }
+
+    const SEED: &[u8] =
+        br#"{"gclid":"Cj0K","timestamp":"2026-09-20T14:32:05Z","value":10,"currency":"BRL"}"#;
+
+    #[test]
+    fn the_action_is_needed_only_for_uploads() {
+        let off = IntakeConfig::default();
+        let c = validate(SEED, None, &off).unwrap();
+        assert_eq!(c.conversion_action, None);
+        assert_eq!(
+            c.idempotency_key,
+            "click:gclid:Cj0K:2026-09-20 14:32:05+00:00:"
+        );
+        let on = IntakeConfig {
+            upload_enabled: true,
+            ..IntakeConfig::default()
+        };
+        let e = validate(SEED, None, &on).unwrap_err();
+        assert_eq!(e.0[0].0, "conversion_action");
+        assert!(e.0[0].1.starts_with("is required"), "{e:?}");
+        // A named action is still checked with uploads off.
+        let named =
+            br#"{"gclid":"x","timestamp":1,"value":1,"currency":"USD","conversion_action":"nope"}"#;
+        assert!(validate(named, None, &off).is_err());
+    }
+
+    #[test]
+    fn rows_without_an_action_are_rejected_alone() {
+        let row = |action: Value| {
+            json!({"id": 1, "click_id_kind": "gclid", "click_id": "G", "conversion_time": "2026-09-20 14:32:05+00:00",
+                "value": 2.5, "currency": "EUR", "conversion_action": action, "order_id": null})
+            .to_string()
+        };
+        let good = read_row(row(json!("customers/1/conversionActions/2")).as_bytes()).unwrap();
+        assert_eq!((good.value, good.order_id.as_deref()), (2.5, None));
+        let none = read_row(row(Value::Null).as_bytes()).unwrap_err();
+        assert_eq!(none.0, "NO_CONVERSION_ACTION");
+        assert_eq!(read_row(b"[]").unwrap_err().0, "INVALID_ROW");
+        let outcomes = row_outcomes(
+            vec![Ok(good.clone()), Err(none), Ok(good)],
+            vec![RowEnd::Uploaded, RowEnd::Rejected("X".into(), "y".into())],
+        );
+        assert!(matches!(outcomes[0], RowOutcome::Delivered(None)));
+        assert!(
+            matches!(&outcomes[1], RowOutcome::Rejected((c, _)) if c == "NO_CONVERSION_ACTION")
+        );
+        assert!(matches!(&outcomes[2], RowOutcome::Rejected((c, _)) if c == "X"));
     }
 
     #[test]
@@ -509,8 +632,8 @@ mod tests {
         let c = validate(br#"{"gclid":"Cj0K","timestamp":"2026-09-20T14:32:05.123-03:00","value":1500,"currency":"BRL","order_id":"crm-1"}"#, None, &config()).unwrap();
         assert_eq!(c.conversion_time, "2026-09-20 14:32:05-03:00");
         assert_eq!(
-            c.conversion_action,
-            "customers/1234567890/conversionActions/987654321"
+            c.conversion_action.as_deref(),
+            Some("customers/1234567890/conversionActions/987654321")
         );
         assert_eq!(
             c.idempotency_key,
@@ -528,7 +651,7 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_by_field() {
-        let e = validate(br#"{"gclid":"a","gbraid":"b","timestamp":"yesterday","value":-1,"currency":"usd","tenant_id":0,"extra":1}"#, None, &IntakeConfig::default()).unwrap_err();
+        let e = validate(br#"{"gclid":"a","gbraid":"b","timestamp":"yesterday","value":-1,"currency":"usd","tenant_id":0,"extra":1}"#, None, &IntakeConfig { upload_enabled: true, ..IntakeConfig::default() }).unwrap_err();
         let fields: Vec<&str> = e.0.iter().map(|(f, _)| f.as_str()).collect();
         for f in [
             "gbraid",

@@ -12,8 +12,8 @@ mod component {
     use crate::logic::{self, Mapped};
     use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
     use portico_sdk::{
-        AdapterError, DomainOp, Item, Lead, Manifest, Request, Response, Route, RouteKind, Verdict,
-        host, http, outbound, signature,
+        AdapterError, DomainOp, Item, Lead, Manifest, RecordRef, Request, Response, Route,
+        RouteKind, Verdict, host, http, outbound, signature,
     };
 
     struct MetaAdapter;
@@ -79,23 +79,12 @@ mod component {
         }
 
         fn parse(req: Request) -> Result<Vec<Item>, AdapterError> {
-            let items = logic::parse_delivery(&req.body).map_err(to_error)?;
-            Ok(items
-                .into_iter()
-                .map(|i| {
-                    Item::new(
-                        i.dedup_key,
-                        logic::TENANT_KIND,
-                        i.page_id,
-                        i.kind,
-                        i.payload,
-                    )
-                })
-                .collect())
+            let items = logic::parse_delivery(&req.body)?;
+            Ok(portico_sdk::into_items(items, logic::TENANT_KIND))
         }
 
         fn map_to_domain(item: Item) -> Result<Vec<DomainOp>, AdapterError> {
-            let mut lead = match logic::map_item(&item.kind, &item.payload).map_err(to_error)? {
+            let mut lead = match logic::map_item(&item.kind, &item.payload)? {
                 Mapped::Lead(lead) => lead,
                 Mapped::Ignore(reason) => return Ok(vec![DomainOp::Ignore(reason)]),
             };
@@ -128,6 +117,10 @@ mod component {
         ) -> Result<Vec<portico_sdk::RowOutcome>, portico_sdk::BatchError> {
             portico_sdk::no_outbox(&kind)
         }
+
+        fn respond(_req: Request, records: Vec<RecordRef>) -> Response {
+            portico_sdk::respond_records(&records)
+        }
     }
 
     /// The lead's details from the Graph API; every failure is the item's, never the delivery's.
@@ -151,10 +144,6 @@ mod component {
             retryable: f.retryable,
             fields: Vec::new(),
         })
-    }
-
-    fn to_error(e: logic::ParseError) -> AdapterError {
-        AdapterError::permanent(e.code, e.message)
     }
 
     portico_sdk::export_adapter!(MetaAdapter);

@@ -5,6 +5,7 @@
 //! with a reason. Ids arrive as strings on the wire and as numbers in Meta's docs:
 //! both are accepted.
 
+use portico_sdk::{ParseError, Parsed};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -16,31 +17,6 @@ pub const TENANT_KIND: &str = "meta";
 pub const KIND_LEADGEN: &str = "leadgen";
 /// Item kind of a change this adapter does not act on.
 pub const KIND_IGNORED: &str = "ignored";
-
-/// A problem with the delivery body; always permanent (retrying the same bytes cannot help).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ParseError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
-        ParseError {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-/// One item of a delivery, before it becomes a WIT record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParsedItem {
-    pub dedup_key: String,
-    pub page_id: Option<String>,
-    pub kind: &'static str,
-    pub payload: Vec<u8>,
-}
 
 /// The payload of a leadgen item: the change's ids, normalised to strings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,7 +69,7 @@ pub enum Mapped {
 }
 
 /// Split a delivery into items, one per change.
-pub fn parse_delivery(body: &[u8]) -> Result<Vec<ParsedItem>, ParseError> {
+pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
     let root: Value = serde_json::from_slice(body)
         .map_err(|e| ParseError::new("invalid_json", format!("body is not valid JSON: {e}")))?;
     let object = root
@@ -155,7 +131,7 @@ fn leadgen_item(
     value: Option<&Value>,
     entry_id: Option<&str>,
     path: &str,
-) -> Result<ParsedItem, ParseError> {
+) -> Result<Parsed, ParseError> {
     let value = value
         .filter(|v| v.is_object())
         .ok_or_else(|| ParseError::new("invalid_shape", format!("{path}.value is missing")))?;
@@ -182,9 +158,9 @@ fn leadgen_item(
         campaign_id: id_string(value.get("campaign_id")),
         created_time: value.get("created_time").and_then(Value::as_i64),
     };
-    Ok(ParsedItem {
+    Ok(Parsed {
         dedup_key: format!("leadgen:{}", change.leadgen_id),
-        page_id: Some(change.page_id.clone()),
+        tenant_key: Some(change.page_id.clone()),
         kind: KIND_LEADGEN,
         payload: to_json(&change)?,
     })
@@ -196,18 +172,18 @@ fn ignored_item(
     time: Option<i64>,
     path: &str,
     change: &Value,
-) -> Result<ParsedItem, ParseError> {
+) -> Result<Parsed, ParseError> {
     let field = if field.is_empty() { "(none)" } else { field };
     let reason = format!("{path}: field {field:?} is not handled by the Meta Lead Ads adapter");
     // Stable across provider retries of the same delivery: the change's own bytes.
     let digest = portico_sdk::signature::to_hex(&short_digest(change.to_string().as_bytes()));
-    Ok(ParsedItem {
+    Ok(Parsed {
         dedup_key: format!(
             "{field}:{}:{}:{digest}",
             entry_id.unwrap_or("-"),
             time.unwrap_or_default()
         ),
-        page_id: entry_id.map(str::to_string),
+        tenant_key: entry_id.map(str::to_string),
         kind: KIND_IGNORED,
         payload: to_json(&IgnoredChange { reason })?,
     })
@@ -264,11 +240,9 @@ pub const GRAPH_FIELDS: &str = "id,created_time,ad_id,ad_name,adset_id,adset_nam
 
 /// `GET {base}/v{version}/{leadgen_id}?fields=...&access_token=...`
 pub fn graph_lead_url(base: &str, version: &str, leadgen_id: &str, token: &str) -> String {
-    let version = version.trim().trim_start_matches('v');
     format!(
-        "{}/v{version}/{}?fields={GRAPH_FIELDS}&access_token={}",
-        base.trim().trim_end_matches('/'),
-        url_escape(leadgen_id),
+        "{}?fields={GRAPH_FIELDS}&access_token={}",
+        portico_sdk::outbound::api_url(base, version, &url_escape(leadgen_id)),
         url_escape(token)
     )
 }
@@ -458,7 +432,7 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].dedup_key, "leadgen:123123123123");
         assert_eq!(items[1].dedup_key, "leadgen:123123123124");
-        assert_eq!(items[0].page_id.as_deref(), Some("123123123"));
+        assert_eq!(items[0].tenant_key.as_deref(), Some("123123123"));
         let Mapped::Lead(lead) = map_item(items[0].kind, &items[0].payload).unwrap() else {
             panic!("expected a lead")
         };

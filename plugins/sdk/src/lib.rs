@@ -1,14 +1,17 @@
 //! Guest-side crate for Portico adapter authors.
 //!
 //! An adapter is a Rust crate built for `wasm32-wasip2` that implements the
-//! `portico:adapter/plugin` interface of `wit/adapter.wit`. This crate gives it:
+//! `portico:adapter/plugin` interface of `wit/adapter.wit` (0.2.0). This crate gives it:
 //!
 //! - [`bindings`]: the generated WIT bindings and the [`export_adapter!`] macro;
 //! - [`signature`]: HMAC-SHA256 signature checks with constant-time comparison;
 //! - [`http`]: small helpers over the request record (headers, query strings);
 //! - [`json`]: JSON access whose errors name the field path;
 //! - [`host`]: logging and config/secret lookups through the host;
-//! - [`outbound`]: HTTP to the hosts plugins.toml allows.
+//! - [`directory`]: read-only lookups of tenants' provider keys;
+//! - [`outbound`]: HTTP to the hosts plugins.toml allows;
+//! - [`Parsed`], [`ParseError`], [`into_items`]: a parser's output, and how it becomes items;
+//! - [`respond_records`], [`no_outbox`]: the answers most adapters give.
 //!
 //! Keep the logic you unit-test natively free of host calls: on a native target
 //! the host imports are stubs that abort the test process.
@@ -16,7 +19,9 @@
 //! ```ignore
 //! use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
 //! struct MyAdapter;
-//! impl Guest for MyAdapter { /* manifest, verify, parse, map_to_domain, handle */ }
+//! impl Guest for MyAdapter {
+//!     /* manifest, verify, parse, map_to_domain, handle, deliver, respond */
+//! }
 //! portico_sdk::export_adapter!(MyAdapter);
 //! ```
 
@@ -25,6 +30,7 @@ pub mod host;
 pub mod http;
 pub mod json;
 pub mod outbound;
+mod parsed;
 pub mod signature;
 
 /// Bindings generated from `wit/adapter.wit` (world `adapter`).
@@ -42,10 +48,13 @@ pub mod bindings {
 pub use bindings::export_adapter;
 pub use bindings::exports::portico::adapter::plugin::{BatchError, OutboxRow, RowOutcome};
 pub use bindings::portico::adapter::types::{
-    AdapterError, Conversion, DomainOp, InboundMessage, Item, Lead, OutboundMessage, OutboxDecl,
-    PluginManifest as Manifest, Request, Response, Route, RouteAuth, RouteKind, StatusUpdate,
-    TenantRef, Verdict,
+    AdapterError, Conversion, DeliveryStatus, DomainOp, InboundMessage, Item, Lead,
+    OutboundMessage, OutboxDecl, PluginManifest as Manifest, RecordRef, Request, Response, Route,
+    RouteAuth, RouteKind, StatusUpdate, TenantRef, Verdict,
 };
+pub use parsed::{ParseError, Parsed, into_items};
+
+use json::Value;
 
 impl AdapterError {
     /// An error that will not go away by trying again (bad input, unsupported shape).
@@ -77,6 +86,22 @@ impl AdapterError {
             fields: Vec::new(),
         }
     }
+
+    /// A permanent error listing problems by field (an intake route answers 400 naming each).
+    ///
+    /// ```
+    /// let e = portico_sdk::AdapterError::invalid("invalid_request", vec![("to".into(), "is required".into())]);
+    /// assert_eq!((e.message.as_str(), e.fields.len()), ("1 problem(s): to: is required", 1));
+    /// ```
+    pub fn invalid(code: &str, fields: Vec<(String, String)>) -> Self {
+        let parts: Vec<String> = fields.iter().map(|(f, p)| format!("{f}: {p}")).collect();
+        let mut e = Self::permanent(
+            code,
+            format!("{} problem(s): {}", fields.len(), parts.join("; ")),
+        );
+        e.fields = fields;
+        e
+    }
 }
 
 impl Item {
@@ -106,14 +131,15 @@ impl Item {
     }
 }
 
-/// What an adapter without an outbox answers to `deliver`.
+/// What an adapter answers to `deliver` for a kind its manifest does not declare
+/// (all of them, for an adapter without an outbox): the host stops delivering it.
 ///
 /// ```
 /// assert!(matches!(portico_sdk::no_outbox("conversion"), Err(portico_sdk::BatchError::Stop(_))));
 /// ```
 pub fn no_outbox(kind: &str) -> Result<Vec<RowOutcome>, BatchError> {
     Err(BatchError::Stop(format!(
-        "this adapter delivers no {kind:?} records"
+        "this adapter declares no outbox kind {kind:?}; check the plugin's manifest and version"
     )))
 }
 
@@ -129,6 +155,144 @@ impl Response {
             status,
             headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
             body: body.into().into_bytes(),
+        }
+    }
+
+    /// A JSON response.
+    ///
+    /// ```
+    /// let r = portico_sdk::Response::json(202, &serde_json::json!({"status": "pending"}));
+    /// assert_eq!((r.status, r.body.as_slice()), (202, br#"{"status":"pending"}"#.as_slice()));
+    /// ```
+    pub fn json(status: u16, body: &Value) -> Self {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+}
+
+impl RecordRef {
+    /// The record as JSON: `kind`, `id`, `status`, and `external_id` / `error` when set.
+    ///
+    /// ```
+    /// let r = portico_sdk::RecordRef { kind: "lead".into(), id: 7, status: "created".into(),
+    ///     external_id: None, error: None };
+    /// assert_eq!(r.to_json(), serde_json::json!({"kind": "lead", "id": 7, "status": "created"}));
+    /// ```
+    pub fn to_json(&self) -> Value {
+        let mut out = serde_json::json!({"kind": self.kind, "id": self.id, "status": self.status});
+        if let Some(external_id) = &self.external_id {
+            out["external_id"] = Value::from(external_id.as_str());
+        }
+        if let Some(error) = &self.error {
+            out["error"] = Value::from(error.as_str());
+        }
+        out
+    }
+}
+
+/// The answer to an intake request for adapters without a special one: one record is
+/// 200 `{"id", "status"}`; any other number is 200 `{"records": [...]}` (see [`RecordRef::to_json`]).
+///
+/// ```
+/// use portico_sdk::{respond_records, RecordRef};
+/// let one = RecordRef { kind: "conversion".into(), id: 3, status: "logged".into(),
+///     external_id: None, error: None };
+/// let body = |r: portico_sdk::Response| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap();
+/// assert_eq!(body(respond_records(&[one.clone()])), serde_json::json!({"id": 3, "status": "logged"}));
+/// assert_eq!(body(respond_records(&[one.clone(), one]))["records"][1]["kind"], "conversion");
+/// ```
+pub fn respond_records(records: &[RecordRef]) -> Response {
+    let body = match records {
+        [one] => serde_json::json!({"id": one.id, "status": one.status}),
+        many => {
+            serde_json::json!({"records": many.iter().map(RecordRef::to_json).collect::<Vec<_>>()})
+        }
+    };
+    Response::json(200, &body)
+}
+
+impl DeliveryStatus {
+    /// The status a provider names `sent`, `delivered`, `read`, `played` or `failed`
+    /// (case-insensitive); `None` for any other word.
+    ///
+    /// ```
+    /// use portico_sdk::DeliveryStatus;
+    /// assert_eq!(DeliveryStatus::parse("Read"), Some(DeliveryStatus::Read));
+    /// assert_eq!(DeliveryStatus::parse("deleted"), None);
+    /// ```
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "sent" => Some(Self::Sent),
+            "delivered" => Some(Self::Delivered),
+            "read" => Some(Self::Read),
+            "played" => Some(Self::Played),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    /// The status's name as [`DeliveryStatus::parse`] reads it.
+    ///
+    /// ```
+    /// assert_eq!(portico_sdk::DeliveryStatus::Played.as_str(), "played");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Played => "played",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: &str, id: i64, status: &str) -> RecordRef {
+        RecordRef {
+            kind: kind.into(),
+            id,
+            status: status.into(),
+            external_id: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn records_answer_by_count() {
+        let none = respond_records(&[]);
+        assert_eq!(
+            (none.status, none.body.as_slice()),
+            (200, br#"{"records":[]}"#.as_slice())
+        );
+        let mut failed = record("message", 2, "failed");
+        failed.error = Some("131047: Re-engagement message".into());
+        let both = respond_records(&[record("lead", 1, "created"), failed]);
+        let body: Value = serde_json::from_slice(&both.body).unwrap();
+        assert_eq!(
+            body["records"][0],
+            serde_json::json!({"kind": "lead", "id": 1, "status": "created"})
+        );
+        assert_eq!(body["records"][1]["error"], "131047: Re-engagement message");
+        assert!(body["records"][1].get("external_id").is_none());
+    }
+
+    #[test]
+    fn every_status_round_trips() {
+        for s in [
+            DeliveryStatus::Sent,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Read,
+            DeliveryStatus::Played,
+            DeliveryStatus::Failed,
+        ] {
+            assert_eq!(DeliveryStatus::parse(s.as_str()), Some(s));
         }
     }
 }

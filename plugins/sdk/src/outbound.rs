@@ -47,6 +47,22 @@ pub fn get(
     })
 }
 
+/// `{base}/v{version}/{path}`, however the operator wrote the base (trailing `/`) and
+/// the version (`v25.0` or `25.0`).
+///
+/// ```
+/// let url = portico_sdk::outbound::api_url("https://graph.facebook.com/", "v25.0", "123/messages");
+/// assert_eq!(url, "https://graph.facebook.com/v25.0/123/messages");
+/// ```
+pub fn api_url(base: &str, version: &str, path: &str) -> String {
+    format!(
+        "{}/v{}/{}",
+        base.trim().trim_end_matches('/'),
+        version.trim().trim_start_matches('v'),
+        path.trim_start_matches('/')
+    )
+}
+
 /// A sentence for an error, fit for an event's error column.
 ///
 /// ```

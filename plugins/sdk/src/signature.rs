@@ -219,7 +219,7 @@ pub fn verify_hub_sha256(
 mod tests {
     use super::*;
 
-    // The test vector of shared/reference/providers.md §A.4.
+    // A known-good pair: a WhatsApp Cloud API body and the signature Meta sent for it.
     const BODY: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Jos\u00e9 P\u00e9rez"},"wa_id":"16505551234"}],"messages":[{"from":"16505551234","id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=","timestamp":"1749416383","type":"text","text":{"body":"Ol\u00e1, caf\u00e9?"}}]},"field":"messages"}]}]}"#;
     const SIG: &str = "sha256=541d4395b39052c617d54ee9a7f7adcce90805bcde97e3fa9ca592e20fa5d2ba";
 

@@ -11,8 +11,8 @@ mod component {
     use crate::logic;
     use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
     use portico_sdk::{
-        AdapterError, DomainOp, Item, Lead, Manifest, Request, Response, Route, RouteKind,
-        TenantRef, Verdict, host, http,
+        AdapterError, DomainOp, Item, Lead, Manifest, RecordRef, Request, Response, Route,
+        RouteKind, Verdict, host, http,
     };
 
     struct StandardWebhooks;
@@ -63,15 +63,7 @@ mod component {
         fn parse(req: Request) -> Result<Vec<Item>, AdapterError> {
             let id = http::header(&req, "webhook-id").unwrap_or_default();
             let item = logic::parse(&req.body, id)?;
-            Ok(vec![Item {
-                dedup_key: item.dedup_key,
-                tenant: item.source_key.map(|key| TenantRef {
-                    kind: logic::TENANT_KIND.into(),
-                    key,
-                }),
-                kind: item.kind.into(),
-                payload: item.payload,
-            }])
+            Ok(vec![item.into_item(logic::TENANT_KIND)])
         }
 
         fn map_to_domain(item: Item) -> Result<Vec<DomainOp>, AdapterError> {
@@ -103,6 +95,10 @@ mod component {
             _rows: Vec<portico_sdk::OutboxRow>,
         ) -> Result<Vec<portico_sdk::RowOutcome>, portico_sdk::BatchError> {
             portico_sdk::no_outbox(&kind)
+        }
+
+        fn respond(_req: Request, records: Vec<RecordRef>) -> Response {
+            portico_sdk::respond_records(&records)
         }
     }
 

@@ -5,6 +5,7 @@
 //! (several, space-separated, during key rotation). Timestamps more than five
 //! minutes from now are refused, which stops replays of captured requests.
 
+use portico_sdk::Parsed;
 use portico_sdk::json::{self, Value};
 use portico_sdk::signature::{base64_decode, constant_time_eq, hmac_sha256_base64};
 
@@ -95,15 +96,6 @@ pub fn verify(
     }
 }
 
-/// One item of an event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Parsed {
-    pub dedup_key: String,
-    pub source_key: Option<String>,
-    pub kind: &'static str,
-    pub payload: Vec<u8>,
-}
-
 /// A lead as the host stores it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeadOut {
@@ -121,7 +113,7 @@ pub fn parse(body: &[u8], webhook_id: &str) -> Result<Parsed, json::FieldError> 
     if kind != "lead.created" {
         return Ok(Parsed {
             dedup_key: format!("msg:{webhook_id}"),
-            source_key: json::opt_str_at(&event, "data.source_key")?,
+            tenant_key: json::opt_str_at(&event, "data.source_key")?,
             kind: "ignored",
             payload: format!("event type {kind:?} is not handled (only lead.created)").into_bytes(),
         });
@@ -131,7 +123,7 @@ pub fn parse(body: &[u8], webhook_id: &str) -> Result<Parsed, json::FieldError> 
     let data = json::at(&event, "data")?;
     Ok(Parsed {
         dedup_key: format!("lead:{id}"),
-        source_key: Some(source_key),
+        tenant_key: Some(source_key),
         kind: "lead",
         payload: serde_json::to_vec(data).unwrap_or_default(),
     })
@@ -248,7 +240,7 @@ mod tests {
     fn lead_created_maps_to_a_lead() {
         let item = parse(BODY, "msg_1").unwrap();
         assert_eq!(item.dedup_key, "lead:L-1");
-        assert_eq!(item.source_key.as_deref(), Some("acme-site"));
+        assert_eq!(item.tenant_key.as_deref(), Some("acme-site"));
         let lead = map_lead(&item.payload).unwrap();
         assert_eq!(lead.external_id, "L-1");
         assert_eq!(lead.full_name.as_deref(), Some("Ana Silva"));

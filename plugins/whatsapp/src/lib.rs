@@ -1,7 +1,8 @@
 //! WhatsApp Cloud API adapter: a thin component wrapper over [`logic`].
 //!
 //! Routes: GET webhook (handshake), POST webhook (messages and statuses),
-//! POST send (admin bearer; sends a text through the Cloud API).
+//! POST send (intake, admin bearer: queues a text that `deliver` sends through the
+//! Cloud API while the caller waits). Outbox: `message`, one per call, never resent.
 //! Config: `api_base_url`, `api_version`. Secrets: `app_secret` (comma-separated
 //! for rotation), `verify_token`, `access_token`.
 
@@ -12,9 +13,9 @@ mod component {
     use crate::logic::{self, Inbound, Status};
     use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
     use portico_sdk::{
-        AdapterError, BatchError, DomainOp, InboundMessage, Item, Manifest, OutboundMessage,
-        OutboxRow, Request, Response, Route, RouteAuth, RouteKind, RowOutcome, StatusUpdate,
-        Verdict, directory, host, http, outbound, signature,
+        AdapterError, BatchError, DomainOp, InboundMessage, Item, Manifest, OutboxDecl, OutboxRow,
+        RecordRef, Request, Response, Route, RouteAuth, RouteKind, RowOutcome, Verdict, directory,
+        host, http, outbound, signature,
     };
 
     struct WhatsApp;
@@ -48,7 +49,13 @@ mod component {
                     route("POST", "webhook", RouteKind::Webhook, RouteAuth::None),
                     route("POST", "send", RouteKind::Intake, RouteAuth::Admin),
                 ],
-                outbox: vec![],
+                // The caller waits for the wamid; WhatsApp does not deduplicate sends.
+                outbox: vec![OutboxDecl {
+                    kind: logic::OUTBOX_KIND.into(),
+                    max_batch: 1,
+                    immediate: true,
+                    idempotent: false,
+                }],
                 warnings,
             }
         }
@@ -71,53 +78,27 @@ mod component {
 
         fn parse(req: Request) -> Result<Vec<Item>, AdapterError> {
             if req.route == "send" {
-                let send = logic::validate_send(&req.body).map_err(|problems| {
-                    let mut e = AdapterError::permanent(
-                        "invalid_request",
-                        problems
-                            .iter()
-                            .map(|(f, p)| format!("{f}: {p}"))
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    );
-                    e.fields = problems;
-                    e
-                })?;
-                // One request is one send: its key is the caller's Idempotency-Key, else unique.
-                let key = match http::header(&req, "idempotency-key") {
-                    Some(k) => format!("send:key:{k}"),
-                    None => {
-                        let nanos = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_nanos())
-                            .unwrap_or(0);
-                        format!(
-                            "send:{}",
-                            signature::hmac_sha256_hex(nanos.to_string().as_bytes(), &req.body)
-                        )
-                    }
-                };
-                return Ok(vec![Item {
-                    dedup_key: key,
-                    tenant: None,
-                    kind: "send".into(),
-                    payload: serde_json::to_vec(&send).unwrap_or_default(),
-                }]);
+                let send = logic::validate_send(&req.body)
+                    .map_err(|problems| AdapterError::invalid("invalid_request", problems))?;
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                let unique = signature::hmac_sha256_hex(nanos.to_string().as_bytes(), &req.body);
+                let key =
+                    logic::send_dedup_key(&send, http::header(&req, "idempotency-key"), &unique);
+                let payload = serde_json::to_vec(&send)
+                    .map_err(|e| AdapterError::permanent("internal", e.to_string()))?;
+                return Ok(vec![Item::new(
+                    key,
+                    logic::TENANT_KIND,
+                    None,
+                    "send",
+                    payload,
+                )]);
             }
-            let items = logic::parse_delivery(&req.body)
-                .map_err(|e| AdapterError::permanent(e.code, e.message))?;
-            Ok(items
-                .into_iter()
-                .map(|i| {
-                    Item::new(
-                        i.dedup_key,
-                        logic::TENANT_KIND,
-                        i.phone_number_id,
-                        i.kind,
-                        i.payload,
-                    )
-                })
-                .collect())
+            let items = logic::parse_delivery(&req.body)?;
+            Ok(portico_sdk::into_items(items, logic::TENANT_KIND))
         }
 
         fn map_to_domain(item: Item) -> Result<Vec<DomainOp>, AdapterError> {
@@ -141,17 +122,22 @@ mod component {
                 }
                 "status" => {
                     let s: Status = serde_json::from_slice(&item.payload).map_err(bad_item)?;
-                    Ok(vec![DomainOp::UpdateStatus(StatusUpdate {
-                        channel: logic::CHANNEL.into(),
-                        external_id: s.wamid,
-                        status: s.status,
-                        error: s.error,
-                    })])
+                    Ok(vec![logic::status_op(s)])
                 }
                 "send" => {
                     let send: logic::Send =
                         serde_json::from_slice(&item.payload).map_err(bad_item)?;
-                    Ok(vec![DomainOp::RecordOutbound(deliver_text(&send)?)])
+                    let pnid = directory::source_key(send.tenant_id, logic::TENANT_KIND)
+                        .ok_or_else(|| {
+                            AdapterError::permanent(
+                                "no_whatsapp_number",
+                                format!(
+                                    "tenant {} has no WhatsApp number: run `portico source add --tenant {} --kind whatsapp --key PHONE_NUMBER_ID`",
+                                    send.tenant_id, send.tenant_id
+                                ),
+                            )
+                        })?;
+                    Ok(vec![logic::send_op(&send, &pnid, item.dedup_key)])
                 }
                 _ => Ok(vec![DomainOp::Ignore(
                     String::from_utf8_lossy(&item.payload).into_owned(),
@@ -163,67 +149,56 @@ mod component {
             http::hub_handshake(&req, host::secret("verify_token").as_deref())
         }
 
-        fn deliver(kind: String, _rows: Vec<OutboxRow>) -> Result<Vec<RowOutcome>, BatchError> {
-            portico_sdk::no_outbox(&kind)
+        fn deliver(kind: String, rows: Vec<OutboxRow>) -> Result<Vec<RowOutcome>, BatchError> {
+            if kind != logic::OUTBOX_KIND {
+                return portico_sdk::no_outbox(&kind);
+            }
+            let token = host::secret("access_token");
+            let base =
+                host::config("api_base_url").unwrap_or_else(|| "https://graph.facebook.com".into());
+            let version = host::config("api_version").unwrap_or_else(|| "25.0".into());
+            Ok(rows
+                .iter()
+                .map(|row| deliver_one(row, token.as_deref(), &base, &version))
+                .collect())
+        }
+
+        fn respond(req: Request, records: Vec<RecordRef>) -> Response {
+            let special = match req.route.as_str() {
+                "send" => logic::send_response(&records),
+                _ => None,
+            };
+            special.unwrap_or_else(|| portico_sdk::respond_records(&records))
         }
     }
 
-    /// Send through the Cloud API; the attempt is kept either way (failed with the provider's error).
-    fn deliver_text(send: &logic::Send) -> Result<OutboundMessage, AdapterError> {
-        let pnid = directory::source_key(send.tenant_id, logic::TENANT_KIND).ok_or_else(|| {
-            AdapterError::permanent(
-                "no_whatsapp_number",
-                format!(
-                    "tenant {} has no WhatsApp number: run `portico source add --tenant {} --kind whatsapp --key PHONE_NUMBER_ID`",
-                    send.tenant_id, send.tenant_id
-                ),
-            )
-        })?;
-        let mut message = OutboundMessage {
-            channel: logic::CHANNEL.into(),
-            tenant_id: send.tenant_id,
-            // The contact is keyed like inbound ones: wa_id digits, no '+' or spaces.
-            to_addr: logic::phone_digits(&send.to),
-            from_addr: Some(pnid.clone()),
-            body: send.body.clone(),
-            case_id: send.case_id,
-            external_id: None,
-            status: "failed".into(),
-            error: None,
+    /// Send one queued message through the Cloud API.
+    fn deliver_one(row: &OutboxRow, token: Option<&str>, base: &str, version: &str) -> RowOutcome {
+        let Some(token) = token else {
+            return RowOutcome::Rejected((
+                "no_access_token".into(),
+                "WHATSAPP_ACCESS_TOKEN is not set".into(),
+            ));
         };
-        let Some(token) = host::secret("access_token") else {
-            message.error = Some("WHATSAPP_ACCESS_TOKEN is not set".into());
-            return Ok(message);
+        let delivery = match logic::read_delivery(&row.payload) {
+            Ok(d) => d,
+            Err(end) => return end,
         };
-        let base =
-            host::config("api_base_url").unwrap_or_else(|| "https://graph.facebook.com".into());
-        let version = host::config("api_version").unwrap_or_else(|| "25.0".into());
-        let url = format!(
-            "{}/v{}/{pnid}/messages",
-            base.trim_end_matches('/'),
-            version.trim_start_matches('v')
-        );
+        let path = format!("{}/messages", delivery.phone_number_id);
         let answer = outbound::send(&outbound::OutboundRequest {
             method: "POST".into(),
-            url,
+            url: outbound::api_url(base, version, &path),
             headers: vec![
                 ("authorization".into(), format!("Bearer {token}")),
                 ("content-type".into(), "application/json".into()),
             ],
-            body: logic::send_body(send).to_string().into_bytes(),
+            body: delivery.request.to_string().into_bytes(),
             timeout_ms: Some(4_000),
         });
         match answer {
-            Ok(a) => match logic::read_send_answer(a.status, &a.body) {
-                Ok(wamid) => {
-                    message.external_id = Some(wamid);
-                    message.status = "sent".into();
-                }
-                Err(why) => message.error = Some(why),
-            },
-            Err(e) => message.error = Some(outbound::describe(&e)),
+            Ok(a) => logic::answer_outcome(a.status, &a.body),
+            Err(e) => logic::error_outcome(&e),
         }
-        Ok(message)
     }
 
     portico_sdk::export_adapter!(WhatsApp);

@@ -4,25 +4,20 @@
 //! "value":{"metadata":{"phone_number_id"},"contacts","messages","statuses"}}]}]}`. Every message
 //! and every status is its own item; each message type gets a body a person can read.
 
+use portico_sdk::outbound::{OutboundError, describe};
+use portico_sdk::{
+    DeliveryStatus, DomainOp, OutboundMessage, ParseError, Parsed, RecordRef, Response, RowOutcome,
+    StatusUpdate,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub const CHANNEL: &str = "whatsapp";
 pub const TENANT_KIND: &str = "whatsapp";
-
-/// A problem with the body; retrying the same bytes cannot help.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    pub code: &'static str,
-    pub message: String,
-}
-
-fn bad(code: &'static str, message: impl Into<String>) -> ParseError {
-    ParseError {
-        code,
-        message: message.into(),
-    }
-}
+/// The outbox kind sends are delivered under.
+pub const OUTBOX_KIND: &str = "message";
+/// What a send whose fate is unknown is kept failed with.
+pub const MAY_HAVE_SENT: &str = "the provider may have accepted it";
 
 /// An inbound message, normalised.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,15 +41,6 @@ pub struct Status {
     pub error: Option<String>,
 }
 
-/// One item of a delivery.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Parsed {
-    pub dedup_key: String,
-    pub phone_number_id: Option<String>,
-    pub kind: &'static str,
-    pub payload: Vec<u8>,
-}
-
 fn s(v: &Value) -> Option<String> {
     match v {
         Value::String(x) if !x.trim().is_empty() => Some(x.trim().to_string()),
@@ -66,25 +52,30 @@ fn s(v: &Value) -> Option<String> {
 /// Split a delivery into message, status and ignored items.
 pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
     let root: Value = serde_json::from_slice(body)
-        .map_err(|e| bad("invalid_json", format!("body is not valid JSON: {e}")))?;
+        .map_err(|e| ParseError::new("invalid_json", format!("body is not valid JSON: {e}")))?;
     match root["object"].as_str() {
         Some("whatsapp_business_account") => {}
         Some(other) => {
-            return Err(bad(
+            return Err(ParseError::new(
                 "unsupported_object",
                 format!("`object` is {other:?}; this adapter takes \"whatsapp_business_account\""),
             ));
         }
-        None => return Err(bad("invalid_shape", "missing string field `object`")),
+        None => {
+            return Err(ParseError::new(
+                "invalid_shape",
+                "missing string field `object`",
+            ));
+        }
     }
     let entries = root["entry"]
         .as_array()
-        .ok_or_else(|| bad("invalid_shape", "missing array field `entry`"))?;
+        .ok_or_else(|| ParseError::new("invalid_shape", "missing array field `entry`"))?;
     let mut items = Vec::new();
     for (e, entry) in entries.iter().enumerate() {
-        let changes = entry["changes"]
-            .as_array()
-            .ok_or_else(|| bad("invalid_shape", format!("entry[{e}].changes is missing")))?;
+        let changes = entry["changes"].as_array().ok_or_else(|| {
+            ParseError::new("invalid_shape", format!("entry[{e}].changes is missing"))
+        })?;
         for (c, change) in changes.iter().enumerate() {
             let path = format!("entry[{e}].changes[{c}]");
             let value = &change["value"];
@@ -117,7 +108,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                 .enumerate()
             {
                 let Some(wamid) = s(&msg["id"]) else {
-                    return Err(bad(
+                    return Err(ParseError::new(
                         "invalid_shape",
                         format!("{path}.value.messages[{m}].id is missing"),
                     ));
@@ -141,7 +132,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                 };
                 items.push(Parsed {
                     dedup_key: format!("msg:{wamid}"),
-                    phone_number_id: pnid.clone(),
+                    tenant_key: pnid.clone(),
                     kind: "message",
                     payload: serde_json::to_vec(&inbound).unwrap_or_default(),
                 });
@@ -153,7 +144,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                 .enumerate()
             {
                 let (Some(wamid), Some(status)) = (s(&st["id"]), s(&st["status"])) else {
-                    return Err(bad(
+                    return Err(ParseError::new(
                         "invalid_shape",
                         format!("{path}.value.statuses[{i}] needs id and status"),
                     ));
@@ -172,7 +163,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                 };
                 items.push(Parsed {
                     dedup_key: format!("status:{wamid}:{status}"),
-                    phone_number_id: pnid.clone(),
+                    tenant_key: pnid.clone(),
                     kind: "status",
                     payload: serde_json::to_vec(&item).unwrap_or_default(),
                 });
@@ -195,7 +186,7 @@ fn ignored(path: &str, pnid: Option<String>, why: String, raw: &Value) -> Parsed
         portico_sdk::signature::hmac_sha256_hex(b"portico-dedup", raw.to_string().as_bytes());
     Parsed {
         dedup_key: format!("ignored:{}", &digest[..32]),
-        phone_number_id: pnid,
+        tenant_key: pnid,
         kind: "ignored",
         payload: format!("{path}: {why}").into_bytes(),
     }
@@ -398,6 +389,122 @@ pub fn read_send_answer(status: u16, body: &[u8]) -> Result<String, String> {
     }
 }
 
+/// The status item as a domain operation; a status WhatsApp may add later is ignored
+/// with the reason rather than failing the delivery.
+pub fn status_op(status: Status) -> DomainOp {
+    match DeliveryStatus::parse(&status.status) {
+        Some(st) => DomainOp::UpdateStatus(StatusUpdate {
+            channel: CHANNEL.into(),
+            external_id: status.wamid,
+            status: st,
+            error: status.error,
+        }),
+        None => DomainOp::Ignore(format!(
+            "unknown status {:?} for wamid {}",
+            status.status, status.wamid
+        )),
+    }
+}
+
+/// A send's dedup key: the caller's Idempotency-Key, scoped to the tenant (two tenants
+/// may pick the same key); without one, `unique` (every request is its own send).
+pub fn send_dedup_key(send: &Send, idempotency_key: Option<&str>, unique: &str) -> String {
+    match idempotency_key.map(str::trim).filter(|k| !k.is_empty()) {
+        Some(key) => format!("send:key:{}:{key}", send.tenant_id),
+        None => format!("send:{unique}"),
+    }
+}
+
+/// What `deliver` reads back for one message: where to send it from, and the Cloud API body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub phone_number_id: String,
+    pub request: Value,
+}
+
+/// The send as a queued message: nothing leaves here; `deliver` sends it.
+pub fn send_op(send: &Send, phone_number_id: &str, idempotency_key: String) -> DomainOp {
+    let delivery = Delivery {
+        phone_number_id: phone_number_id.to_string(),
+        request: send_body(send),
+    };
+    DomainOp::SendMessage(OutboundMessage {
+        channel: CHANNEL.into(),
+        tenant_id: send.tenant_id,
+        // The contact is keyed like inbound ones: wa_id digits, no '+' or spaces.
+        to_addr: phone_digits(&send.to),
+        from_addr: Some(phone_number_id.to_string()),
+        body: send.body.clone(),
+        case_id: send.case_id,
+        idempotency_key,
+        outbox_kind: OUTBOX_KIND.into(),
+        payload: serde_json::to_vec(&delivery).unwrap_or_default(),
+    })
+}
+
+/// An outbox row's payload, or the row's end when it cannot be read.
+pub fn read_delivery(payload: &[u8]) -> Result<Delivery, RowOutcome> {
+    let unreadable = |why: String| {
+        RowOutcome::Rejected((
+            "invalid_row".into(),
+            format!("the stored message could not be read: {why}"),
+        ))
+    };
+    let delivery: Delivery =
+        serde_json::from_slice(payload).map_err(|e| unreadable(e.to_string()))?;
+    if delivery.phone_number_id.trim().is_empty() {
+        return Err(unreadable("phone_number_id is empty".into()));
+    }
+    Ok(delivery)
+}
+
+/// How a message ended from the Cloud API's answer. Every answer is final: a send is not
+/// idempotent at WhatsApp, and even a 429 is not retried (the caller hears it at once).
+pub fn answer_outcome(status: u16, body: &[u8]) -> RowOutcome {
+    match read_send_answer(status, body) {
+        Ok(wamid) => RowOutcome::Delivered(Some(wamid)),
+        // Accepted, but with no id to track it by: it may well be on its way.
+        Err(why) if (200..300).contains(&status) => {
+            RowOutcome::Unknown(format!("{MAY_HAVE_SENT}: {why}"))
+        }
+        Err(why) => {
+            let (code, message) = why.split_once(": ").unwrap_or(("provider_error", &why));
+            RowOutcome::Rejected((code.to_string(), message.to_string()))
+        }
+    }
+}
+
+/// How a message ended when no answer came: refused by the host before it left, or
+/// unknown (a timeout or broken connection may come after WhatsApp accepted it).
+pub fn error_outcome(error: &OutboundError) -> RowOutcome {
+    match error {
+        OutboundError::NotAllowed(why) => RowOutcome::Rejected(("not_allowed".into(), why.clone())),
+        OutboundError::Timeout(_) | OutboundError::Failed(_) => {
+            RowOutcome::Unknown(format!("{MAY_HAVE_SENT}: {}", describe(error)))
+        }
+    }
+}
+
+/// The answer to a send: 502 when WhatsApp refused it, 202 while it is still queued,
+/// else 200 with the wamid; `None` when the request made no message.
+pub fn send_response(records: &[RecordRef]) -> Option<Response> {
+    let m = records.iter().find(|r| r.kind == "message")?;
+    Some(match m.status.as_str() {
+        "failed" => Response::json(
+            502,
+            &json!({"error": "provider_error", "message": m.error, "message_id": m.id}),
+        ),
+        "pending" => Response::json(
+            202,
+            &json!({"message_id": m.id, "wamid": null, "status": "pending"}),
+        ),
+        status => Response::json(
+            200,
+            &json!({"message_id": m.id, "wamid": m.external_id, "status": status}),
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,7 +514,7 @@ mod tests {
             "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
             "contacts":[{"profile":{"name":"Ana"},"wa_id":"16505551234"}],"messages":[msg]}}]}]});
         let items = parse_delivery(body.to_string().as_bytes()).unwrap();
-        assert_eq!(items[0].phone_number_id.as_deref(), Some("106540352242922"));
+        assert_eq!(items[0].tenant_key.as_deref(), Some("106540352242922"));
         serde_json::from_slice(&items[0].payload).unwrap()
     }
 
@@ -538,5 +645,147 @@ mod tests {
             e,
             "131047: (#131047) Re-engagement message (More than 24 hours)"
         );
+    }
+
+    fn send() -> Send {
+        validate_send(br#"{"tenant_id":7,"to":"+55 11 98765-4321","body":"Oi","case_id":3}"#)
+            .unwrap()
+    }
+
+    fn rejected(o: RowOutcome) -> (String, String) {
+        match o {
+            RowOutcome::Rejected(pair) => pair,
+            other => panic!("not rejected: {other:?}"),
+        }
+    }
+
+    fn unknown(o: RowOutcome) -> String {
+        match o {
+            RowOutcome::Unknown(why) => why,
+            other => panic!("not unknown: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_send_is_queued_with_what_deliver_needs() {
+        let op = send_op(&send(), "106540352242922", "send:key:7:k".into());
+        let DomainOp::SendMessage(m) = op else {
+            panic!("not a send")
+        };
+        assert_eq!(
+            (m.to_addr.as_str(), m.from_addr.as_deref(), m.case_id),
+            ("5511987654321", Some("106540352242922"), Some(3))
+        );
+        assert_eq!(
+            (m.outbox_kind.as_str(), m.idempotency_key.as_str()),
+            ("message", "send:key:7:k")
+        );
+        let d = read_delivery(&m.payload).unwrap();
+        assert_eq!(d.phone_number_id, "106540352242922");
+        assert_eq!(d.request, send_body(&send()));
+        assert_eq!(d.request["to"], "+55 11 98765-4321");
+        let (code, _) = rejected(read_delivery(b"{}").unwrap_err());
+        assert_eq!(code, "invalid_row");
+    }
+
+    #[test]
+    fn idempotency_keys_are_scoped_per_tenant() {
+        assert_eq!(send_dedup_key(&send(), Some(" k1 "), "u"), "send:key:7:k1");
+        assert_eq!(send_dedup_key(&send(), Some(""), "u"), "send:u");
+        assert_eq!(send_dedup_key(&send(), None, "u"), "send:u");
+    }
+
+    #[test]
+    fn answers_end_the_row() {
+        assert!(matches!(
+            answer_outcome(200, br#"{"messages":[{"id":"wamid.OK"}]}"#),
+            RowOutcome::Delivered(Some(w)) if w == "wamid.OK"
+        ));
+        let body = br#"{"error":{"message":"(#131047) Re-engagement message","code":131047,"error_data":{"details":"More than 24 hours"}}}"#;
+        assert_eq!(
+            rejected(answer_outcome(400, body)),
+            (
+                "131047".into(),
+                "(#131047) Re-engagement message (More than 24 hours)".into()
+            )
+        );
+        let limited = br#"{"error":{"message":"(#130429) Rate limit hit","code":130429}}"#;
+        assert_eq!(rejected(answer_outcome(429, limited)).0, "130429");
+        assert_eq!(
+            rejected(answer_outcome(500, b"oops")),
+            ("HTTP 500".into(), "oops".into())
+        );
+        assert!(unknown(answer_outcome(200, b"{}")).starts_with(MAY_HAVE_SENT));
+    }
+
+    #[test]
+    fn lost_answers_are_unknown_and_refusals_rejected() {
+        let t = unknown(error_outcome(&OutboundError::Timeout("4000 ms".into())));
+        assert_eq!(
+            t,
+            "the provider may have accepted it: outbound request timed out: 4000 ms"
+        );
+        assert!(
+            unknown(error_outcome(&OutboundError::Failed("reset".into())))
+                .starts_with(MAY_HAVE_SENT)
+        );
+        assert_eq!(
+            rejected(error_outcome(&OutboundError::NotAllowed(
+                "x.example".into()
+            ))),
+            ("not_allowed".into(), "x.example".into())
+        );
+    }
+
+    #[test]
+    fn statuses_map_to_the_enum_or_are_ignored() {
+        let st = |status: &str| Status {
+            wamid: "wamid.A".into(),
+            status: status.into(),
+            error: None,
+        };
+        assert!(matches!(
+            status_op(st("played")),
+            DomainOp::UpdateStatus(u) if u.status == DeliveryStatus::Played
+        ));
+        assert!(matches!(
+            status_op(st("deleted")),
+            DomainOp::Ignore(why) if why == "unknown status \"deleted\" for wamid wamid.A"
+        ));
+    }
+
+    #[test]
+    fn send_answers_follow_the_message() {
+        let record = |status: &str, external_id: Option<&str>, error: Option<&str>| RecordRef {
+            kind: "message".into(),
+            id: 9,
+            status: status.into(),
+            external_id: external_id.map(str::to_string),
+            error: error.map(str::to_string),
+        };
+        let body =
+            |r: Response| -> (u16, Value) { (r.status, serde_json::from_slice(&r.body).unwrap()) };
+        assert_eq!(
+            body(send_response(&[record("sent", Some("wamid.S"), None)]).unwrap()),
+            (
+                200,
+                json!({"message_id": 9, "wamid": "wamid.S", "status": "sent"})
+            )
+        );
+        assert_eq!(
+            body(send_response(&[record("pending", None, None)]).unwrap()),
+            (
+                202,
+                json!({"message_id": 9, "wamid": null, "status": "pending"})
+            )
+        );
+        assert_eq!(
+            body(send_response(&[record("failed", None, Some("190: expired"))]).unwrap()),
+            (
+                502,
+                json!({"error": "provider_error", "message": "190: expired", "message_id": 9})
+            )
+        );
+        assert!(send_response(&[]).is_none());
     }
 }

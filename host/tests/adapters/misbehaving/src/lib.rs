@@ -7,8 +7,8 @@
 mod component {
     use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
     use portico_sdk::{
-        AdapterError, DomainOp, Item, Lead, Manifest, Request, Response, Route, RouteKind,
-        TenantRef, Verdict, host, outbound, signature,
+        AdapterError, DomainOp, Item, Lead, Manifest, RecordRef, Request, Response, Route,
+        RouteKind, TenantRef, Verdict, host, outbound, signature,
     };
 
     struct Misbehaving;
@@ -95,6 +95,10 @@ mod component {
             _rows: Vec<portico_sdk::OutboxRow>,
         ) -> Result<Vec<portico_sdk::RowOutcome>, portico_sdk::BatchError> {
             portico_sdk::no_outbox(&kind)
+        }
+
+        fn respond(_req: Request, records: Vec<RecordRef>) -> Response {
+            portico_sdk::respond_records(&records)
         }
     }
 

@@ -1,0 +1,350 @@
+//! The seam between the store's rules and a database: small primitives, each
+//! one statement or close to it. Rules (tenant resolution, case joining,
+//! idempotent writes, statuses that never move backwards, outbox leases) live
+//! above this in `store::rules`, written once; a backend only speaks its SQL.
+//!
+//! Every write happens inside a [`Tx`], a write transaction: a backend must
+//! make it serialisable with respect to other writers of the same rows
+//! (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: row locks and unique constraints).
+//! Reads and single-statement claims run on the backend directly.
+
+use super::StoreError;
+use super::types::{
+    ConversionStatus, Direction, EventKind, EventStatus, MessageStatus, OutboxStatus, RecordKind,
+    Timestamp,
+};
+use crate::domain::{NewConversion, NewLead, TenantRef};
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A lease: who holds a row, and until when.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub owner: &'a str,
+    pub until: Timestamp,
+}
+
+/// A webhook event to insert (a delivery, or one of its items).
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub source: &'a str,
+    pub kind: EventKind,
+    pub parent_id: Option<i64>,
+    pub correlation_id: &'a str,
+    pub payload_hash: &'a str,
+    pub payload: &'a [u8],
+    pub headers_json: &'a str,
+    pub dedup_key: Option<&'a str>,
+    pub item_kind: Option<&'a str>,
+    pub tenant: Option<&'a TenantRef>,
+    pub lease: Option<Lease<'a>>,
+    pub now: Timestamp,
+}
+
+/// An event's state, as a re-delivery or a claim needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventState {
+    pub id: i64,
+    pub status: EventStatus,
+    pub attempts: i64,
+    pub claimed_by: Option<String>,
+    pub lease_until: Option<Timestamp>,
+}
+
+/// How an attempt at an event ended: counts one attempt and drops the lease.
+#[derive(Debug, Clone)]
+pub struct EventEnd<'a> {
+    pub status: EventStatus,
+    pub error: Option<&'a str>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub now: Timestamp,
+}
+
+/// A stored event, whole (for listings and replays).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub source: String,
+    pub kind: EventKind,
+    pub parent_id: Option<i64>,
+    pub correlation_id: String,
+    #[serde(skip)]
+    pub payload: Vec<u8>,
+    pub headers_json: String,
+    pub dedup_key: Option<String>,
+    pub item_kind: Option<String>,
+    #[serde(skip)]
+    pub tenant: Option<TenantRef>,
+    pub status: EventStatus,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl EventRow {
+    /// The item this row stands for (item rows only).
+    pub fn as_item(&self) -> Option<crate::domain::ParsedItem> {
+        Some(crate::domain::ParsedItem {
+            dedup_key: self.dedup_key.clone()?,
+            tenant: self.tenant.clone(),
+            kind: self.item_kind.clone()?,
+            payload: self.payload.clone(),
+        })
+    }
+}
+
+/// Which events to list. Empty `statuses` means any status.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub statuses: Vec<EventStatus>,
+    pub source: Option<String>,
+    /// created_at bounds (inclusive).
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// 0: no limit.
+    pub limit: i64,
+}
+
+/// Counts behind the DLQ block of health.
+#[derive(Debug, Clone, Default)]
+pub struct EventCounts {
+    pub failed: i64,
+    pub dead: i64,
+    pub oldest_failed: Option<Timestamp>,
+}
+
+/// A message row to insert.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub tenant_id: i64,
+    pub contact_id: i64,
+    pub case_id: i64,
+    pub channel: &'a str,
+    pub direction: Direction,
+    pub external_id: Option<&'a str>,
+    pub from_addr: Option<&'a str>,
+    pub to_addr: Option<&'a str>,
+    pub kind: &'a str,
+    pub body: &'a str,
+    pub media_id: Option<&'a str>,
+    pub status: MessageStatus,
+    pub provider_timestamp: Option<i64>,
+    pub reply_to: Option<&'a str>,
+    pub now: Timestamp,
+}
+
+/// What a status update or a send needs to know of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageState {
+    pub id: i64,
+    pub status: MessageStatus,
+    pub external_id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A conversion row to insert.
+#[derive(Debug, Clone)]
+pub struct NewConversionRow<'a> {
+    pub tenant_id: Option<i64>,
+    pub conversion: &'a NewConversion,
+    pub status: ConversionStatus,
+    /// The plugin that recorded it (and uploads it).
+    pub source: &'a str,
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversionState {
+    pub id: i64,
+    pub status: ConversionStatus,
+    pub error: Option<String>,
+}
+
+/// An outbox record to insert.
+#[derive(Debug, Clone)]
+pub struct NewOutbox<'a> {
+    pub source: &'a str,
+    pub kind: &'a str,
+    pub idempotency_key: &'a str,
+    pub record_kind: RecordKind,
+    pub record_id: i64,
+    pub tenant_id: Option<i64>,
+    pub payload: &'a [u8],
+    /// Held by the process that will deliver it at once (immediate kinds).
+    pub lease: Option<Lease<'a>>,
+    pub now: Timestamp,
+}
+
+/// An outbox record as a delivery needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub source: String,
+    pub kind: String,
+    pub record_kind: RecordKind,
+    pub record_id: i64,
+    pub payload: Vec<u8>,
+    pub status: OutboxStatus,
+    pub attempts: i64,
+    pub claimed_by: Option<String>,
+    pub lease_until: Option<Timestamp>,
+}
+
+/// How an outbox record's attempt ended; drops its lease.
+#[derive(Debug, Clone)]
+pub struct OutboxEnd<'a> {
+    pub status: OutboxStatus,
+    pub error: Option<&'a str>,
+    pub external_id: Option<&'a str>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub now: Timestamp,
+}
+
+/// Records waiting in the outbox, by plugin and kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxBacklog {
+    pub source: String,
+    pub kind: String,
+    pub pending: i64,
+    pub oldest: Option<Timestamp>,
+}
+
+/// A database behind Portico.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    /// Apply the migrations of this dialect.
+    async fn migrate(&self) -> Result<()>;
+    async fn ping(&self) -> Result<()>;
+    /// A write transaction.
+    async fn begin(&self) -> Result<Box<dyn Tx>>;
+
+    // Reads.
+    async fn source_key(&self, tenant_id: i64, kind: &str) -> Result<Option<String>>;
+    async fn event(&self, id: i64) -> Result<Option<EventRow>>;
+    /// Oldest first.
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>>;
+    async fn event_counts(&self) -> Result<EventCounts>;
+    async fn outbox_backlog(&self) -> Result<Vec<OutboxBacklog>>;
+
+    // Single-statement claims and sweeps (atomic by themselves).
+    /// Lease up to `limit` events that are due: failed with next_attempt_at passed,
+    /// or received; in both cases with no live lease.
+    async fn claim_events(&self, lease: Lease<'_>, now: Timestamp, limit: i64) -> Result<Vec<i64>>;
+    /// Drop the leases of events and outbox records: all of them (`None`), or
+    /// one owner's. A `delivering` record keeps its status: its attempt was cut off.
+    async fn release_leases(&self, owner: Option<&str>) -> Result<u64>;
+    /// Delete finished events last updated before `before`: (items, deliveries).
+    async fn prune_events(&self, before: Timestamp) -> Result<(u64, u64)>;
+    /// Lease up to `limit` pending, due, unleased records of one plugin's kind and
+    /// mark them `delivering` (an attempt starts), in one statement.
+    async fn claim_outbox(
+        &self,
+        source: &str,
+        kind: &str,
+        lease: Lease<'_>,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>>;
+    /// Records of one plugin's kind left `delivering` with an expired (or dropped) lease:
+    /// attempts cut off by a dead process.
+    async fn cut_off_outbox(
+        &self,
+        source: &str,
+        kind: &str,
+        now: Timestamp,
+    ) -> Result<Vec<OutboxRow>>;
+}
+
+/// Primitives inside one write transaction. Dropping it without `commit` rolls back.
+#[async_trait::async_trait]
+pub trait Tx: Send {
+    async fn commit(self: Box<Self>) -> Result<()>;
+
+    // Tenants and sources.
+    async fn insert_tenant(&mut self, name: &str, now: Timestamp) -> Result<i64>;
+    async fn tenant_exists(&mut self, id: i64) -> Result<bool>;
+    /// The tenant lead_sources maps `kind` + `key` to.
+    async fn source_tenant(&mut self, kind: &str, key: &str) -> Result<Option<i64>>;
+    async fn insert_source(
+        &mut self,
+        tenant_id: i64,
+        kind: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<i64>;
+
+    // Events.
+    /// Insert an event; `None` when an item's (source, dedup_key) exists already.
+    async fn insert_event(&mut self, event: &NewEvent<'_>) -> Result<Option<i64>>;
+    async fn item_event(&mut self, source: &str, dedup_key: &str) -> Result<Option<EventState>>;
+    async fn lease_event(&mut self, id: i64, lease: Lease<'_>) -> Result<()>;
+    async fn end_event(&mut self, id: i64, end: &EventEnd<'_>) -> Result<()>;
+
+    // Leads.
+    /// Insert a lead; false when (tenant, source, external id) exists already.
+    async fn insert_lead(&mut self, tenant_id: i64, lead: &NewLead, now: Timestamp)
+    -> Result<bool>;
+
+    // Contacts and cases.
+    /// The tenant's contact with this phone, created when missing; a new name replaces the old.
+    async fn upsert_contact(
+        &mut self,
+        tenant_id: i64,
+        phone: &str,
+        name: Option<&str>,
+        now: Timestamp,
+    ) -> Result<i64>;
+    async fn case_of_tenant(&mut self, case_id: i64, tenant_id: i64) -> Result<bool>;
+    /// The contact's newest open case.
+    async fn open_case(&mut self, tenant_id: i64, contact_id: i64) -> Result<Option<i64>>;
+    async fn insert_case(&mut self, tenant_id: i64, contact_id: i64, now: Timestamp)
+    -> Result<i64>;
+
+    // Messages.
+    /// Insert a message; `None` when (channel, external id) exists already.
+    async fn insert_message(&mut self, m: &NewMessage<'_>) -> Result<Option<i64>>;
+    /// An outbound message by its provider id (scoped to a tenant when given).
+    async fn outbound_message(
+        &mut self,
+        tenant_id: Option<i64>,
+        channel: &str,
+        external_id: &str,
+    ) -> Result<Option<MessageState>>;
+    async fn message(&mut self, id: i64) -> Result<Option<MessageState>>;
+    async fn set_message(
+        &mut self,
+        id: i64,
+        status: MessageStatus,
+        external_id: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<()>;
+
+    // Conversions.
+    /// Insert a conversion; `None` when its idempotency key exists already.
+    async fn insert_conversion(&mut self, c: &NewConversionRow<'_>) -> Result<Option<i64>>;
+    async fn conversion_by_key(&mut self, key: &str) -> Result<Option<ConversionState>>;
+    async fn conversion(&mut self, id: i64) -> Result<Option<ConversionState>>;
+    /// Record an upload attempt's end (counts an attempt).
+    async fn set_conversion(
+        &mut self,
+        id: i64,
+        status: ConversionStatus,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()>;
+
+    // Outbox.
+    async fn insert_outbox(&mut self, row: &NewOutbox<'_>) -> Result<i64>;
+    async fn outbox_by_key(
+        &mut self,
+        source: &str,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<OutboxRow>>;
+    async fn outbox_row(&mut self, id: i64) -> Result<Option<OutboxRow>>;
+    /// Start an attempt: `delivering`, leased, attempts + 1.
+    async fn start_outbox(&mut self, id: i64, lease: Lease<'_>) -> Result<()>;
+    async fn end_outbox(&mut self, id: i64, end: &OutboxEnd<'_>) -> Result<()>;
+}

@@ -1,0 +1,562 @@
+//! The store's contract, as a suite generic over the backend: every backend runs
+//! the same tests through the same rules (`contract_suite!(name, open)` per
+//! backend). They speak only the `Store` API, as the rest of the host does.
+
+use super::types::{EventStatus, RecordKind};
+use super::{
+    Applied, FailState, ItemContext, ItemSlot, NewDelivery, OutboxOutcome, Store, StoreError,
+    Timestamp,
+};
+use crate::domain::{
+    DomainOp, InboundMessage, NewConversion, NewLead, OutboundMessage, ParsedItem, StatusUpdate,
+    TenantRef,
+};
+use crate::store::types::MessageStatus;
+use std::time::Duration;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn page(key: &str) -> TenantRef {
+    TenantRef {
+        kind: "meta".into(),
+        key: key.into(),
+    }
+}
+
+fn item(key: &str, tenant: Option<TenantRef>) -> ParsedItem {
+    ParsedItem {
+        dedup_key: key.into(),
+        tenant,
+        kind: "thing".into(),
+        payload: key.as_bytes().to_vec(),
+    }
+}
+
+fn lead(id: &str) -> DomainOp {
+    DomainOp::CreateLead(NewLead {
+        source: "Meta".into(),
+        external_id: id.into(),
+        form_id: None,
+        ad_id: None,
+        campaign_id: None,
+        full_name: Some("Ana".into()),
+        email: None,
+        phone: None,
+        fields_json: "{}".into(),
+    })
+}
+
+fn send(tenant_id: i64, key: &str, case_id: Option<i64>) -> DomainOp {
+    DomainOp::SendMessage(OutboundMessage {
+        channel: "chat".into(),
+        tenant_id,
+        to_addr: "5511999".into(),
+        from_addr: Some("100".into()),
+        body: "hello".into(),
+        case_id,
+        idempotency_key: key.into(),
+        outbox_kind: "message".into(),
+        payload: b"{}".to_vec(),
+    })
+}
+
+fn conversion(key: &str, upload: bool) -> DomainOp {
+    DomainOp::QueueConversion(NewConversion {
+        click_id_kind: "gclid".into(),
+        click_id: "abc".into(),
+        conversion_time: "2026-01-01 00:00:00+00:00".into(),
+        value: 1.0,
+        currency: "USD".into(),
+        conversion_action: None,
+        order_id: None,
+        idempotency_key: key.into(),
+        tenant_id: None,
+        upload,
+    })
+}
+
+fn inbound(wamid: &str, name: Option<&str>) -> DomainOp {
+    DomainOp::RecordInbound(InboundMessage {
+        channel: "chat".into(),
+        contact_phone: "5511999".into(),
+        contact_name: name.map(str::to_string),
+        external_id: wamid.into(),
+        to_addr: None,
+        kind: "text".into(),
+        body: "hi".into(),
+        media_id: None,
+        sent_at: None,
+        reply_to: None,
+    })
+}
+
+fn status(wamid: &str, s: MessageStatus) -> DomainOp {
+    DomainOp::UpdateStatus(StatusUpdate {
+        channel: "chat".into(),
+        external_id: wamid.into(),
+        status: s,
+        error: None,
+    })
+}
+
+/// A delivery with these items, split by `owner`; returns the delivery id and slots.
+async fn deliver(store: &Store, owner: &str, items: &[ParsedItem]) -> (i64, Vec<ItemSlot>) {
+    let id = store
+        .insert_delivery(&NewDelivery {
+            source: "plug",
+            correlation_id: "cid",
+            payload: b"{}",
+            headers_json: "{}".into(),
+            lease_owner: owner,
+            lease: LEASE,
+        })
+        .await
+        .unwrap();
+    let slots = store
+        .split_delivery(id, "plug", "cid", items, owner, LEASE)
+        .await
+        .unwrap();
+    (id, slots)
+}
+
+fn slot_id(slot: &ItemSlot) -> i64 {
+    match slot {
+        ItemSlot::New(id)
+        | ItemSlot::Again { id, .. }
+        | ItemSlot::Duplicate { id, .. }
+        | ItemSlot::InProgress { id } => *id,
+    }
+}
+
+async fn apply(
+    store: &Store,
+    event_id: i64,
+    tenant: Option<&TenantRef>,
+    ops: &[DomainOp],
+) -> Result<Applied, StoreError> {
+    let immediate = vec!["message".to_string()];
+    store
+        .apply_item(
+            &ItemContext {
+                event_id,
+                source: "plug",
+                tenant,
+                owner: "me",
+                lease: LEASE,
+                immediate_kinds: &immediate,
+            },
+            ops,
+        )
+        .await
+}
+
+fn processed(a: Applied) -> (u64, Vec<crate::domain::RecordRef>, Vec<i64>) {
+    match a {
+        Applied::Processed {
+            created,
+            records,
+            deliver_now,
+        } => (created, records, deliver_now),
+        Applied::Ignored(why) => panic!("ignored: {why}"),
+    }
+}
+
+pub async fn tenants_and_sources(store: Store) {
+    let t = store.create_tenant("Acme").await.unwrap();
+    store.add_lead_source(t, "meta", "p1").await.unwrap();
+    assert_eq!(
+        store.source_key(t, "meta").await.unwrap().as_deref(),
+        Some("p1")
+    );
+    assert!(matches!(
+        store.add_lead_source(t, "meta", "p1").await,
+        Err(StoreError::DuplicateSource { tenant_id, .. }) if tenant_id == t
+    ));
+    assert!(matches!(
+        store.add_lead_source(9999, "meta", "p2").await,
+        Err(StoreError::TenantNotFound(9999))
+    ));
+}
+
+pub async fn leads_are_idempotent_and_need_a_mapped_tenant(store: Store) {
+    let (_, slots) = deliver(&store, "me", &[item("l1", Some(page("p1")))]).await;
+    let event = slot_id(&slots[0]);
+    let err = apply(&store, event, Some(&page("p1")), &[lead("L1")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownTenant { .. }), "{err}");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("portico source add"));
+
+    let t = store.create_tenant("Acme").await.unwrap();
+    store.add_lead_source(t, "meta", "p1").await.unwrap();
+    let (created, _, _) = processed(
+        apply(&store, event, Some(&page("p1")), &[lead("L1")])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(created, 1);
+    let (created, _, _) = processed(
+        apply(&store, event, Some(&page("p1")), &[lead("L1")])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(created, 0, "the same lead twice is one lead");
+}
+
+pub async fn a_failed_item_delivered_again_is_processed_again(store: Store) {
+    let items = [item("k1", Some(page("p1")))];
+    let (_, slots) = deliver(&store, "me", &items).await;
+    let ItemSlot::New(id) = slots[0] else {
+        panic!("{slots:?}")
+    };
+    store
+        .fail_event(
+            id,
+            FailState::Failed {
+                retry_in: Duration::from_secs(30),
+            },
+            "no tenant",
+        )
+        .await
+        .unwrap();
+    let (_, slots) = deliver(&store, "me", &items).await;
+    assert_eq!(slots, vec![ItemSlot::Again { id, attempts: 1 }]);
+
+    let t = store.create_tenant("Acme").await.unwrap();
+    store.add_lead_source(t, "meta", "p1").await.unwrap();
+    processed(
+        apply(&store, id, Some(&page("p1")), &[lead("L9")])
+            .await
+            .unwrap(),
+    );
+    let (_, slots) = deliver(&store, "me", &items).await;
+    assert_eq!(
+        slots,
+        vec![ItemSlot::Duplicate {
+            id,
+            status: EventStatus::Processed
+        }]
+    );
+    let event = store.get_event(id).await.unwrap().unwrap();
+    assert_eq!(event.status, EventStatus::Processed);
+    assert_eq!(event.attempts, 2);
+
+    // Another process's live lease: that process is on it.
+    let (_, slots) = deliver(&store, "other", &[item("k2", None)]).await;
+    let (_, again) = deliver(&store, "me", &[item("k2", None)]).await;
+    assert_eq!(
+        again,
+        vec![ItemSlot::InProgress {
+            id: slot_id(&slots[0])
+        }]
+    );
+}
+
+pub async fn inbound_messages_join_the_open_case_and_statuses_move_forward(store: Store) {
+    let t = store.create_tenant("Acme").await.unwrap();
+    store.add_lead_source(t, "meta", "p1").await.unwrap();
+    let (_, slots) = deliver(&store, "me", &[item("m1", Some(page("p1")))]).await;
+    let event = slot_id(&slots[0]);
+    let tenant = page("p1");
+    let (created, _, _) = processed(
+        apply(
+            &store,
+            event,
+            Some(&tenant),
+            &[
+                inbound("w1", Some("Ana")),
+                inbound("w2", None),
+                inbound("w1", None),
+            ],
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(created, 2, "one message per provider id");
+
+    // A send files under the same open case, is pending, and is one per key.
+    let (created, records, deliver_now) = processed(
+        apply(&store, event, None, &[send(t, "s1", None)])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(created, 1);
+    assert_eq!(records[0].kind, RecordKind::Message);
+    assert_eq!(records[0].status, "pending");
+    assert_eq!(deliver_now.len(), 1);
+    let (created, again, deliver_now_again) = processed(
+        apply(&store, event, None, &[send(t, "s1", None)])
+            .await
+            .unwrap(),
+    );
+    assert_eq!((created, deliver_now_again.len()), (0, 0));
+    assert_eq!(again[0].id, records[0].id);
+
+    let rows = store.start_outbox(&deliver_now, "me", LEASE).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(
+        store
+            .start_outbox(&deliver_now, "me", LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an attempt starts once"
+    );
+    let ends = store
+        .end_outbox(&[(
+            &rows[0],
+            OutboxOutcome::Delivered {
+                external_id: Some("wamid.X".into()),
+            },
+        )])
+        .await
+        .unwrap();
+    assert_eq!(ends[0].status, "sent");
+    assert_eq!(ends[0].external_id.as_deref(), Some("wamid.X"));
+
+    let read = apply(
+        &store,
+        event,
+        Some(&tenant),
+        &[status("wamid.X", MessageStatus::Read)],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(read, Applied::Processed { .. }));
+    let late = apply(
+        &store,
+        event,
+        Some(&tenant),
+        &[status("wamid.X", MessageStatus::Delivered)],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&late, Applied::Ignored(why) if why.contains("never move backwards")),
+        "{late:?}"
+    );
+    let unknown = apply(
+        &store,
+        event,
+        None,
+        &[status("wamid.NO", MessageStatus::Read)],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&unknown, Applied::Ignored(why) if why.contains("unknown message wamid.NO")),
+        "{unknown:?}"
+    );
+}
+
+pub async fn a_send_to_a_wrong_tenant_or_case_commits_nothing(store: Store) {
+    let a = store.create_tenant("A").await.unwrap();
+    let b = store.create_tenant("B").await.unwrap();
+    let (_, slots) = deliver(&store, "me", &[item("x", None)]).await;
+    let event = slot_id(&slots[0]);
+    let (_, records, _) = processed(
+        apply(&store, event, None, &[send(a, "a1", None)])
+            .await
+            .unwrap(),
+    );
+    let case_of_a = {
+        // The case a's send opened is a's: b may not file under it.
+        let err = apply(&store, event, None, &[send(b, "b1", Some(9999))])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::CaseNotFound { .. }), "{err}");
+        records[0].id
+    };
+    assert!(case_of_a > 0);
+    let err = apply(&store, event, None, &[send(777, "z", None)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TenantNotFound(777)));
+    let backlog = store.outbox_backlog().await.unwrap();
+    assert_eq!(backlog.len(), 1);
+    assert_eq!(backlog[0].pending, 1, "only a's send waits: {backlog:?}");
+}
+
+pub async fn the_outbox_leases_and_retries_and_never_repeats_a_cut_off_send(store: Store) {
+    let t = store.create_tenant("A").await.unwrap();
+    let (_, slots) = deliver(&store, "me", &[item("c", None)]).await;
+    let event = slot_id(&slots[0]);
+    let (_, records, deliver_now) = processed(
+        apply(
+            &store,
+            event,
+            None,
+            &[conversion("c1", true), conversion("c2", false)],
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(records[0].status, "pending");
+    assert_eq!(records[1].status, "logged");
+    assert!(deliver_now.is_empty(), "conversions wait for the worker");
+
+    let claimed = store
+        .claim_outbox("plug", "conversion", "w1", LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(
+        store
+            .claim_outbox("plug", "conversion", "w2", LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a leased record is not claimed twice"
+    );
+    let later = store
+        .end_outbox(&[(
+            &claimed[0],
+            OutboxOutcome::Later {
+                error: "429".into(),
+                at: Timestamp::now(),
+            },
+        )])
+        .await
+        .unwrap();
+    assert_eq!(later[0].status, "pending");
+    let again = store
+        .claim_outbox("plug", "conversion", "w2", LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    // The worker dies mid-call: an idempotent kind goes back to pending.
+    store.release_leases().await.unwrap();
+    assert_eq!(
+        store
+            .recover_cut_off("plug", "conversion", true)
+            .await
+            .unwrap(),
+        1
+    );
+    let third = store
+        .claim_outbox("plug", "conversion", "w3", LEASE, 10)
+        .await
+        .unwrap();
+    let done = store
+        .end_outbox(&[(&third[0], OutboxOutcome::Delivered { external_id: None })])
+        .await
+        .unwrap();
+    assert_eq!(done[0].status, "uploaded");
+
+    // A send cut off mid-call is never sent again.
+    let (_, _, now_ids) = processed(
+        apply(&store, event, None, &[send(t, "s9", None)])
+            .await
+            .unwrap(),
+    );
+    let started = store.start_outbox(&now_ids, "me", LEASE).await.unwrap();
+    assert_eq!(started.len(), 1);
+    store.release_leases().await.unwrap();
+    assert_eq!(
+        store
+            .recover_cut_off("plug", "message", false)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        store
+            .claim_outbox("plug", "message", "w4", LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (_, records, _) = processed(
+        apply(&store, event, None, &[send(t, "s9", None)])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(records[0].status, "failed");
+    assert!(
+        records[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("may have accepted it"),
+        "{records:?}"
+    );
+}
+
+pub async fn failures_show_in_the_dlq_and_old_events_are_pruned(store: Store) {
+    let (delivery, slots) = deliver(&store, "me", &[item("f", None)]).await;
+    let id = slot_id(&slots[0]);
+    store
+        .fail_event(id, FailState::Dead, "bad input")
+        .await
+        .unwrap();
+    let stats = store.dlq_stats().await.unwrap();
+    assert_eq!((stats.failed, stats.dead), (0, 1));
+    let dead = store
+        .list_events(&super::EventFilter {
+            statuses: vec![EventStatus::Dead],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].error.as_deref(), Some("bad input"));
+    assert_eq!(
+        store.get_event(delivery).await.unwrap().unwrap().status,
+        EventStatus::Processed
+    );
+    // Nothing is old enough yet.
+    assert_eq!(store.prune(8).await.unwrap(), (0, 0));
+    // A failed event is claimed only once due.
+    store
+        .fail_event(
+            id,
+            FailState::Failed {
+                retry_in: Duration::from_secs(3600),
+            },
+            "later",
+        )
+        .await
+        .unwrap();
+    store.release_leases().await.unwrap();
+    let claimed = store.claim_due("w", LEASE, 10).await.unwrap();
+    assert!(!claimed.contains(&id), "{claimed:?}");
+}
+
+/// The suite, as `#[tokio::test]`s for one backend opened by `$open` (an async
+/// expression giving `(guard, Store)`; the guard lives as long as the test).
+macro_rules! contract_suite {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            use super::*;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        let (_guard, store) = $open.await;
+                        super::$name(store).await;
+                    }
+                };
+            }
+
+            case!(tenants_and_sources);
+            case!(leads_are_idempotent_and_need_a_mapped_tenant);
+            case!(a_failed_item_delivered_again_is_processed_again);
+            case!(inbound_messages_join_the_open_case_and_statuses_move_forward);
+            case!(a_send_to_a_wrong_tenant_or_case_commits_nothing);
+            case!(the_outbox_leases_and_retries_and_never_repeats_a_cut_off_send);
+            case!(failures_show_in_the_dlq_and_old_events_are_pruned);
+        }
+    };
+}
+
+async fn sqlite() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+    let store = Store::open(&url).await.unwrap();
+    (dir, store)
+}
+
+contract_suite!(sqlite_backend, sqlite());

@@ -1,0 +1,826 @@
+//! The rules of Portico's data, in plain Rust over the backend seam: tenant
+//! resolution, joining a contact's open case, idempotent writes, statuses that
+//! never move backwards, and the outbox (commit first, deliver under a lease,
+//! at most once per idempotency key). No SQL here.
+
+use super::backend::{
+    EventEnd, Lease, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxEnd, OutboxRow, Tx,
+};
+use super::types::{
+    ConversionStatus, Direction, EventKind, EventStatus, MessageStatus, OutboxStatus, RecordKind,
+    Timestamp,
+};
+use super::{Store, StoreError, payload_hash};
+use crate::domain::{DomainOp, OutboundMessage, ParsedItem, RecordRef, TenantRef};
+use std::time::Duration;
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// A verified delivery, as received.
+#[derive(Debug, Clone)]
+pub struct NewDelivery<'a> {
+    pub source: &'a str,
+    pub correlation_id: &'a str,
+    pub payload: &'a [u8],
+    pub headers_json: String,
+    /// Who processes it inline, and for how long the retry worker must keep off.
+    pub lease_owner: &'a str,
+    pub lease: Duration,
+}
+
+/// Where an item stands after its delivery was split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemSlot {
+    /// First time seen: process it.
+    New(i64),
+    /// Seen before and not finished (failed, dead or received): process it again.
+    Again { id: i64, attempts: i64 },
+    /// Already processed or ignored: nothing to do.
+    Duplicate { id: i64, status: EventStatus },
+    /// Another worker holds a live lease on it: it is being processed there.
+    InProgress { id: i64 },
+}
+
+/// What an item is applied with.
+#[derive(Debug, Clone, Copy)]
+pub struct ItemContext<'a> {
+    pub event_id: i64,
+    /// The plugin the item came through.
+    pub source: &'a str,
+    pub tenant: Option<&'a TenantRef>,
+    /// Who applies it; new outbox records of `immediate_kinds` are leased to it.
+    pub owner: &'a str,
+    pub lease: Duration,
+    /// Outbox kinds the plugin delivers at once, while the caller waits.
+    pub immediate_kinds: &'a [String],
+}
+
+/// What applying an item did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Processed {
+        created: u64,
+        records: Vec<RecordRef>,
+        /// New outbox records leased to the caller for immediate delivery.
+        deliver_now: Vec<i64>,
+    },
+    Ignored(String),
+}
+
+/// States an event can be put in after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailState {
+    /// Will be retried after `retry_in`.
+    Failed { retry_in: Duration },
+    /// Will not be retried without a replay.
+    Dead,
+}
+
+impl FailState {
+    pub fn status(self) -> EventStatus {
+        match self {
+            FailState::Failed { .. } => EventStatus::Failed,
+            FailState::Dead => EventStatus::Dead,
+        }
+    }
+}
+
+/// What health says about the DLQ.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DlqStats {
+    pub failed: i64,
+    pub dead: i64,
+    /// Age of the oldest failed event, in seconds.
+    pub oldest_failed_age_seconds: Option<f64>,
+}
+
+/// Records waiting in one plugin's outbox kind.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutboxBacklogView {
+    pub plugin: String,
+    pub kind: String,
+    /// Pending or being delivered.
+    pub pending: i64,
+    pub oldest_pending_age_seconds: Option<f64>,
+}
+
+/// How a delivery attempt of one outbox record ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxOutcome {
+    /// The provider accepted it (with its id for it, when it gives one).
+    Delivered { external_id: Option<String> },
+    /// Refused for good: "code: message".
+    Rejected(String),
+    /// No answer after the request went out: failed, never sent again.
+    Unknown(String),
+    /// Certainly not delivered: try again at `at`.
+    Later { error: String, at: Timestamp },
+}
+
+/// The phrase every record that may have reached its provider carries.
+pub const MAY_HAVE_BEEN_ACCEPTED: &str = "the provider may have accepted it";
+
+impl Store {
+    async fn begin(&self) -> Result<Box<dyn Tx>> {
+        self.db.begin().await
+    }
+
+    pub async fn create_tenant(&self, name: &str) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let id = tx.insert_tenant(name, Timestamp::now()).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn add_lead_source(&self, tenant_id: i64, kind: &str, key: &str) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        if !tx.tenant_exists(tenant_id).await? {
+            return Err(StoreError::TenantNotFound(tenant_id));
+        }
+        if let Some(owner) = tx.source_tenant(kind, key).await? {
+            return Err(StoreError::DuplicateSource {
+                kind: kind.to_string(),
+                key: key.to_string(),
+                tenant_id: owner,
+            });
+        }
+        let id = tx
+            .insert_source(tenant_id, kind, key, Timestamp::now())
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Store a verified delivery, leased to its receiver; must succeed before any 2xx.
+    pub async fn insert_delivery(&self, d: &NewDelivery<'_>) -> Result<i64> {
+        let now = Timestamp::now();
+        let hash = payload_hash(d.payload);
+        let mut tx = self.begin().await?;
+        let id = tx
+            .insert_event(&NewEvent {
+                source: d.source,
+                kind: EventKind::Delivery,
+                parent_id: None,
+                correlation_id: d.correlation_id,
+                payload_hash: &hash,
+                payload: d.payload,
+                headers_json: &d.headers_json,
+                dedup_key: None,
+                item_kind: None,
+                tenant: None,
+                lease: Some(Lease {
+                    owner: d.lease_owner,
+                    until: now.plus(d.lease),
+                }),
+                now,
+            })
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt("a delivery without a dedup key conflicted".into())
+            })?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Record the items of a delivery (deduplicated, leased to `owner`) and mark
+    /// the delivery processed, atomically. An item seen before and not finished
+    /// (its first attempt failed, say) is processed again: a provider's resend
+    /// after a failure works.
+    pub async fn split_delivery(
+        &self,
+        delivery_id: i64,
+        source: &str,
+        correlation_id: &str,
+        items: &[ParsedItem],
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Vec<ItemSlot>> {
+        let now = Timestamp::now();
+        let lease = Lease {
+            owner,
+            until: now.plus(lease),
+        };
+        let mut tx = self.begin().await?;
+        let mut slots = Vec::with_capacity(items.len());
+        for item in items {
+            let hash = payload_hash(&item.payload);
+            let inserted = tx
+                .insert_event(&NewEvent {
+                    source,
+                    kind: EventKind::Item,
+                    parent_id: Some(delivery_id),
+                    correlation_id,
+                    payload_hash: &hash,
+                    payload: &item.payload,
+                    headers_json: "{}",
+                    dedup_key: Some(&item.dedup_key),
+                    item_kind: Some(&item.kind),
+                    tenant: item.tenant.as_ref(),
+                    lease: Some(lease),
+                    now,
+                })
+                .await?;
+            let slot = match inserted {
+                Some(id) => ItemSlot::New(id),
+                None => {
+                    let state = tx
+                        .item_event(source, &item.dedup_key)
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "item {} conflicted but cannot be found",
+                                item.dedup_key
+                            ))
+                        })?;
+                    let held_elsewhere = state.claimed_by.as_deref().is_some_and(|o| o != owner)
+                        && state.lease_until.is_some_and(|t| t > now);
+                    if state.status.is_done() {
+                        ItemSlot::Duplicate {
+                            id: state.id,
+                            status: state.status,
+                        }
+                    } else if held_elsewhere {
+                        ItemSlot::InProgress { id: state.id }
+                    } else {
+                        tx.lease_event(state.id, lease).await?;
+                        ItemSlot::Again {
+                            id: state.id,
+                            attempts: state.attempts,
+                        }
+                    }
+                }
+            };
+            slots.push(slot);
+        }
+        tx.end_event(
+            delivery_id,
+            &EventEnd {
+                status: EventStatus::Processed,
+                error: None,
+                next_attempt_at: None,
+                now,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(slots)
+    }
+
+    /// Apply an item's operations and mark its event, in one transaction.
+    pub async fn apply_item(&self, ctx: &ItemContext<'_>, ops: &[DomainOp]) -> Result<Applied> {
+        let now = Timestamp::now();
+        let mut tx = self.begin().await?;
+        // The item's tenant through lead_sources: required for leads and inbound
+        // messages, optional for the rest.
+        let mapped = match ctx.tenant {
+            Some(t) => tx.source_tenant(&t.kind, &t.key).await?,
+            None => None,
+        };
+        let tenant_id = if ops.iter().any(DomainOp::needs_tenant) {
+            let t = ctx.tenant.ok_or(StoreError::MissingTenant)?;
+            Some(mapped.ok_or_else(|| StoreError::UnknownTenant {
+                kind: t.kind.clone(),
+                key: t.key.clone(),
+            })?)
+        } else {
+            mapped
+        };
+        let mut created = 0u64;
+        let mut records = Vec::new();
+        let mut deliver_now = Vec::new();
+        let mut ignored: Vec<String> = Vec::new();
+        for op in ops {
+            match op {
+                DomainOp::CreateLead(lead) => {
+                    let tenant = tenant_id.ok_or(StoreError::MissingTenant)?;
+                    if tx.insert_lead(tenant, lead, now).await? {
+                        created += 1;
+                    }
+                }
+                DomainOp::QueueConversion(c) => {
+                    let owner = match c.tenant_id {
+                        Some(id) if !tx.tenant_exists(id).await? => {
+                            return Err(StoreError::TenantNotFound(id));
+                        }
+                        Some(id) => Some(id),
+                        None => tenant_id,
+                    };
+                    let status = if c.upload {
+                        ConversionStatus::Pending
+                    } else {
+                        ConversionStatus::Logged
+                    };
+                    let row = NewConversionRow {
+                        tenant_id: owner,
+                        conversion: c,
+                        status,
+                        source: ctx.source,
+                        now,
+                    };
+                    let record = match tx.insert_conversion(&row).await? {
+                        Some(id) => {
+                            created += 1;
+                            if c.upload {
+                                let payload = conversion_payload(id, c);
+                                tx.insert_outbox(&NewOutbox {
+                                    source: ctx.source,
+                                    kind: RecordKind::Conversion.as_str(),
+                                    idempotency_key: &c.idempotency_key,
+                                    record_kind: RecordKind::Conversion,
+                                    record_id: id,
+                                    tenant_id: owner,
+                                    payload: &payload,
+                                    lease: None,
+                                    now,
+                                })
+                                .await?;
+                            }
+                            RecordRef {
+                                kind: RecordKind::Conversion,
+                                id,
+                                status: status.as_str().into(),
+                                external_id: None,
+                                error: None,
+                            }
+                        }
+                        None => {
+                            let found = tx
+                                .conversion_by_key(&c.idempotency_key)
+                                .await?
+                                .ok_or_else(|| {
+                                    StoreError::Corrupt(
+                                        "a conversion conflicted but cannot be found".into(),
+                                    )
+                                })?;
+                            RecordRef {
+                                kind: RecordKind::Conversion,
+                                id: found.id,
+                                status: found.status.as_str().into(),
+                                external_id: None,
+                                error: found.error,
+                            }
+                        }
+                    };
+                    records.push(record);
+                }
+                DomainOp::RecordInbound(m) => {
+                    let tenant = tenant_id.ok_or(StoreError::MissingTenant)?;
+                    let contact = tx
+                        .upsert_contact(tenant, &m.contact_phone, m.contact_name.as_deref(), now)
+                        .await?;
+                    let case = case_for(&mut *tx, tenant, contact, None, now).await?;
+                    let inserted = tx
+                        .insert_message(&NewMessage {
+                            tenant_id: tenant,
+                            contact_id: contact,
+                            case_id: case,
+                            channel: &m.channel,
+                            direction: Direction::Inbound,
+                            external_id: Some(&m.external_id),
+                            from_addr: Some(&m.contact_phone),
+                            to_addr: m.to_addr.as_deref(),
+                            kind: &m.kind,
+                            body: &m.body,
+                            media_id: m.media_id.as_deref(),
+                            status: MessageStatus::Received,
+                            provider_timestamp: m.sent_at,
+                            reply_to: m.reply_to.as_deref(),
+                            now,
+                        })
+                        .await?;
+                    if inserted.is_some() {
+                        created += 1;
+                    }
+                }
+                DomainOp::UpdateStatus(u) => {
+                    // Statuses arrive out of order: only ever move forward.
+                    match tx
+                        .outbound_message(mapped, &u.channel, &u.external_id)
+                        .await?
+                    {
+                        None => ignored.push(format!(
+                            "status \"{}\" for unknown message {}: no outbound message has that id",
+                            u.status, u.external_id
+                        )),
+                        Some(m) if u.status.rank() > m.status.rank() => {
+                            tx.set_message(m.id, u.status, None, u.error.as_deref())
+                                .await?;
+                        }
+                        Some(m) => ignored.push(format!(
+                            "status \"{}\" for {} arrived after \"{}\": statuses never move backwards",
+                            u.status, u.external_id, m.status
+                        )),
+                    }
+                }
+                DomainOp::SendMessage(m) => {
+                    let (record, new_row) = queue_send(&mut *tx, ctx, m, now).await?;
+                    if let Some(id) = new_row {
+                        created += 1;
+                        deliver_now.push(id);
+                    }
+                    records.push(record);
+                }
+                DomainOp::Ignore { reason } => ignored.push(reason.clone()),
+            }
+        }
+        let outcome = if ops.is_empty() {
+            Applied::Ignored("the adapter returned no operations for this item".into())
+        } else if ignored.len() == ops.len() {
+            Applied::Ignored(ignored.join("; "))
+        } else {
+            Applied::Processed {
+                created,
+                records,
+                deliver_now,
+            }
+        };
+        let (status, note) = match &outcome {
+            Applied::Ignored(reason) => (EventStatus::Ignored, Some(reason.as_str())),
+            Applied::Processed { .. } => (EventStatus::Processed, None),
+        };
+        tx.end_event(
+            ctx.event_id,
+            &EventEnd {
+                status,
+                error: note,
+                next_attempt_at: None,
+                now,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Mark an event failed (to be retried) or dead, with the error that explains why.
+    pub async fn fail_event(&self, event_id: i64, state: FailState, error: &str) -> Result<()> {
+        let now = Timestamp::now();
+        let next_attempt_at = match state {
+            FailState::Failed { retry_in } => Some(now.plus(retry_in)),
+            FailState::Dead => None,
+        };
+        let mut tx = self.begin().await?;
+        tx.end_event(
+            event_id,
+            &EventEnd {
+                status: state.status(),
+                error: Some(error),
+                next_attempt_at,
+                now,
+            },
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// Claim up to `limit` due events for `owner` (failed and due, or received with no live lease).
+    pub async fn claim_due(&self, owner: &str, lease: Duration, limit: i64) -> Result<Vec<i64>> {
+        let now = Timestamp::now();
+        self.db
+            .claim_events(
+                Lease {
+                    owner,
+                    until: now.plus(lease),
+                },
+                now,
+                limit,
+            )
+            .await
+    }
+
+    pub async fn dlq_stats(&self) -> Result<DlqStats> {
+        let counts = self.db.event_counts().await?;
+        let now = Timestamp::now();
+        Ok(DlqStats {
+            failed: counts.failed,
+            dead: counts.dead,
+            oldest_failed_age_seconds: counts.oldest_failed.map(|t| t.seconds_until(now)),
+        })
+    }
+
+    /// Delete processed and ignored events older than `days`; returns (items, deliveries).
+    pub async fn prune(&self, days: u32) -> Result<(u64, u64)> {
+        let before = Timestamp::now().minus(Duration::from_secs(u64::from(days) * 86_400));
+        self.db.prune_events(before).await
+    }
+
+    /// Records waiting in every outbox, by plugin and kind.
+    pub async fn outbox_backlog(&self) -> Result<Vec<OutboxBacklogView>> {
+        let now = Timestamp::now();
+        Ok(self
+            .db
+            .outbox_backlog()
+            .await?
+            .into_iter()
+            .map(|b| OutboxBacklogView {
+                plugin: b.source,
+                kind: b.kind,
+                pending: b.pending,
+                oldest_pending_age_seconds: b.oldest.map(|t| t.seconds_until(now)),
+            })
+            .collect())
+    }
+
+    /// Claim up to `limit` due records of one plugin's outbox kind; each claimed
+    /// record's attempt has started (committed) when this returns.
+    pub async fn claim_outbox(
+        &self,
+        source: &str,
+        kind: &str,
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>> {
+        let now = Timestamp::now();
+        let lease = Lease {
+            owner,
+            until: now.plus(lease),
+        };
+        self.db.claim_outbox(source, kind, lease, now, limit).await
+    }
+
+    /// Start the attempts of records leased to `owner` at commit (immediate
+    /// kinds). A record no longer pending, or leased to another, is left alone.
+    pub async fn start_outbox(
+        &self,
+        ids: &[i64],
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Vec<OutboxRow>> {
+        let now = Timestamp::now();
+        let lease = Lease {
+            owner,
+            until: now.plus(lease),
+        };
+        let mut tx = self.begin().await?;
+        let mut started = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let Some(row) = tx.outbox_row(id).await? else {
+                continue;
+            };
+            let ours = row.claimed_by.as_deref() == Some(owner)
+                || row.lease_until.is_none_or(|t| t <= now);
+            if row.status == OutboxStatus::Pending && ours {
+                tx.start_outbox(id, lease).await?;
+                started.push(OutboxRow {
+                    status: OutboxStatus::Delivering,
+                    attempts: row.attempts + 1,
+                    claimed_by: Some(owner.to_string()),
+                    lease_until: Some(lease.until),
+                    ..row
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(started)
+    }
+
+    /// Record how attempts ended, on the outbox and on each record it delivers
+    /// (a message's status and provider id, a conversion's upload status);
+    /// returns the records as they now stand.
+    pub async fn end_outbox(&self, ends: &[(&OutboxRow, OutboxOutcome)]) -> Result<Vec<RecordRef>> {
+        let now = Timestamp::now();
+        let mut tx = self.begin().await?;
+        let mut records = Vec::with_capacity(ends.len());
+        for (row, outcome) in ends {
+            let (status, error, external_id, next) = match outcome {
+                OutboxOutcome::Delivered { external_id } => {
+                    (OutboxStatus::Delivered, None, external_id.as_deref(), None)
+                }
+                OutboxOutcome::Rejected(e) | OutboxOutcome::Unknown(e) => {
+                    (OutboxStatus::Failed, Some(e.as_str()), None, None)
+                }
+                OutboxOutcome::Later { error, at } => {
+                    (OutboxStatus::Pending, Some(error.as_str()), None, Some(*at))
+                }
+            };
+            tx.end_outbox(
+                row.id,
+                &OutboxEnd {
+                    status,
+                    error,
+                    external_id,
+                    next_attempt_at: next,
+                    now,
+                },
+            )
+            .await?;
+            records.push(end_record(&mut *tx, row, outcome, now).await?);
+        }
+        tx.commit().await?;
+        Ok(records)
+    }
+
+    /// End the attempts a dead process cut off: back to pending where the provider
+    /// deduplicates (`idempotent`), else failed as possibly accepted, never re-sent.
+    pub async fn recover_cut_off(
+        &self,
+        source: &str,
+        kind: &str,
+        idempotent: bool,
+    ) -> Result<usize> {
+        let now = Timestamp::now();
+        let rows = self.db.cut_off_outbox(source, kind, now).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let outcome = if idempotent {
+            OutboxOutcome::Later {
+                error: "the delivery attempt was cut off (the process stopped); trying again"
+                    .into(),
+                at: now,
+            }
+        } else {
+            OutboxOutcome::Unknown(format!(
+                "the process stopped while the provider was being called: {MAY_HAVE_BEEN_ACCEPTED}, so it is not sent again"
+            ))
+        };
+        let ends: Vec<(&OutboxRow, OutboxOutcome)> =
+            rows.iter().map(|r| (r, outcome.clone())).collect();
+        self.end_outbox(&ends).await?;
+        Ok(rows.len())
+    }
+}
+
+/// The case to file a message under: `wanted` (checked to be the tenant's), else
+/// the contact's open case, else a new open case.
+async fn case_for(
+    tx: &mut dyn Tx,
+    tenant_id: i64,
+    contact_id: i64,
+    wanted: Option<i64>,
+    now: Timestamp,
+) -> Result<i64> {
+    if let Some(case_id) = wanted {
+        return if tx.case_of_tenant(case_id, tenant_id).await? {
+            Ok(case_id)
+        } else {
+            Err(StoreError::CaseNotFound { case_id, tenant_id })
+        };
+    }
+    match tx.open_case(tenant_id, contact_id).await? {
+        Some(id) => Ok(id),
+        None => tx.insert_case(tenant_id, contact_id, now).await,
+    }
+}
+
+/// Commit a send: the message (`pending`) and its outbox record, once per
+/// idempotency key. Tenant and case are checked first, so nothing is committed
+/// (and so nothing sent) for a wrong one. Returns the message and, when new, its
+/// outbox record id if it is to be delivered at once.
+async fn queue_send(
+    tx: &mut dyn Tx,
+    ctx: &ItemContext<'_>,
+    m: &OutboundMessage,
+    now: Timestamp,
+) -> Result<(RecordRef, Option<i64>)> {
+    if let Some(row) = tx
+        .outbox_by_key(ctx.source, &m.outbox_kind, &m.idempotency_key)
+        .await?
+    {
+        let message = tx.message(row.record_id).await?.ok_or_else(|| {
+            StoreError::Corrupt(format!("outbox record {} has no message", row.id))
+        })?;
+        return Ok((message_ref(message), None));
+    }
+    if !tx.tenant_exists(m.tenant_id).await? {
+        return Err(StoreError::TenantNotFound(m.tenant_id));
+    }
+    let contact = tx
+        .upsert_contact(m.tenant_id, &m.to_addr, None, now)
+        .await?;
+    let case = case_for(tx, m.tenant_id, contact, m.case_id, now).await?;
+    let id = tx
+        .insert_message(&NewMessage {
+            tenant_id: m.tenant_id,
+            contact_id: contact,
+            case_id: case,
+            channel: &m.channel,
+            direction: Direction::Outbound,
+            external_id: None,
+            from_addr: m.from_addr.as_deref(),
+            to_addr: Some(&m.to_addr),
+            kind: "text",
+            body: &m.body,
+            media_id: None,
+            status: MessageStatus::Pending,
+            provider_timestamp: None,
+            reply_to: None,
+            now,
+        })
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("a message without a provider id conflicted".into()))?;
+    let immediate = ctx.immediate_kinds.contains(&m.outbox_kind);
+    let outbox_id = tx
+        .insert_outbox(&NewOutbox {
+            source: ctx.source,
+            kind: &m.outbox_kind,
+            idempotency_key: &m.idempotency_key,
+            record_kind: RecordKind::Message,
+            record_id: id,
+            tenant_id: Some(m.tenant_id),
+            payload: &m.payload,
+            lease: immediate.then_some(Lease {
+                owner: ctx.owner,
+                until: now.plus(ctx.lease),
+            }),
+            now,
+        })
+        .await?;
+    let record = RecordRef {
+        kind: RecordKind::Message,
+        id,
+        status: MessageStatus::Pending.as_str().into(),
+        external_id: None,
+        error: None,
+    };
+    Ok((record, immediate.then_some(outbox_id)))
+}
+
+fn message_ref(m: super::backend::MessageState) -> RecordRef {
+    RecordRef {
+        kind: RecordKind::Message,
+        id: m.id,
+        status: m.status.as_str().into(),
+        external_id: m.external_id,
+        error: m.error,
+    }
+}
+
+/// Carry an outbox outcome onto the record it delivers.
+async fn end_record(
+    tx: &mut dyn Tx,
+    row: &OutboxRow,
+    outcome: &OutboxOutcome,
+    now: Timestamp,
+) -> Result<RecordRef> {
+    let missing = || {
+        StoreError::Corrupt(format!(
+            "outbox record {} points at a missing {} {}",
+            row.id, row.record_kind, row.record_id
+        ))
+    };
+    match row.record_kind {
+        RecordKind::Message => {
+            let current = tx.message(row.record_id).await?.ok_or_else(missing)?;
+            let change = match outcome {
+                // A status webhook may have moved it on already: never backwards.
+                OutboxOutcome::Delivered { external_id } => Some((
+                    MessageStatus::Sent.max_by_rank(current.status),
+                    external_id.as_deref(),
+                    None,
+                )),
+                OutboxOutcome::Rejected(e) | OutboxOutcome::Unknown(e) => {
+                    Some((MessageStatus::Failed, None, Some(e.as_str())))
+                }
+                OutboxOutcome::Later { .. } => None,
+            };
+            if let Some((status, external_id, error)) = change {
+                tx.set_message(row.record_id, status, external_id, error)
+                    .await?;
+            }
+            let now_row = tx.message(row.record_id).await?.ok_or_else(missing)?;
+            Ok(message_ref(now_row))
+        }
+        RecordKind::Conversion => {
+            let (status, error) = match outcome {
+                OutboxOutcome::Delivered { .. } => (ConversionStatus::Uploaded, None),
+                OutboxOutcome::Rejected(e) | OutboxOutcome::Unknown(e) => {
+                    (ConversionStatus::Failed, Some(e.as_str()))
+                }
+                OutboxOutcome::Later { error, .. } => {
+                    (ConversionStatus::Pending, Some(error.as_str()))
+                }
+            };
+            tx.set_conversion(row.record_id, status, error, now).await?;
+            let c = tx.conversion(row.record_id).await?.ok_or_else(missing)?;
+            Ok(RecordRef {
+                kind: RecordKind::Conversion,
+                id: c.id,
+                status: c.status.as_str().into(),
+                external_id: None,
+                error: c.error,
+            })
+        }
+        RecordKind::Lead => Err(StoreError::Corrupt(format!(
+            "outbox record {} delivers a lead, which nothing sends",
+            row.id
+        ))),
+    }
+}
+
+/// What `deliver` receives for a conversion: its stored fields as JSON.
+fn conversion_payload(id: i64, c: &crate::domain::NewConversion) -> Vec<u8> {
+    serde_json::json!({
+        "id": id,
+        "click_id_kind": c.click_id_kind,
+        "click_id": c.click_id,
+        "conversion_time": c.conversion_time,
+        "value": c.value,
+        "currency": c.currency,
+        "conversion_action": c.conversion_action,
+        "order_id": c.order_id,
+    })
+    .to_string()
+    .into_bytes()
+}

@@ -100,7 +100,7 @@ fn env_for<'a>(base: &'a str, enabled: &'a str) -> Vec<(&'a str, &'a str)> {
         ("GOOGLE_ADS_CONVERSION_ACTION", "987654321"),
         ("GOOGLE_ADS_DEVELOPER_TOKEN", "dev-token"),
         ("GOOGLE_ADS_ACCESS_TOKEN", "ya29.token"),
-        ("PORTICO_UPLOAD_POLL_MS", "100"),
+        ("PORTICO_OUTBOX_POLL_MS", "100"),
     ]
 }
 

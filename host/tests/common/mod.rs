@@ -339,7 +339,7 @@ pub fn base_command(dir: &Path, db_url: &str, env: &[(String, String)]) -> Comma
         "PORTICO_RETRY_POLL_MS",
         "PORTICO_RETENTION_DAYS",
         "PORTICO_LEASE_SECS",
-        "PORTICO_UPLOAD_POLL_MS",
+        "PORTICO_OUTBOX_POLL_MS",
         "WHATSAPP_WEBHOOK_ENABLED",
         "WHATSAPP_APP_SECRET",
         "WHATSAPP_VERIFY_TOKEN",

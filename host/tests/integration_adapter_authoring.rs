@@ -134,7 +134,7 @@ async fn a_new_adapter_is_added_to_a_running_host_whose_binary_is_unchanged() {
         &standard_signature("msg_1", ts, body),
     )
     .await;
-    assert_eq!(ok.status(), 200);
+    server.processed(ok).await;
     let db = server.db().await;
     let row: (String, String, String) =
         sqlx::query_as("SELECT source, external_id, fields_json FROM leads")

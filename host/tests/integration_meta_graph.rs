@@ -18,16 +18,30 @@ fn graph_env(graph: &FakeGraph) -> Vec<(&str, &str)> {
     ]
 }
 
+/// The item's status and error once processed (items are processed after the answer).
 async fn item_row(server: &Server, dedup_key: &str) -> (String, Option<String>) {
     let db = server.db().await;
-    let row = sqlx::query(
-        "SELECT status, error FROM webhook_events WHERE kind = 'item' AND dedup_key = ?",
-    )
-    .bind(dedup_key)
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    (row.get("status"), row.get("error"))
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let row = sqlx::query(
+            "SELECT status, error FROM webhook_events WHERE kind = 'item' AND dedup_key = ?",
+        )
+        .bind(dedup_key)
+        .fetch_optional(&db)
+        .await
+        .unwrap();
+        if let Some(row) = row {
+            let status: String = row.get("status");
+            if status != "received" || std::time::Instant::now() > deadline {
+                return (status, row.get("error"));
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{dedup_key} never split"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,7 +55,7 @@ async fn lead_is_filled_from_the_graph_api() {
         APP_SECRET,
     )
     .await;
-    assert_eq!(response.status(), 200);
+    server.processed(response).await;
 
     let db = server.db().await;
     let lead = sqlx::query(
@@ -311,8 +325,7 @@ async fn the_reference_test_vector_verifies_through_the_server() {
         .await
         .unwrap();
     // Verified, stored; the WhatsApp-shaped body is then refused by the Meta parser (dead, not lost).
-    assert_eq!(r.status(), 200);
-    let json: serde_json::Value = r.json().await.unwrap();
+    let json = server.processed(r).await;
     assert_eq!(json["status"], "dead", "{json}");
     assert!(
         json["error"]
@@ -372,8 +385,7 @@ async fn a_batch_of_entries_and_changes_is_processed_change_by_change() {
         APP_SECRET,
     )
     .await;
-    assert_eq!(response.status(), 200);
-    let json: serde_json::Value = response.json().await.unwrap();
+    let json = server.processed(response).await;
     let statuses: Vec<&str> = json["items"]
         .as_array()
         .unwrap()
@@ -398,4 +410,46 @@ async fn a_batch_of_entries_and_changes_is_processed_change_by_change() {
             .await
             .unwrap();
     assert_eq!(ad, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_never_waits_for_the_graph_api() {
+    // Graph holds every lead GET until the test lets it go: an answer that waited
+    // for it would never come.
+    let graph = FakeGraph::start(GraphMode::Held).await;
+    let server = Server::start(&meta_entry(&graph.meta_lines()), &graph_env(&graph));
+    server.tenant_with_page(PAGE_ID);
+    let mut answers = Vec::new();
+    for id in ["501", "502", "503"] {
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            post_signed(
+                &server.url("/api/integrations/meta/webhook"),
+                &lead_body(PAGE_ID, id),
+                APP_SECRET,
+            ),
+        )
+        .await
+        .expect("the webhook answered while Graph was still holding its lead");
+        assert_eq!(answer.status(), 200);
+        let json: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(json["status"], "received", "{json}");
+        answers.push(json["event_id"].as_i64().unwrap());
+    }
+    let db = server.db().await;
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM leads").await, 0);
+    graph.release();
+    for id in answers {
+        let outcome = server.outcome(id).await;
+        assert_eq!(outcome["items"][0]["status"], "processed", "{outcome}");
+    }
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM leads WHERE full_name = 'José Pérez'"
+        )
+        .await,
+        3,
+        "every lead got its Graph fields"
+    );
 }

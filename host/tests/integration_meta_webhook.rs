@@ -20,8 +20,8 @@ async fn signed_lead_is_stored_with_its_raw_event() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-request-id"], "req-abc-123");
+    server.processed(response).await;
 
     let db = server.db().await;
     let lead =
@@ -125,10 +125,10 @@ async fn duplicate_delivery_makes_one_lead() {
     let body = lead_body(PAGE_ID, "777");
 
     let first = post_signed(&url, &body, APP_SECRET).await;
-    assert_eq!(first.status(), 200);
+    let json = server.processed(first).await;
+    assert_eq!(json["items"][0]["status"], "processed", "{json}");
     let second = post_signed(&url, &body, APP_SECRET).await;
-    assert_eq!(second.status(), 200);
-    let json: serde_json::Value = second.json().await.unwrap();
+    let json = server.processed(second).await;
     assert_eq!(json["items"][0]["status"], "duplicate", "{json}");
 
     let db = server.db().await;
@@ -157,8 +157,7 @@ async fn unknown_page_fails_its_item_and_still_answers_200() {
     let server = Server::start(&meta_entry(""), &[]);
     let url = server.url("/api/integrations/meta/webhook");
     let response = post_signed(&url, &lead_body("999000999", "555"), APP_SECRET).await;
-    assert_eq!(response.status(), 200);
-    let json: serde_json::Value = response.json().await.unwrap();
+    let json = server.processed(response).await;
     assert_eq!(json["items"][0]["status"], "failed", "{json}");
 
     let db = server.db().await;
@@ -196,8 +195,7 @@ async fn one_bad_change_does_not_hold_back_the_others() {
         APP_SECRET,
     )
     .await;
-    assert_eq!(response.status(), 200);
-    let json: serde_json::Value = response.json().await.unwrap();
+    let json = server.processed(response).await;
     let statuses: Vec<&str> = json["items"]
         .as_array()
         .unwrap()
@@ -220,7 +218,7 @@ async fn legacy_route_behaves_like_the_canonical_one() {
     let bad = post_signed(&url, &lead_body(PAGE_ID, "9"), "wrong").await;
     assert_eq!(bad.status(), 401);
     let good = post_signed(&url, &lead_body(PAGE_ID, "9"), APP_SECRET).await;
-    assert_eq!(good.status(), 200);
+    server.processed(good).await;
     let db = server.db().await;
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM leads WHERE external_id = '9'").await,
@@ -312,19 +310,16 @@ async fn a_delivery_sent_again_after_its_item_failed_stores_the_lead() {
     let url = server.url("/api/integrations/meta/webhook");
     let body = lead_body(PAGE_ID, "777001");
     // First: the page is not mapped yet, so the item fails (and waits for a retry).
-    let json: serde_json::Value = post_signed(&url, &body, APP_SECRET)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let json = server
+        .processed(post_signed(&url, &body, APP_SECRET).await)
+        .await;
     assert_eq!(json["items"][0]["status"], "failed", "{json}");
     let item_id = json["items"][0]["event_id"].as_i64().unwrap();
 
     // The operator maps the page; Meta sends the same delivery again.
     server.tenant_with_page(PAGE_ID);
     let response = post_signed(&url, &body, APP_SECRET).await;
-    assert_eq!(response.status(), 200);
-    let json: serde_json::Value = response.json().await.unwrap();
+    let json = server.processed(response).await;
     assert_eq!(json["items"][0]["status"], "processed", "{json}");
     assert_eq!(
         json["items"][0]["event_id"], item_id,
@@ -341,11 +336,9 @@ async fn a_delivery_sent_again_after_its_item_failed_stores_the_lead() {
     assert_eq!((status.as_str(), attempts), ("processed", 2));
 
     // A third time: processed already, a no-op.
-    let json: serde_json::Value = post_signed(&url, &body, APP_SECRET)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let json = server
+        .processed(post_signed(&url, &body, APP_SECRET).await)
+        .await;
     assert_eq!(json["items"][0]["status"], "duplicate", "{json}");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM leads").await, 1);
     assert_eq!(

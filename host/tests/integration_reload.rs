@@ -140,14 +140,25 @@ async fn swapping_the_wasm_under_load_fails_no_request() {
         failures.is_empty(),
         "requests failed during reloads: {failures:?}"
     );
+    // Items are processed after the answer: give the pipeline a moment to finish.
     let db = server.db().await;
-    let stored: Vec<String> = sqlx::query_scalar("SELECT external_id FROM leads")
-        .fetch_all(&db)
-        .await
-        .unwrap();
-    let stored: std::collections::HashSet<String> = stored.into_iter().collect();
-    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let stored: Vec<String> = sqlx::query_scalar("SELECT external_id FROM leads")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+        let stored: std::collections::HashSet<String> = stored.into_iter().collect();
+        let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+        if lost.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged but not stored: {lost:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,9 +253,10 @@ async fn plugins_toml_edits_disable_enable_add_and_bad_edits_are_refused() {
     );
     // Lead 2 may have gone through before the disable took effect; 1, 3, 4 and 5 must be there.
     assert_eq!(
-        count(
+        wait_count(
             &server.db().await,
-            "SELECT COUNT(*) FROM leads WHERE external_id IN ('1', '3', '4', '5')"
+            "SELECT COUNT(*) FROM leads WHERE external_id IN ('1', '3', '4', '5')",
+            4
         )
         .await,
         4

@@ -56,7 +56,7 @@ async fn each_fault_fails_its_own_item_and_the_host_keeps_serving() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{mount}: the delivery itself is kept");
-        let json: serde_json::Value = r.json().await.unwrap();
+        let json = server.processed(r).await;
         let item = &json["items"][0];
         assert_eq!(item["status"], "failed", "{mount}: {json}");
         let error = item["error"].as_str().unwrap();

@@ -122,6 +122,7 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()>
         source: args.source,
         since: parse_time("--since", args.since)?,
         until: parse_time("--until", args.until)?,
+        parent_id: None,
         limit: 0,
     };
     let owner = cli_owner();

@@ -54,7 +54,19 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         std::process::id(),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    worker::spawn(store.clone(), runtime.clone(), tunables, owner.clone());
+    let pipeline = crate::jobs::pipeline::Pipeline::new(
+        store.clone(),
+        owner.clone(),
+        tunables.lease,
+        tunables.ingest_slots,
+    );
+    worker::spawn(
+        store.clone(),
+        runtime.clone(),
+        tunables,
+        owner.clone(),
+        pipeline.clone(),
+    );
     let outbox = crate::jobs::outbox::spawn(
         store.clone(),
         runtime.clone(),
@@ -70,6 +82,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         tunables,
         owner,
         outbox,
+        pipeline,
     };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -151,6 +151,47 @@ pub async fn replay_one(
     ))
 }
 
+/// `GET /api/admin/deliveries/{id}`: what became of a delivery and its items
+/// (`final` once processing has finished; until then, poll).
+pub async fn delivery(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&app, &headers)?;
+    if let Some(report) = app.pipeline.report(id) {
+        let mut body = serde_json::to_value(&report).unwrap_or(Value::Null);
+        body["final"] = Value::Bool(true);
+        return Ok(Json(body));
+    }
+    let event = app.store.get_event(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("no event {id}; list them with GET /api/admin/dlq"))
+    })?;
+    let items = app
+        .store
+        .list_events(&EventFilter {
+            parent_id: Some(id),
+            ..Default::default()
+        })
+        .await?;
+    let done = !app.pipeline.is_running(id)
+        && event.status != EventStatus::Received
+        && items.iter().all(|i| i.status != EventStatus::Received);
+    let items: Vec<Value> = items
+        .iter()
+        .map(|i| {
+            json!({"event_id": i.id, "dedup_key": i.dedup_key, "status": i.status, "error": i.error})
+        })
+        .collect();
+    Ok(Json(json!({
+        "event_id": id,
+        "status": event.status,
+        "error": event.error,
+        "items": items,
+        "final": done,
+    })))
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
@@ -198,6 +239,7 @@ pub async fn replay_many(
         source: body.source,
         since: parse_time("since", body.since)?,
         until: parse_time("until", body.until)?,
+        parent_id: None,
         limit: body.limit.unwrap_or(0),
     };
     let report = replay_matching(

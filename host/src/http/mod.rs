@@ -31,6 +31,8 @@ pub struct AppState {
     /// This process, as it signs event leases.
     pub owner: String,
     pub outbox: crate::jobs::outbox::SharedStatus,
+    /// Processes stored deliveries after their answer.
+    pub pipeline: crate::jobs::pipeline::Pipeline,
 }
 
 /// The correlation id of the request being served.
@@ -44,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/dlq", get(admin::list))
         .route("/api/admin/dlq/replay", post(admin::replay_many))
         .route("/api/admin/dlq/{id}/replay", post(admin::replay_one))
+        .route("/api/admin/deliveries/{id}", get(admin::delivery))
         .route("/api/admin/tenants", post(admin::add_tenant))
         .route("/api/admin/lead-sources", post(admin::add_source))
         .route(

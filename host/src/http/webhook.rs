@@ -1,17 +1,20 @@
 //! `/api/integrations/{mount}/{route}` and legacy aliases: route to the plugin,
 //! read the body under its limit, and run the webhook or custom flow.
 //!
-//! Status mapping for webhooks:
+//! Status mapping for webhooks (the statuses themselves are chosen in error.rs):
 //! - signature refused by verify → 401, nothing stored;
 //! - the delivery cannot be stored → 503, so the provider retries;
-//! - stored → 200, whatever parse and the items make of it (failures wait in the DLQ);
+//! - stored → 200 `{"event_id","status":"received"}` at once; the items are processed
+//!   right after the answer (jobs::pipeline), and failures wait in the DLQ;
 //! - the adapter traps before the delivery is stored → 500, so the provider retries.
 
 use super::error::ApiError;
 use super::{AppState, CorrelationId};
 use crate::jobs::ingest::{self, ItemStatus, Pass};
+use crate::jobs::pipeline::StoredDelivery;
 use crate::runtime::session::{AdapterRequest, AdapterResponse, CallError, Verdict};
 use crate::runtime::{LoadedPlugin, Resolved, RouteKind, Session};
+use crate::store::types::EventStatus;
 use crate::store::{ItemSlot, NewDelivery};
 use axum::Json;
 use axum::body::Body;
@@ -230,9 +233,18 @@ async fn webhook(
     }
     let event_id = store_request(app, cid, plugin, &request).await?;
     tracing::info!(plugin = %plugin.spec.name, event_id, bytes = request.body.len(), "delivery stored");
-    let report =
-        ingest::process_delivery(pass(app, cid, plugin), &mut session, event_id, 0, &request).await;
-    Ok(Json(report).into_response())
+    // On disk: answer now; the items are processed after the answer, on this instance.
+    app.pipeline.submit(StoredDelivery {
+        plugin: plugin.clone(),
+        session,
+        correlation_id: cid.to_string(),
+        event_id,
+        request,
+    });
+    Ok(
+        Json(serde_json::json!({"event_id": event_id, "status": EventStatus::Received}))
+            .into_response(),
+    )
 }
 
 /// Store a verified request durably, leased to this process; 503 when the store cannot.

@@ -5,6 +5,7 @@
 
 pub mod ingest;
 pub mod outbox;
+pub mod pipeline;
 pub mod replay;
 pub mod retry;
 pub mod worker;

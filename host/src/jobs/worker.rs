@@ -7,8 +7,10 @@
 //! [`replay_event`], exactly the path of a manual replay, and every status write
 //! clears the lease. Once an hour (and at start) it prunes old finished events.
 
-use super::replay::{Replayer, replay_event};
+use super::pipeline::Pipeline;
+use super::replay::{ReplayOutcome, Replayer, replay_event};
 use crate::config::limits::Tunables;
+use crate::runtime::PluginSet;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ pub fn spawn(
     runtime: Arc<Runtime>,
     tunables: Tunables,
     owner: String,
+    pipeline: Pipeline,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last_prune: Option<Instant> = None;
@@ -58,33 +61,65 @@ pub fn spawn(
                 tokio::time::sleep(tunables.retry_poll).await;
                 continue;
             }
+            // Claimed events run side by side: an item waiting on a slow provider
+            // API must not hold the others back.
             let plugins = runtime.snapshot();
+            let mut running = tokio::task::JoinSet::new();
             for id in claimed {
-                let event = match store.get_event(id).await {
-                    Ok(Some(e)) => e,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(event_id = id, "retry worker cannot read event: {e}");
-                        continue;
-                    }
-                };
-                let by = Replayer {
-                    owner: &owner,
-                    lease: tunables.lease,
-                };
-                let outcome = replay_event(&store, &plugins, &event, by).await;
-                tracing::info!(
-                    correlation_id = %event.correlation_id,
-                    event_id = id,
-                    attempt = event.attempts + 1,
-                    ok = outcome.succeeded(),
-                    "retry attempt finished"
+                let (store, plugins, owner, pipeline) = (
+                    store.clone(),
+                    plugins.clone(),
+                    owner.clone(),
+                    pipeline.clone(),
                 );
-                if let crate::jobs::replay::ReplayOutcome::Skipped { reason, .. } = &outcome {
-                    // Its lease stays: the event comes back when the lease runs out.
-                    tracing::warn!(correlation_id = %event.correlation_id, event_id = id, "retry skipped: {reason}");
-                }
+                let lease = tunables.lease;
+                running.spawn(async move {
+                    retry_one(&store, &plugins, id, &owner, lease, &pipeline).await;
+                });
             }
+            while running.join_next().await.is_some() {}
         }
     })
+}
+
+/// One claimed event through the path of a manual replay.
+async fn retry_one(
+    store: &Store,
+    plugins: &PluginSet,
+    id: i64,
+    owner: &str,
+    lease: std::time::Duration,
+    pipeline: &Pipeline,
+) {
+    let event = match store.get_event(id).await {
+        Ok(Some(e)) => e,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(event_id = id, "retry worker cannot read event: {e}");
+            return;
+        }
+    };
+    let delivery = event.kind == crate::store::types::EventKind::Delivery;
+    if delivery {
+        pipeline.begin(id);
+    }
+    let outcome = replay_event(store, plugins, &event, Replayer { owner, lease }).await;
+    tracing::info!(
+        correlation_id = %event.correlation_id,
+        event_id = id,
+        attempt = event.attempts + 1,
+        ok = outcome.succeeded(),
+        "retry attempt finished"
+    );
+    match outcome {
+        ReplayOutcome::Skipped { reason, event_id } => {
+            // Its lease stays: the event comes back when the lease runs out.
+            tracing::warn!(correlation_id = %event.correlation_id, event_id, "retry skipped: {reason}");
+            if delivery {
+                pipeline.forget(event_id);
+            }
+        }
+        ReplayOutcome::Delivery(report) => pipeline.record(report),
+        ReplayOutcome::Item(_) => {}
+    }
 }

@@ -103,6 +103,8 @@ pub struct EventFilter {
     /// created_at bounds (inclusive).
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
+    /// Only the items of this delivery.
+    pub parent_id: Option<i64>,
     /// 0: no limit.
     pub limit: i64,
 }
@@ -261,6 +263,12 @@ pub trait Backend: Send + Sync {
 #[async_trait::async_trait]
 pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
+    /// Mark a point to roll back to (group commit runs each job inside one).
+    async fn savepoint(&mut self) -> Result<()>;
+    /// Keep what was done since the savepoint.
+    async fn release_savepoint(&mut self) -> Result<()>;
+    /// Undo what was done since the savepoint, and drop it.
+    async fn rollback_to_savepoint(&mut self) -> Result<()>;
 
     // Tenants and sources.
     async fn insert_tenant(&mut self, name: &str, now: Timestamp) -> Result<i64>;

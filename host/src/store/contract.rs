@@ -524,6 +524,48 @@ pub async fn failures_show_in_the_dlq_and_old_events_are_pruned(store: Store) {
     assert!(!claimed.contains(&id), "{claimed:?}");
 }
 
+pub async fn concurrent_writes_share_commits_and_fail_alone(store: Store) {
+    let t = store.create_tenant("Acme").await.unwrap();
+    store.add_lead_source(t, "meta", "p1").await.unwrap();
+    let mut items: Vec<ParsedItem> = (0..40)
+        .map(|n| item(&format!("c{n}"), Some(page("p1"))))
+        .collect();
+    items.push(item("orphan", Some(page("nobody"))));
+    let (_, slots) = deliver(&store, "me", &items).await;
+    // All at once: the committer runs them in shared transactions, one
+    // savepoint each, so the one that fails takes nothing else with it.
+    let mut tasks = Vec::new();
+    for (n, slot) in slots.iter().enumerate() {
+        let (store, event) = (store.clone(), slot_id(slot));
+        let tenant = items[n].tenant.clone();
+        tasks.push(tokio::spawn(async move {
+            apply(&store, event, tenant.as_ref(), &[lead(&format!("L{n}"))]).await
+        }));
+    }
+    let mut ok = 0;
+    let mut failed = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Applied::Processed { created: 1, .. }) => ok += 1,
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => failed.push(e),
+        }
+    }
+    assert_eq!(ok, 40);
+    assert!(
+        matches!(failed.as_slice(), [StoreError::UnknownTenant { .. }]),
+        "{failed:?}"
+    );
+    let processed = store
+        .list_events(&super::EventFilter {
+            statuses: vec![EventStatus::Processed],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(processed.len(), 41, "40 items and their delivery");
+}
+
 /// The suite, as `#[tokio::test]`s for one backend opened by `$open` (an async
 /// expression giving `(guard, Store)`; the guard lives as long as the test).
 macro_rules! contract_suite {
@@ -548,6 +590,7 @@ macro_rules! contract_suite {
             case!(a_send_to_a_wrong_tenant_or_case_commits_nothing);
             case!(the_outbox_leases_and_retries_and_never_repeats_a_cut_off_send);
             case!(failures_show_in_the_dlq_and_old_events_are_pruned);
+            case!(concurrent_writes_share_commits_and_fail_alone);
         }
     };
 }

@@ -15,6 +15,7 @@
 //!   an attempt is committed as `delivering` before the provider hears of it.
 
 pub mod backend;
+mod batch;
 #[cfg(test)]
 mod contract;
 mod rules;
@@ -38,6 +39,10 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("cannot apply migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the write was not committed: {0}")]
+    Batch(String),
+    #[error("the store's writer has stopped")]
+    Closed,
     #[error("the database holds a value this version cannot read: {0}")]
     Corrupt(String),
     #[error(
@@ -67,7 +72,13 @@ pub enum StoreError {
 impl StoreError {
     /// Whether trying the same work later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Db(_) | StoreError::UnknownTenant { .. })
+        matches!(
+            self,
+            StoreError::Db(_)
+                | StoreError::Batch(_)
+                | StoreError::Closed
+                | StoreError::UnknownTenant { .. }
+        )
     }
 }
 
@@ -84,6 +95,8 @@ pub fn payload_hash(bytes: &[u8]) -> String {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<dyn Backend>,
+    /// Every write goes through it (group commit).
+    writer: Arc<batch::GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -100,7 +113,8 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
-        let store = Store { db };
+        let writer = Arc::new(batch::GroupCommit::start(db.clone()));
+        let store = Store { db, writer };
         store.migrate().await?;
         Ok(store)
     }

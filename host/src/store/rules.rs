@@ -37,7 +37,8 @@ pub enum ItemSlot {
     Again { id: i64, attempts: i64 },
     /// Already processed or ignored: nothing to do.
     Duplicate { id: i64, status: EventStatus },
-    /// Another worker holds a live lease on it: it is being processed there.
+    /// A live lease is on it (another pass, here or in another process): it is
+    /// being processed there.
     InProgress { id: i64 },
 }
 
@@ -121,19 +122,177 @@ pub enum OutboxOutcome {
 pub const MAY_HAVE_BEEN_ACCEPTED: &str = "the provider may have accepted it";
 
 impl Store {
-    async fn begin(&self) -> Result<Box<dyn Tx>> {
-        self.db.begin().await
-    }
-
     pub async fn create_tenant(&self, name: &str) -> Result<i64> {
-        let mut tx = self.begin().await?;
-        let id = tx.insert_tenant(name, Timestamp::now()).await?;
-        tx.commit().await?;
-        Ok(id)
+        let name = name.to_string();
+        self.writer
+            .write(move |tx| Box::pin(async move { Store::create_tenant_in(tx, &name).await }))
+            .await
     }
 
     pub async fn add_lead_source(&self, tenant_id: i64, kind: &str, key: &str) -> Result<i64> {
-        let mut tx = self.begin().await?;
+        let (kind, key) = (kind.to_string(), key.to_string());
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move { Store::add_lead_source_in(tx, tenant_id, &kind, &key).await })
+            })
+            .await
+    }
+
+    /// Store a verified delivery, leased to its receiver; must succeed before any 2xx.
+    pub async fn insert_delivery(&self, d: &NewDelivery<'_>) -> Result<i64> {
+        let (source, cid, payload, headers, owner, lease) = (
+            d.source.to_string(),
+            d.correlation_id.to_string(),
+            d.payload.to_vec(),
+            d.headers_json.clone(),
+            d.lease_owner.to_string(),
+            d.lease,
+        );
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move {
+                    let d = NewDelivery {
+                        source: &source,
+                        correlation_id: &cid,
+                        payload: &payload,
+                        headers_json: headers,
+                        lease_owner: &owner,
+                        lease,
+                    };
+                    Store::insert_delivery_in(tx, &d).await
+                })
+            })
+            .await
+    }
+
+    /// Record the items of a delivery (deduplicated, leased to `owner`) and mark
+    /// the delivery processed, atomically. An item seen before and not finished
+    /// (its first attempt failed, say) is processed again: a provider's resend
+    /// after a failure works.
+    pub async fn split_delivery(
+        &self,
+        delivery_id: i64,
+        source: &str,
+        correlation_id: &str,
+        items: &[ParsedItem],
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Vec<ItemSlot>> {
+        let (source, cid, items, owner) = (
+            source.to_string(),
+            correlation_id.to_string(),
+            items.to_vec(),
+            owner.to_string(),
+        );
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move {
+                    Store::split_delivery_in(tx, delivery_id, &source, &cid, &items, &owner, lease)
+                        .await
+                })
+            })
+            .await
+    }
+
+    /// Apply an item's operations and mark its event, in one transaction.
+    pub async fn apply_item(&self, ctx: &ItemContext<'_>, ops: &[DomainOp]) -> Result<Applied> {
+        let (event_id, lease) = (ctx.event_id, ctx.lease);
+        let (source, tenant, owner, immediate) = (
+            ctx.source.to_string(),
+            ctx.tenant.cloned(),
+            ctx.owner.to_string(),
+            ctx.immediate_kinds.to_vec(),
+        );
+        let ops = ops.to_vec();
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move {
+                    let ctx = ItemContext {
+                        event_id,
+                        source: &source,
+                        tenant: tenant.as_ref(),
+                        owner: &owner,
+                        lease,
+                        immediate_kinds: &immediate,
+                    };
+                    Store::apply_item_in(tx, &ctx, &ops).await
+                })
+            })
+            .await
+    }
+
+    /// End this process's lease on an event now, so the retry worker takes it
+    /// at its next poll (the ingest pipeline is full).
+    pub async fn hand_over(&self, event_id: i64) -> Result<()> {
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move {
+                    let lease = Lease {
+                        owner: "handed-over",
+                        until: Timestamp::now(),
+                    };
+                    tx.lease_event(event_id, lease).await
+                })
+            })
+            .await
+    }
+
+    /// Mark an event failed (to be retried) or dead, with the error that explains why.
+    pub async fn fail_event(&self, event_id: i64, state: FailState, error: &str) -> Result<()> {
+        let error = error.to_string();
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move { Store::fail_event_in(tx, event_id, state, &error).await })
+            })
+            .await
+    }
+
+    /// Start the attempts of records leased to `owner` at commit (immediate
+    /// kinds). A record no longer pending, or leased to another, is left alone.
+    pub async fn start_outbox(
+        &self,
+        ids: &[i64],
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Vec<OutboxRow>> {
+        let (ids, owner) = (ids.to_vec(), owner.to_string());
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move { Store::start_outbox_in(tx, &ids, &owner, lease).await })
+            })
+            .await
+    }
+
+    /// Record how attempts ended, on the outbox and on each record it delivers
+    /// (a message's status and provider id, a conversion's upload status);
+    /// returns the records as they now stand.
+    pub async fn end_outbox(&self, ends: &[(&OutboxRow, OutboxOutcome)]) -> Result<Vec<RecordRef>> {
+        let owned: Vec<(OutboxRow, OutboxOutcome)> = ends
+            .iter()
+            .map(|(row, outcome)| ((*row).clone(), outcome.clone()))
+            .collect();
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move {
+                    let ends: Vec<(&OutboxRow, OutboxOutcome)> =
+                        owned.iter().map(|(r, o)| (r, o.clone())).collect();
+                    Store::end_outbox_in(tx, &ends).await
+                })
+            })
+            .await
+    }
+
+    async fn create_tenant_in(tx: &mut dyn Tx, name: &str) -> Result<i64> {
+        let id = tx.insert_tenant(name, Timestamp::now()).await?;
+        Ok(id)
+    }
+
+    async fn add_lead_source_in(
+        tx: &mut dyn Tx,
+        tenant_id: i64,
+        kind: &str,
+        key: &str,
+    ) -> Result<i64> {
         if !tx.tenant_exists(tenant_id).await? {
             return Err(StoreError::TenantNotFound(tenant_id));
         }
@@ -147,15 +306,12 @@ impl Store {
         let id = tx
             .insert_source(tenant_id, kind, key, Timestamp::now())
             .await?;
-        tx.commit().await?;
         Ok(id)
     }
 
-    /// Store a verified delivery, leased to its receiver; must succeed before any 2xx.
-    pub async fn insert_delivery(&self, d: &NewDelivery<'_>) -> Result<i64> {
+    async fn insert_delivery_in(tx: &mut dyn Tx, d: &NewDelivery<'_>) -> Result<i64> {
         let now = Timestamp::now();
         let hash = payload_hash(d.payload);
-        let mut tx = self.begin().await?;
         let id = tx
             .insert_event(&NewEvent {
                 source: d.source,
@@ -178,16 +334,11 @@ impl Store {
             .ok_or_else(|| {
                 StoreError::Corrupt("a delivery without a dedup key conflicted".into())
             })?;
-        tx.commit().await?;
         Ok(id)
     }
 
-    /// Record the items of a delivery (deduplicated, leased to `owner`) and mark
-    /// the delivery processed, atomically. An item seen before and not finished
-    /// (its first attempt failed, say) is processed again: a provider's resend
-    /// after a failure works.
-    pub async fn split_delivery(
-        &self,
+    async fn split_delivery_in(
+        tx: &mut dyn Tx,
         delivery_id: i64,
         source: &str,
         correlation_id: &str,
@@ -200,7 +351,6 @@ impl Store {
             owner,
             until: now.plus(lease),
         };
-        let mut tx = self.begin().await?;
         let mut slots = Vec::with_capacity(items.len());
         for item in items {
             let hash = payload_hash(&item.payload);
@@ -232,8 +382,8 @@ impl Store {
                                 item.dedup_key
                             ))
                         })?;
-                    let held_elsewhere = state.claimed_by.as_deref().is_some_and(|o| o != owner)
-                        && state.lease_until.is_some_and(|t| t > now);
+                    // A live lease, ours or another process's: someone is on it now.
+                    let held_elsewhere = state.lease_until.is_some_and(|t| t > now);
                     if state.status.is_done() {
                         ItemSlot::Duplicate {
                             id: state.id,
@@ -262,14 +412,15 @@ impl Store {
             },
         )
         .await?;
-        tx.commit().await?;
         Ok(slots)
     }
 
-    /// Apply an item's operations and mark its event, in one transaction.
-    pub async fn apply_item(&self, ctx: &ItemContext<'_>, ops: &[DomainOp]) -> Result<Applied> {
+    async fn apply_item_in(
+        tx: &mut dyn Tx,
+        ctx: &ItemContext<'_>,
+        ops: &[DomainOp],
+    ) -> Result<Applied> {
         let now = Timestamp::now();
-        let mut tx = self.begin().await?;
         // The item's tenant through lead_sources: required for leads and inbound
         // messages, optional for the rest.
         let mapped = match ctx.tenant {
@@ -448,18 +599,20 @@ impl Store {
             },
         )
         .await?;
-        tx.commit().await?;
         Ok(outcome)
     }
 
-    /// Mark an event failed (to be retried) or dead, with the error that explains why.
-    pub async fn fail_event(&self, event_id: i64, state: FailState, error: &str) -> Result<()> {
+    async fn fail_event_in(
+        tx: &mut dyn Tx,
+        event_id: i64,
+        state: FailState,
+        error: &str,
+    ) -> Result<()> {
         let now = Timestamp::now();
         let next_attempt_at = match state {
             FailState::Failed { retry_in } => Some(now.plus(retry_in)),
             FailState::Dead => None,
         };
-        let mut tx = self.begin().await?;
         tx.end_event(
             event_id,
             &EventEnd {
@@ -469,8 +622,7 @@ impl Store {
                 now,
             },
         )
-        .await?;
-        tx.commit().await
+        .await
     }
 
     /// Claim up to `limit` due events for `owner` (failed and due, or received with no live lease).
@@ -539,10 +691,8 @@ impl Store {
         self.db.claim_outbox(source, kind, lease, now, limit).await
     }
 
-    /// Start the attempts of records leased to `owner` at commit (immediate
-    /// kinds). A record no longer pending, or leased to another, is left alone.
-    pub async fn start_outbox(
-        &self,
+    async fn start_outbox_in(
+        tx: &mut dyn Tx,
         ids: &[i64],
         owner: &str,
         lease: Duration,
@@ -552,7 +702,6 @@ impl Store {
             owner,
             until: now.plus(lease),
         };
-        let mut tx = self.begin().await?;
         let mut started = Vec::with_capacity(ids.len());
         for &id in ids {
             let Some(row) = tx.outbox_row(id).await? else {
@@ -571,16 +720,14 @@ impl Store {
                 });
             }
         }
-        tx.commit().await?;
         Ok(started)
     }
 
-    /// Record how attempts ended, on the outbox and on each record it delivers
-    /// (a message's status and provider id, a conversion's upload status);
-    /// returns the records as they now stand.
-    pub async fn end_outbox(&self, ends: &[(&OutboxRow, OutboxOutcome)]) -> Result<Vec<RecordRef>> {
+    async fn end_outbox_in(
+        tx: &mut dyn Tx,
+        ends: &[(&OutboxRow, OutboxOutcome)],
+    ) -> Result<Vec<RecordRef>> {
         let now = Timestamp::now();
-        let mut tx = self.begin().await?;
         let mut records = Vec::with_capacity(ends.len());
         for (row, outcome) in ends {
             let (status, error, external_id, next) = match outcome {
@@ -607,7 +754,6 @@ impl Store {
             .await?;
             records.push(end_record(&mut *tx, row, outcome, now).await?);
         }
-        tx.commit().await?;
         Ok(records)
     }
 

@@ -202,6 +202,7 @@ impl Backend for SqliteBackend {
                AND (?2 IS NULL OR source = ?2)
                AND (?3 IS NULL OR created_at >= ?3)
                AND (?4 IS NULL OR created_at <= ?4)
+               AND (?6 IS NULL OR parent_id = ?6)
              ORDER BY id LIMIT ?5"
         ))
         .bind(&statuses)
@@ -209,6 +210,7 @@ impl Backend for SqliteBackend {
         .bind(opt_ts(f.since))
         .bind(opt_ts(f.until))
         .bind(if f.limit > 0 { f.limit } else { i64::MAX })
+        .bind(f.parent_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event_row).collect()
@@ -374,6 +376,24 @@ struct SqliteTx {
 impl Tx for SqliteTx {
     async fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn savepoint(&mut self) -> Result<()> {
+        sqlx::query("SAVEPOINT job").execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    async fn release_savepoint(&mut self) -> Result<()> {
+        sqlx::query("RELEASE job").execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        sqlx::query("ROLLBACK TO job")
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("RELEASE job").execute(&mut *self.tx).await?;
         Ok(())
     }
 

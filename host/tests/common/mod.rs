@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 pub const APP_SECRET: &str = "test_app_secret_123";
+/// The admin token a test server gets unless the test names its own.
+pub const TEST_ADMIN: &str = "test-admin-token";
 pub const PAGE_ID: &str = "138124712925158";
 
 pub fn workspace_root() -> PathBuf {
@@ -152,6 +154,9 @@ impl Server {
         if !env.iter().any(|(k, _)| k == "META_APP_SECRET") {
             env.push(("META_APP_SECRET".into(), APP_SECRET.into()));
         }
+        if !env.iter().any(|(k, _)| k == "PORTICO_ADMIN_TOKEN") {
+            env.push(("PORTICO_ADMIN_TOKEN".into(), TEST_ADMIN.into()));
+        }
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (child, base) = spawn_serve(dir.path(), &db_url, &env, &logs);
         Server {
@@ -196,6 +201,47 @@ impl Server {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The admin token this server was started with.
+    pub fn admin_token(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "PORTICO_ADMIN_TOKEN")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| TEST_ADMIN.into())
+    }
+
+    /// What became of delivery `event_id` and its items, once processed: the
+    /// webhook answers as soon as the delivery is on disk, so this polls
+    /// `GET /api/admin/deliveries/{id}` (30 s at most).
+    pub async fn outcome(&self, event_id: i64) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = reqwest::Client::new()
+                .get(self.url(&format!("/api/admin/deliveries/{event_id}")))
+                .bearer_auth(self.admin_token())
+                .send()
+                .await
+                .unwrap();
+            let json: serde_json::Value = r.json().await.unwrap_or_default();
+            if json["final"] == true {
+                return json;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "delivery {event_id} not processed in 30 s: {json}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A webhook's answer (200 with the event id), then what became of its items.
+    pub async fn processed(&self, answer: reqwest::Response) -> serde_json::Value {
+        assert_eq!(answer.status(), 200);
+        let json: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(json["status"], "received", "{json}");
+        self.outcome(json["event_id"].as_i64().unwrap()).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -306,7 +352,8 @@ fn spawn_command(
             sink.lock().unwrap().push(line);
         }
     });
-    match rx.recv_timeout(Duration::from_secs(120)) {
+    // Generous: `portico dev` builds its plugins cold before it listens.
+    match rx.recv_timeout(Duration::from_secs(300)) {
         Ok(addr) => (child, format!("http://{addr}")),
         Err(_) => {
             let _ = child.kill();
@@ -381,6 +428,18 @@ pub async fn count(db: &SqlitePool, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// Wait until `sql` counts `want` (items are processed after the webhook's answer); 15 s at most.
+pub async fn wait_count(db: &SqlitePool, sql: &str, want: i64) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let n = count(db, sql).await;
+        if n == want || std::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Serve a fake provider API on 127.0.0.1:0 for the rest of the test; returns its base URL.
 pub async fn serve_fake(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -404,6 +463,8 @@ pub enum GraphMode {
     Slow(u64),
     /// Every n-th request answers 500, the others 200.
     FailEvery(u64),
+    /// Holds every request until [`FakeGraph::release`], then answers 200.
+    Held,
 }
 
 pub struct FakeGraph {
@@ -412,6 +473,8 @@ pub struct FakeGraph {
 }
 
 pub struct FakeGraphState {
+    /// Opened by [`FakeGraph::release`] for GraphMode::Held.
+    pub gate: Arc<tokio::sync::Semaphore>,
     pub mode: GraphMode,
     pub requests: u64,
     pub tokens: Vec<String>,
@@ -430,6 +493,7 @@ impl FakeGraph {
         use axum::http::StatusCode;
         use axum::response::IntoResponse;
         let state = Arc::new(Mutex::new(FakeGraphState {
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
             mode,
             requests: 0,
             tokens: Vec::new(),
@@ -439,7 +503,7 @@ impl FakeGraph {
             AxPath((_version, id)): AxPath<(String, String)>,
             RawQuery(query): RawQuery,
         ) -> axum::response::Response {
-            let mode = {
+            let (mode, gate) = {
                 let mut s = state.lock().unwrap();
                 s.requests += 1;
                 let token = query
@@ -448,14 +512,18 @@ impl FakeGraph {
                     .find_map(|p| p.strip_prefix("access_token=").map(str::to_string))
                     .unwrap_or_default();
                 s.tokens.push(token);
-                match s.mode {
+                let mode = match s.mode {
                     GraphMode::FailEvery(n) if s.requests % n == 0 => GraphMode::Down,
                     GraphMode::FailEvery(_) => GraphMode::Ok,
                     m => m,
-                }
+                };
+                (mode, s.gate.clone())
             };
+            if mode == GraphMode::Held {
+                let _ = gate.acquire().await.map(|p| p.forget());
+            }
             match mode {
-                GraphMode::Ok | GraphMode::FailEvery(_) => {
+                GraphMode::Ok | GraphMode::FailEvery(_) | GraphMode::Held => {
                     ([("content-type", "application/json")], graph_lead_json(&id)).into_response()
                 }
                 GraphMode::Expired => (
@@ -482,6 +550,15 @@ impl FakeGraph {
 
     pub fn set_mode(&self, mode: GraphMode) {
         self.state.lock().unwrap().mode = mode;
+    }
+
+    /// Let every held request (and all later ones) through.
+    pub fn release(&self) {
+        self.state
+            .lock()
+            .unwrap()
+            .gate
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
     }
 
     pub fn requests(&self) -> u64 {

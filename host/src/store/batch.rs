@@ -1,0 +1,154 @@
+//! Group commit: every write of the store is a job for one committer task, which
+//! takes whatever jobs are waiting, runs them in one transaction (each inside its
+//! own savepoint, so a job that fails rolls back alone) and commits once. Under
+//! load many deliveries and items share one fsync; alone, a job commits by itself
+//! with no added wait.
+//!
+//! Invariant: a job's caller hears its result only after the commit that holds it
+//! returned, so an `Ok` still means "on disk" (synchronous=FULL on SQLite).
+
+use super::StoreError;
+use super::backend::{Backend, Tx};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// The future a job's work returns, borrowing the batch's transaction.
+pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 't>>;
+
+/// Most jobs in one transaction: bounds how long one commit holds SQLite's lock.
+const MAX_BATCH: usize = 256;
+/// Jobs waiting for the committer before callers wait for room.
+const QUEUE: usize = 4096;
+
+#[async_trait::async_trait]
+trait Job: Send {
+    /// Run inside the batch's transaction; keep the outcome until the commit.
+    async fn run(&mut self, tx: &mut dyn Tx);
+    /// Whether the work succeeded (else its savepoint is rolled back).
+    fn succeeded(&self) -> bool;
+    /// The batch committed (or not): hand the outcome to the caller.
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
+}
+
+struct FnJob<T, F> {
+    work: Option<F>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+#[async_trait::async_trait]
+impl<T, F> Job for FnJob<T, F>
+where
+    T: Send + 'static,
+    F: for<'t> FnOnce(&'t mut dyn Tx) -> TxFuture<'t, T> + Send + 'static,
+{
+    async fn run(&mut self, tx: &mut dyn Tx) {
+        if let Some(work) = self.work.take() {
+            self.outcome = Some(work(tx).await);
+        }
+    }
+
+    fn succeeded(&self) -> bool {
+        matches!(self.outcome, Some(Ok(_)))
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let result = match (self.outcome, commit) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (Some(Ok(_)), Err(e)) => Err(StoreError::Batch(e.to_string())),
+            (None, Err(e)) => Err(StoreError::Batch(e.to_string())),
+            (None, Ok(())) => Err(StoreError::Batch("the write was never run".into())),
+        };
+        // The caller may have gone (its request was dropped): nothing to tell.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The handle every clone of the store shares.
+pub struct GroupCommit {
+    queue: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl GroupCommit {
+    /// Start the committer for `db` on the current tokio runtime.
+    pub fn start(db: Arc<dyn Backend>) -> GroupCommit {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        tokio::spawn(commit_loop(db, jobs));
+        GroupCommit { queue }
+    }
+
+    /// Run `work` in a write transaction shared with whatever else is waiting;
+    /// returns once it is committed.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut dyn Tx) -> TxFuture<'t, T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(FnJob {
+            work: Some(work),
+            outcome: None,
+            reply,
+        });
+        self.queue.send(job).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn commit_loop(db: Arc<dyn Backend>, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(db.as_ref(), batch).await;
+    }
+}
+
+async fn commit_batch(db: &dyn Backend, mut batch: Vec<Box<dyn Job>>) {
+    let mut tx = match db.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return finish_all(batch, Err(&e)),
+    };
+    if let [job] = batch.as_mut_slice() {
+        // Alone: the transaction is the job's; no savepoint needed.
+        job.run(tx.as_mut()).await;
+        let commit = if job.succeeded() {
+            tx.commit().await
+        } else {
+            Ok(())
+        };
+        return finish_all(batch, commit.as_ref().map(|_| ()));
+    }
+    for job in &mut batch {
+        if let Err(e) = tx.savepoint().await {
+            return finish_all(batch, Err(&e));
+        }
+        job.run(tx.as_mut()).await;
+        let closed = if job.succeeded() {
+            tx.release_savepoint().await
+        } else {
+            tx.rollback_to_savepoint().await
+        };
+        if let Err(e) = closed {
+            return finish_all(batch, Err(&e));
+        }
+    }
+    let commit = tx.commit().await;
+    if let Err(e) = &commit {
+        tracing::warn!(jobs = batch.len(), "a group commit failed: {e}");
+    }
+    finish_all(batch, commit.as_ref().map(|_| ()));
+}
+
+fn finish_all(batch: Vec<Box<dyn Job>>, commit: Result<(), &StoreError>) {
+    for job in batch {
+        job.finish(commit);
+    }
+}

@@ -263,12 +263,6 @@ pub trait Backend: Send + Sync {
 #[async_trait::async_trait]
 pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
-    /// Mark a point to roll back to (group commit runs each job inside one).
-    async fn savepoint(&mut self) -> Result<()>;
-    /// Keep what was done since the savepoint.
-    async fn release_savepoint(&mut self) -> Result<()>;
-    /// Undo what was done since the savepoint, and drop it.
-    async fn rollback_to_savepoint(&mut self) -> Result<()>;
 
     // Tenants and sources.
     async fn insert_tenant(&mut self, name: &str, now: Timestamp) -> Result<i64>;

@@ -1,8 +1,13 @@
 //! Group commit: every write of the store is a job for one committer task, which
-//! takes whatever jobs are waiting, runs them in one transaction (each inside its
-//! own savepoint, so a job that fails rolls back alone) and commits once. Under
-//! load many deliveries and items share one fsync; alone, a job commits by itself
-//! with no added wait.
+//! takes whatever jobs are waiting, runs them in one transaction and commits
+//! once. Under load many deliveries and items share one fsync; alone, a job
+//! commits by itself with no added wait.
+//!
+//! Optimistic: a batch runs with no savepoints (each costs statements on the
+//! one writer); when any job of it fails, the whole transaction is rolled back
+//! and every job runs again alone, so a failing job takes nothing else with it.
+//! Jobs are therefore re-runnable (`Fn`), and a job's work must not depend on
+//! having run before.
 //!
 //! Invariant: a job's caller hears its result only after the commit that holds it
 //! returned, so an `Ok` still means "on disk" (synchronous=FULL on SQLite).
@@ -24,16 +29,17 @@ const QUEUE: usize = 4096;
 
 #[async_trait::async_trait]
 trait Job: Send {
-    /// Run inside the batch's transaction; keep the outcome until the commit.
+    /// Run inside the batch's transaction; keep the outcome until the commit
+    /// (a second run replaces the first's outcome).
     async fn run(&mut self, tx: &mut dyn Tx);
-    /// Whether the work succeeded (else its savepoint is rolled back).
+    /// Whether the work succeeded (else the batch runs again job by job).
     fn succeeded(&self) -> bool;
     /// The batch committed (or not): hand the outcome to the caller.
     fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
 }
 
 struct FnJob<T, F> {
-    work: Option<F>,
+    work: F,
     outcome: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -42,12 +48,10 @@ struct FnJob<T, F> {
 impl<T, F> Job for FnJob<T, F>
 where
     T: Send + 'static,
-    F: for<'t> FnOnce(&'t mut dyn Tx) -> TxFuture<'t, T> + Send + 'static,
+    F: for<'t> Fn(&'t mut dyn Tx) -> TxFuture<'t, T> + Send + Sync + 'static,
 {
     async fn run(&mut self, tx: &mut dyn Tx) {
-        if let Some(work) = self.work.take() {
-            self.outcome = Some(work(tx).await);
-        }
+        self.outcome = Some((self.work)(tx).await);
     }
 
     fn succeeded(&self) -> bool {
@@ -81,15 +85,15 @@ impl GroupCommit {
     }
 
     /// Run `work` in a write transaction shared with whatever else is waiting;
-    /// returns once it is committed.
+    /// returns once it is committed. `work` may run twice (see the module doc).
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'t> FnOnce(&'t mut dyn Tx) -> TxFuture<'t, T> + Send + 'static,
+        F: for<'t> Fn(&'t mut dyn Tx) -> TxFuture<'t, T> + Send + Sync + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(FnJob {
-            work: Some(work),
+            work,
             outcome: None,
             reply,
         });
@@ -112,39 +116,47 @@ async fn commit_loop(db: Arc<dyn Backend>, mut jobs: mpsc::Receiver<Box<dyn Job>
 }
 
 async fn commit_batch(db: &dyn Backend, mut batch: Vec<Box<dyn Job>>) {
+    if batch.len() > 1 {
+        let mut tx = match db.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return finish_all(batch, Err(&e)),
+        };
+        let mut all_ok = true;
+        for job in &mut batch {
+            job.run(tx.as_mut()).await;
+            if !job.succeeded() {
+                all_ok = false;
+                break;
+            }
+        }
+        if all_ok {
+            let commit = tx.commit().await;
+            if let Err(e) = &commit {
+                tracing::warn!(jobs = batch.len(), "a group commit failed: {e}");
+            }
+            return finish_all(batch, commit.as_ref().map(|_| ()));
+        }
+        // Dropping the transaction rolls it back; then each job on its own.
+        drop(tx);
+    }
+    for job in batch {
+        commit_alone(db, job).await;
+    }
+}
+
+/// One job in its own transaction.
+async fn commit_alone(db: &dyn Backend, mut job: Box<dyn Job>) {
     let mut tx = match db.begin().await {
         Ok(tx) => tx,
-        Err(e) => return finish_all(batch, Err(&e)),
+        Err(e) => return job.finish(Err(&e)),
     };
-    if let [job] = batch.as_mut_slice() {
-        // Alone: the transaction is the job's; no savepoint needed.
-        job.run(tx.as_mut()).await;
-        let commit = if job.succeeded() {
-            tx.commit().await
-        } else {
-            Ok(())
-        };
-        return finish_all(batch, commit.as_ref().map(|_| ()));
-    }
-    for job in &mut batch {
-        if let Err(e) = tx.savepoint().await {
-            return finish_all(batch, Err(&e));
-        }
-        job.run(tx.as_mut()).await;
-        let closed = if job.succeeded() {
-            tx.release_savepoint().await
-        } else {
-            tx.rollback_to_savepoint().await
-        };
-        if let Err(e) = closed {
-            return finish_all(batch, Err(&e));
-        }
-    }
-    let commit = tx.commit().await;
-    if let Err(e) = &commit {
-        tracing::warn!(jobs = batch.len(), "a group commit failed: {e}");
-    }
-    finish_all(batch, commit.as_ref().map(|_| ()));
+    job.run(tx.as_mut()).await;
+    let commit = if job.succeeded() {
+        tx.commit().await
+    } else {
+        Ok(())
+    };
+    job.finish(commit.as_ref().map(|_| ()));
 }
 
 fn finish_all(batch: Vec<Box<dyn Job>>, commit: Result<(), &StoreError>) {

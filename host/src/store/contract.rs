@@ -532,8 +532,8 @@ pub async fn concurrent_writes_share_commits_and_fail_alone(store: Store) {
         .collect();
     items.push(item("orphan", Some(page("nobody"))));
     let (_, slots) = deliver(&store, "me", &items).await;
-    // All at once: the committer runs them in shared transactions, one
-    // savepoint each, so the one that fails takes nothing else with it.
+    // All at once: the committer runs them in shared transactions; the one
+    // that fails takes nothing else with it.
     let mut tasks = Vec::new();
     for (n, slot) in slots.iter().enumerate() {
         let (store, event) = (store.clone(), slot_id(slot));

@@ -12,6 +12,7 @@ use super::types::{
 };
 use super::{Store, StoreError, payload_hash};
 use crate::domain::{DomainOp, OutboundMessage, ParsedItem, RecordRef, TenantRef};
+use std::sync::Arc;
 use std::time::Duration;
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -123,40 +124,49 @@ pub const MAY_HAVE_BEEN_ACCEPTED: &str = "the provider may have accepted it";
 
 impl Store {
     pub async fn create_tenant(&self, name: &str) -> Result<i64> {
-        let name = name.to_string();
+        let name: Arc<str> = name.into();
         self.writer
-            .write(move |tx| Box::pin(async move { Store::create_tenant_in(tx, &name).await }))
+            .write(move |tx| {
+                let name = name.clone();
+                Box::pin(async move { Store::create_tenant_in(tx, &name).await })
+            })
             .await
     }
 
     pub async fn add_lead_source(&self, tenant_id: i64, kind: &str, key: &str) -> Result<i64> {
-        let (kind, key) = (kind.to_string(), key.to_string());
+        let data = Arc::new((kind.to_string(), key.to_string()));
         self.writer
             .write(move |tx| {
-                Box::pin(async move { Store::add_lead_source_in(tx, tenant_id, &kind, &key).await })
+                let data = data.clone();
+                Box::pin(async move {
+                    let (kind, key) = &*data;
+                    Store::add_lead_source_in(tx, tenant_id, kind, key).await
+                })
             })
             .await
     }
 
     /// Store a verified delivery, leased to its receiver; must succeed before any 2xx.
     pub async fn insert_delivery(&self, d: &NewDelivery<'_>) -> Result<i64> {
-        let (source, cid, payload, headers, owner, lease) = (
+        let lease = d.lease;
+        let data = Arc::new((
             d.source.to_string(),
             d.correlation_id.to_string(),
             d.payload.to_vec(),
             d.headers_json.clone(),
             d.lease_owner.to_string(),
-            d.lease,
-        );
+        ));
         self.writer
             .write(move |tx| {
+                let data = data.clone();
                 Box::pin(async move {
+                    let (source, cid, payload, headers, owner) = &*data;
                     let d = NewDelivery {
-                        source: &source,
-                        correlation_id: &cid,
-                        payload: &payload,
-                        headers_json: headers,
-                        lease_owner: &owner,
+                        source,
+                        correlation_id: cid,
+                        payload,
+                        headers_json: headers.clone(),
+                        lease_owner: owner,
                         lease,
                     };
                     Store::insert_delivery_in(tx, &d).await
@@ -178,16 +188,18 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Vec<ItemSlot>> {
-        let (source, cid, items, owner) = (
+        let data = Arc::new((
             source.to_string(),
             correlation_id.to_string(),
             items.to_vec(),
             owner.to_string(),
-        );
+        ));
         self.writer
             .write(move |tx| {
+                let data = data.clone();
                 Box::pin(async move {
-                    Store::split_delivery_in(tx, delivery_id, &source, &cid, &items, &owner, lease)
+                    let (source, cid, items, owner) = &*data;
+                    Store::split_delivery_in(tx, delivery_id, source, cid, items, owner, lease)
                         .await
                 })
             })
@@ -197,25 +209,27 @@ impl Store {
     /// Apply an item's operations and mark its event, in one transaction.
     pub async fn apply_item(&self, ctx: &ItemContext<'_>, ops: &[DomainOp]) -> Result<Applied> {
         let (event_id, lease) = (ctx.event_id, ctx.lease);
-        let (source, tenant, owner, immediate) = (
+        let data = Arc::new((
             ctx.source.to_string(),
             ctx.tenant.cloned(),
             ctx.owner.to_string(),
             ctx.immediate_kinds.to_vec(),
-        );
-        let ops = ops.to_vec();
+            ops.to_vec(),
+        ));
         self.writer
             .write(move |tx| {
+                let data = data.clone();
                 Box::pin(async move {
+                    let (source, tenant, owner, immediate, ops) = &*data;
                     let ctx = ItemContext {
                         event_id,
-                        source: &source,
+                        source,
                         tenant: tenant.as_ref(),
-                        owner: &owner,
+                        owner,
                         lease,
-                        immediate_kinds: &immediate,
+                        immediate_kinds: immediate,
                     };
-                    Store::apply_item_in(tx, &ctx, &ops).await
+                    Store::apply_item_in(tx, &ctx, ops).await
                 })
             })
             .await
@@ -239,9 +253,10 @@ impl Store {
 
     /// Mark an event failed (to be retried) or dead, with the error that explains why.
     pub async fn fail_event(&self, event_id: i64, state: FailState, error: &str) -> Result<()> {
-        let error = error.to_string();
+        let error: Arc<str> = error.into();
         self.writer
             .write(move |tx| {
+                let error = error.clone();
                 Box::pin(async move { Store::fail_event_in(tx, event_id, state, &error).await })
             })
             .await
@@ -255,10 +270,14 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Vec<OutboxRow>> {
-        let (ids, owner) = (ids.to_vec(), owner.to_string());
+        let data = Arc::new((ids.to_vec(), owner.to_string()));
         self.writer
             .write(move |tx| {
-                Box::pin(async move { Store::start_outbox_in(tx, &ids, &owner, lease).await })
+                let data = data.clone();
+                Box::pin(async move {
+                    let (ids, owner) = &*data;
+                    Store::start_outbox_in(tx, ids, owner, lease).await
+                })
             })
             .await
     }
@@ -267,12 +286,14 @@ impl Store {
     /// (a message's status and provider id, a conversion's upload status);
     /// returns the records as they now stand.
     pub async fn end_outbox(&self, ends: &[(&OutboxRow, OutboxOutcome)]) -> Result<Vec<RecordRef>> {
-        let owned: Vec<(OutboxRow, OutboxOutcome)> = ends
-            .iter()
-            .map(|(row, outcome)| ((*row).clone(), outcome.clone()))
-            .collect();
+        let owned: Arc<Vec<(OutboxRow, OutboxOutcome)>> = Arc::new(
+            ends.iter()
+                .map(|(row, outcome)| ((*row).clone(), outcome.clone()))
+                .collect(),
+        );
         self.writer
             .write(move |tx| {
+                let owned = owned.clone();
                 Box::pin(async move {
                     let ends: Vec<(&OutboxRow, OutboxOutcome)> =
                         owned.iter().map(|(r, o)| (r, o.clone())).collect();

@@ -379,24 +379,6 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
-    async fn savepoint(&mut self) -> Result<()> {
-        sqlx::query("SAVEPOINT job").execute(&mut *self.tx).await?;
-        Ok(())
-    }
-
-    async fn release_savepoint(&mut self) -> Result<()> {
-        sqlx::query("RELEASE job").execute(&mut *self.tx).await?;
-        Ok(())
-    }
-
-    async fn rollback_to_savepoint(&mut self) -> Result<()> {
-        sqlx::query("ROLLBACK TO job")
-            .execute(&mut *self.tx)
-            .await?;
-        sqlx::query("RELEASE job").execute(&mut *self.tx).await?;
-        Ok(())
-    }
-
     async fn insert_tenant(&mut self, name: &str, now: Timestamp) -> Result<i64> {
         Ok(
             sqlx::query_scalar("INSERT INTO tenants (name, created_at) VALUES (?, ?) RETURNING id")

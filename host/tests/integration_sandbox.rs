@@ -72,7 +72,7 @@ async fn each_fault_fails_its_own_item_and_the_host_keeps_serving() {
     }
     let db = server.db().await;
     assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM leads WHERE source = 'Meta'").await,
+        wait_count(&db, "SELECT COUNT(*) FROM leads WHERE source = 'Meta'", 5).await,
         5
     );
     assert_eq!(

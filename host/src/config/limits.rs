@@ -47,7 +47,7 @@ pub const GUEST_STDERR_BYTES: usize = 64 * 1024;
 /// | PORTICO_RETRY_BATCH | 32 | 1..=1000 | events claimed per poll |
 /// | PORTICO_LEASE_SECS | 300 | 5..=86400 | how long a claim holds before another worker may take the event |
 /// | PORTICO_RETENTION_DAYS | 14 | 8..=3650 | processed events kept (their dedup keys too: longer than Meta's 7-day retries) |
-/// | PORTICO_INGEST_SLOTS | 128 | 1..=200 | deliveries processed at once after their answer (each holds an instance); more wait for the retry worker |
+/// | PORTICO_INGEST_SLOTS | 64 | 1..=128 | deliveries processed at once after their answer (each holds an instance of the pool of MAX_CONCURRENT_INSTANCES, and its resident pages); more wait for the retry worker |
 /// | PORTICO_OUTBOX_POLL_MS | 2000 | 10..=600000 | how often the outbox worker looks for records to deliver (PORTICO_UPLOAD_POLL_MS, its old name, still works) |
 #[derive(Debug, Clone, Copy)]
 pub struct Tunables {
@@ -96,7 +96,7 @@ impl Tunables {
             lease: Duration::from_secs(read("PORTICO_LEASE_SECS", 300, 5, 86_400)?),
             retention_days: read("PORTICO_RETENTION_DAYS", 14, 8, 3650)? as u32,
             prune_every: Duration::from_secs(3600),
-            ingest_slots: read("PORTICO_INGEST_SLOTS", 128, 1, 200)? as usize,
+            ingest_slots: read("PORTICO_INGEST_SLOTS", 64, 1, 128)? as usize,
             outbox_poll: Duration::from_millis(if env("PORTICO_OUTBOX_POLL_MS").is_some() {
                 read("PORTICO_OUTBOX_POLL_MS", 2000, 10, 600_000)?
             } else {

@@ -177,7 +177,8 @@ async fn read_request(
         route: route.to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),
         headers,
-        body: bytes.to_vec(),
+        // Takes the buffer over when nothing else holds it (no copy).
+        body: Vec::from(bytes),
     })
 }
 

@@ -230,25 +230,7 @@ pub trait Backend: Send + Sync {
     async fn event_counts(&self) -> Result<EventCounts>;
     async fn outbox_backlog(&self) -> Result<Vec<OutboxBacklog>>;
 
-    // Single-statement claims and sweeps (atomic by themselves).
-    /// Lease up to `limit` events that are due: failed with next_attempt_at passed,
-    /// or received; in both cases with no live lease.
-    async fn claim_events(&self, lease: Lease<'_>, now: Timestamp, limit: i64) -> Result<Vec<i64>>;
-    /// Drop the leases of events and outbox records: all of them (`None`), or
-    /// one owner's. A `delivering` record keeps its status: its attempt was cut off.
-    async fn release_leases(&self, owner: Option<&str>) -> Result<u64>;
-    /// Delete finished events last updated before `before`: (items, deliveries).
-    async fn prune_events(&self, before: Timestamp) -> Result<(u64, u64)>;
-    /// Lease up to `limit` pending, due, unleased records of one plugin's kind and
-    /// mark them `delivering` (an attempt starts), in one statement.
-    async fn claim_outbox(
-        &self,
-        source: &str,
-        kind: &str,
-        lease: Lease<'_>,
-        now: Timestamp,
-        limit: i64,
-    ) -> Result<Vec<OutboxRow>>;
+    // Sweeps (reads).
     /// Records of one plugin's kind left `delivering` with an expired (or dropped) lease:
     /// attempts cut off by a dead process.
     async fn cut_off_outbox(
@@ -264,6 +246,31 @@ pub trait Backend: Send + Sync {
 pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
 
+    // Claims and lease sweeps: writes, so they go through the committer like
+    // every other write (no second writer contending for the lock).
+    /// Lease up to `limit` events that are due: failed with next_attempt_at passed,
+    /// or received; in both cases with no live lease.
+    async fn claim_events(
+        &mut self,
+        lease: Lease<'_>,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<i64>>;
+    /// Drop the leases of events and outbox records: all of them (`None`), or
+    /// one owner's. A `delivering` record keeps its status: its attempt was cut off.
+    async fn release_leases(&mut self, owner: Option<&str>) -> Result<u64>;
+    /// Delete finished events last updated before `before`: (items, deliveries).
+    async fn prune_events(&mut self, before: Timestamp) -> Result<(u64, u64)>;
+    /// Lease up to `limit` pending, due, unleased records of one plugin's kind and
+    /// mark them `delivering` (an attempt starts), in one statement.
+    async fn claim_outbox(
+        &mut self,
+        source: &str,
+        kind: &str,
+        lease: Lease<'_>,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>>;
     // Tenants and sources.
     async fn insert_tenant(&mut self, name: &str, now: Timestamp) -> Result<i64>;
     async fn tenant_exists(&mut self, id: i64) -> Result<bool>;

@@ -148,6 +148,8 @@ impl Store {
     /// Drop every lease: at start-up of the one process that owns a SQLite file,
     /// nothing can still be working on an event or an outbox record.
     pub async fn release_leases(&self) -> Result<u64, StoreError> {
-        self.db.release_leases(None).await
+        self.writer
+            .write(|tx| Box::pin(async move { tx.release_leases(None).await }))
+            .await
     }
 }

@@ -648,16 +648,19 @@ impl Store {
 
     /// Claim up to `limit` due events for `owner` (failed and due, or received with no live lease).
     pub async fn claim_due(&self, owner: &str, lease: Duration, limit: i64) -> Result<Vec<i64>> {
-        let now = Timestamp::now();
-        self.db
-            .claim_events(
-                Lease {
-                    owner,
-                    until: now.plus(lease),
-                },
-                now,
-                limit,
-            )
+        let owner: Arc<str> = owner.into();
+        self.writer
+            .write(move |tx| {
+                let owner = owner.clone();
+                Box::pin(async move {
+                    let now = Timestamp::now();
+                    let lease = Lease {
+                        owner: &owner,
+                        until: now.plus(lease),
+                    };
+                    tx.claim_events(lease, now, limit).await
+                })
+            })
             .await
     }
 
@@ -674,7 +677,9 @@ impl Store {
     /// Delete processed and ignored events older than `days`; returns (items, deliveries).
     pub async fn prune(&self, days: u32) -> Result<(u64, u64)> {
         let before = Timestamp::now().minus(Duration::from_secs(u64::from(days) * 86_400));
-        self.db.prune_events(before).await
+        self.writer
+            .write(move |tx| Box::pin(async move { tx.prune_events(before).await }))
+            .await
     }
 
     /// Records waiting in every outbox, by plugin and kind.
@@ -704,12 +709,21 @@ impl Store {
         lease: Duration,
         limit: i64,
     ) -> Result<Vec<OutboxRow>> {
-        let now = Timestamp::now();
-        let lease = Lease {
-            owner,
-            until: now.plus(lease),
-        };
-        self.db.claim_outbox(source, kind, lease, now, limit).await
+        let data = Arc::new((source.to_string(), kind.to_string(), owner.to_string()));
+        self.writer
+            .write(move |tx| {
+                let data = data.clone();
+                Box::pin(async move {
+                    let (source, kind, owner) = &*data;
+                    let now = Timestamp::now();
+                    let lease = Lease {
+                        owner,
+                        until: now.plus(lease),
+                    };
+                    tx.claim_outbox(source, kind, lease, now, limit).await
+                })
+            })
+            .await
     }
 
     async fn start_outbox_in(

@@ -252,99 +252,6 @@ impl Backend for SqliteBackend {
             .collect()
     }
 
-    async fn claim_events(&self, lease: Lease<'_>, now: Timestamp, limit: i64) -> Result<Vec<i64>> {
-        // One statement: the claim is atomic (SQLite has one writer at a time).
-        Ok(sqlx::query_scalar(
-            "UPDATE webhook_events SET claimed_by = ?1, lease_until = ?2
-             WHERE id IN (
-               SELECT id FROM webhook_events
-               WHERE ((status = 'failed' AND next_attempt_at <= ?3) OR status = 'received')
-                 AND (lease_until IS NULL OR lease_until < ?3)
-               ORDER BY COALESCE(next_attempt_at, created_at), id
-               LIMIT ?4)
-             RETURNING id",
-        )
-        .bind(lease.owner)
-        .bind(ts(lease.until))
-        .bind(ts(now))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn release_leases(&self, owner: Option<&str>) -> Result<u64> {
-        let events = sqlx::query(
-            "UPDATE webhook_events SET claimed_by = NULL, lease_until = NULL
-             WHERE lease_until IS NOT NULL AND (?1 IS NULL OR claimed_by = ?1)",
-        )
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        let outbox = sqlx::query(
-            "UPDATE outbox SET claimed_by = NULL, lease_until = NULL
-             WHERE lease_until IS NOT NULL AND (?1 IS NULL OR claimed_by = ?1)",
-        )
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(events.rows_affected() + outbox.rows_affected())
-    }
-
-    async fn prune_events(&self, before: Timestamp) -> Result<(u64, u64)> {
-        let cutoff = ts(before);
-        let items = sqlx::query(
-            "DELETE FROM webhook_events
-             WHERE kind = 'item' AND status IN ('processed', 'ignored') AND updated_at < ?",
-        )
-        .bind(&cutoff)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        let deliveries = sqlx::query(
-            "DELETE FROM webhook_events
-             WHERE kind = 'delivery' AND status IN ('processed', 'ignored') AND updated_at < ?
-               AND NOT EXISTS (SELECT 1 FROM webhook_events c WHERE c.parent_id = webhook_events.id)",
-        )
-        .bind(&cutoff)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok((items, deliveries))
-    }
-
-    async fn claim_outbox(
-        &self,
-        source: &str,
-        kind: &str,
-        lease: Lease<'_>,
-        now: Timestamp,
-        limit: i64,
-    ) -> Result<Vec<OutboxRow>> {
-        let rows = sqlx::query(concat!(
-            "UPDATE outbox SET status = 'delivering', claimed_by = ?1, lease_until = ?2,
-                 attempts = attempts + 1, updated_at = ?3
-             WHERE id IN (
-               SELECT id FROM outbox
-               WHERE source = ?4 AND kind = ?5 AND status = 'pending'
-                 AND (next_attempt_at IS NULL OR next_attempt_at <= ?3)
-                 AND (lease_until IS NULL OR lease_until < ?3)
-               ORDER BY id LIMIT ?6)
-             RETURNING ",
-            outbox_columns!()
-        ))
-        .bind(lease.owner)
-        .bind(ts(lease.until))
-        .bind(ts(now))
-        .bind(source)
-        .bind(kind)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut claimed: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_>>()?;
-        claimed.sort_by_key(|r| r.id);
-        Ok(claimed)
-    }
-
     async fn cut_off_outbox(
         &self,
         source: &str,
@@ -377,6 +284,104 @@ impl Tx for SqliteTx {
     async fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit().await?;
         Ok(())
+    }
+
+    async fn claim_events(
+        &mut self,
+        lease: Lease<'_>,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<i64>> {
+        // One statement: the claim is atomic (SQLite has one writer at a time).
+        Ok(sqlx::query_scalar(
+            "UPDATE webhook_events SET claimed_by = ?1, lease_until = ?2
+             WHERE id IN (
+               SELECT id FROM webhook_events
+               WHERE ((status = 'failed' AND next_attempt_at <= ?3) OR status = 'received')
+                 AND (lease_until IS NULL OR lease_until < ?3)
+               ORDER BY COALESCE(next_attempt_at, created_at), id
+               LIMIT ?4)
+             RETURNING id",
+        )
+        .bind(lease.owner)
+        .bind(ts(lease.until))
+        .bind(ts(now))
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn release_leases(&mut self, owner: Option<&str>) -> Result<u64> {
+        let events = sqlx::query(
+            "UPDATE webhook_events SET claimed_by = NULL, lease_until = NULL
+             WHERE lease_until IS NOT NULL AND (?1 IS NULL OR claimed_by = ?1)",
+        )
+        .bind(owner)
+        .execute(&mut *self.tx)
+        .await?;
+        let outbox = sqlx::query(
+            "UPDATE outbox SET claimed_by = NULL, lease_until = NULL
+             WHERE lease_until IS NOT NULL AND (?1 IS NULL OR claimed_by = ?1)",
+        )
+        .bind(owner)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(events.rows_affected() + outbox.rows_affected())
+    }
+
+    async fn prune_events(&mut self, before: Timestamp) -> Result<(u64, u64)> {
+        let cutoff = ts(before);
+        let items = sqlx::query(
+            "DELETE FROM webhook_events
+             WHERE kind = 'item' AND status IN ('processed', 'ignored') AND updated_at < ?",
+        )
+        .bind(&cutoff)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        let deliveries = sqlx::query(
+            "DELETE FROM webhook_events
+             WHERE kind = 'delivery' AND status IN ('processed', 'ignored') AND updated_at < ?
+               AND NOT EXISTS (SELECT 1 FROM webhook_events c WHERE c.parent_id = webhook_events.id)",
+        )
+        .bind(&cutoff)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok((items, deliveries))
+    }
+
+    async fn claim_outbox(
+        &mut self,
+        source: &str,
+        kind: &str,
+        lease: Lease<'_>,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(concat!(
+            "UPDATE outbox SET status = 'delivering', claimed_by = ?1, lease_until = ?2,
+                 attempts = attempts + 1, updated_at = ?3
+             WHERE id IN (
+               SELECT id FROM outbox
+               WHERE source = ?4 AND kind = ?5 AND status = 'pending'
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= ?3)
+                 AND (lease_until IS NULL OR lease_until < ?3)
+               ORDER BY id LIMIT ?6)
+             RETURNING ",
+            outbox_columns!()
+        ))
+        .bind(lease.owner)
+        .bind(ts(lease.until))
+        .bind(ts(now))
+        .bind(source)
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut claimed: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_>>()?;
+        claimed.sort_by_key(|r| r.id);
+        Ok(claimed)
     }
 
     async fn insert_tenant(&mut self, name: &str, now: Timestamp) -> Result<i64> {

@@ -184,20 +184,7 @@ fn native_delivery(
     for item in &items {
         let op = match logic::map_item(&item.kind, &item.payload).expect("maps") {
             Mapped::Ignore(reason) => portico_sdk::DomainOp::Ignore(reason),
-            Mapped::Lead(lead) => {
-                let fields_json = lead.fields_json();
-                portico_sdk::DomainOp::CreateLead(portico_sdk::Lead {
-                    source: logic::LEAD_SOURCE.into(),
-                    external_id: lead.external_id,
-                    form_id: lead.form_id,
-                    ad_id: lead.ad_id,
-                    campaign_id: lead.campaign_id,
-                    full_name: lead.full_name,
-                    email: lead.email,
-                    phone: lead.phone,
-                    fields_json,
-                })
-            }
+            Mapped::Lead(lead) => portico_meta::lead_op(lead),
         };
         ops.push(op);
     }

@@ -138,11 +138,12 @@ fn enabled_env(base: &str) -> Vec<(&str, &str)> {
 }
 
 fn tenant_with_number(server: &Server) -> i64 {
-    let id: i64 = server
-        .cli(&["tenant", "add", "Acme"])
-        .trim()
-        .parse()
-        .unwrap();
+    tenant_with("Acme", PNID, server)
+}
+
+/// A tenant named `name` whose WhatsApp number is `pnid`.
+fn tenant_with(name: &str, pnid: &str, server: &Server) -> i64 {
+    let id: i64 = server.cli(&["tenant", "add", name]).trim().parse().unwrap();
     server.cli(&[
         "source",
         "add",
@@ -151,7 +152,7 @@ fn tenant_with_number(server: &Server) -> i64 {
         "--kind",
         "whatsapp",
         "--key",
-        PNID,
+        pnid,
     ]);
     id
 }
@@ -646,21 +647,7 @@ async fn a_case_of_another_tenant_is_refused_before_anything_is_sent() {
         .await
         .unwrap();
 
-    let other: i64 = server
-        .cli(&["tenant", "add", "Other"])
-        .trim()
-        .parse()
-        .unwrap();
-    server.cli(&[
-        "source",
-        "add",
-        "--tenant",
-        &other.to_string(),
-        "--kind",
-        "whatsapp",
-        "--key",
-        "200200200",
-    ]);
+    let other = tenant_with("Other", "200200200", &server);
     let (status, json) = send(
         &server,
         json!({"tenant_id": other, "to": "+16505551234", "body": "Hi", "case_id": acme_case}),

@@ -7,13 +7,29 @@
 
 pub mod logic;
 
+/// The operation a mapped lead becomes (shared by the component and the native benchmark).
+pub fn lead_op(lead: logic::MappedLead) -> portico_sdk::DomainOp {
+    let fields_json = lead.fields_json();
+    portico_sdk::DomainOp::CreateLead(portico_sdk::Lead {
+        source: logic::LEAD_SOURCE.into(),
+        external_id: lead.external_id,
+        form_id: lead.form_id,
+        ad_id: lead.ad_id,
+        campaign_id: lead.campaign_id,
+        full_name: lead.full_name,
+        email: lead.email,
+        phone: lead.phone,
+        fields_json,
+    })
+}
+
 #[cfg(target_arch = "wasm32")]
 mod component {
     use crate::logic::{self, Mapped};
     use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
     use portico_sdk::{
-        AdapterError, DomainOp, Item, Lead, Manifest, RecordRef, Request, Response, Route,
-        RouteKind, Verdict, host, http, outbound, signature,
+        AdapterError, DomainOp, Item, Manifest, RecordRef, Request, Response, Route, RouteKind,
+        Verdict, host, http, outbound, signature,
     };
 
     struct MetaAdapter;
@@ -93,18 +109,7 @@ mod component {
                 let graph = fetch_lead(&lead.external_id, &token)?;
                 logic::enrich(&mut lead, graph);
             }
-            let fields_json = lead.fields_json();
-            Ok(vec![DomainOp::CreateLead(Lead {
-                source: logic::LEAD_SOURCE.into(),
-                external_id: lead.external_id,
-                form_id: lead.form_id,
-                ad_id: lead.ad_id,
-                campaign_id: lead.campaign_id,
-                full_name: lead.full_name,
-                email: lead.email,
-                phone: lead.phone,
-                fields_json,
-            })])
+            Ok(vec![crate::lead_op(lead)])
         }
 
         fn handle(req: Request) -> Option<Response> {

@@ -8,7 +8,9 @@
 #  3. Meta with Graph lead retrieval from a fake Graph API answering after 2 s, at
 #     GRAPH_RATE leads/s (5) for GRAPH_SECONDS (10): webhook p99, and how long until
 #     every acknowledged lead has its Graph fields (waiting at most GRAPH_WAIT s, 180);
-#  4. peak resident memory (VmHWM) of each portico process, and per run the share of
+#  4. Portico Meta at full speed on PostgreSQL (a throwaway server of this run,
+#     fsync on, on 127.0.0.1), to read against the SQLite run of 1 (set PG=0 to skip);
+#  5. peak resident memory (VmHWM) of each portico process, and per run the share of
 #     the machine's CPU other processes took (a neighbour's noise: run again).
 #   bench/ingest.sh [SECONDS] [CONCURRENCY]
 # Binaries are taken from $CARGO_TARGET_DIR (default target/); only 127.0.0.1 is used.
@@ -38,9 +40,13 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null || true
   done
+  if [ -n "${pgdata:-}" ]; then as_pg "$pgbin/pg_ctl" -D "$pgdata" -m immediate stop >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
+# PostgreSQL's server refuses root: run it as the postgres user then.
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pgbin=$(dirname "$(realpath "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1)")" 2>/dev/null || true)
 
 # Only the two adapters measured, from the repo's manifest, components from $tdir.
 awk '/^\[/ { keep = /^\[(defaults|plugins\.meta|plugins\.whatsapp)[].]/ } keep' plugins.toml |
@@ -66,8 +72,8 @@ wait_port() { # PORT PID: until something listens there (60 s at most)
   return 1
 }
 server=
-start_portico() { # DBFILE: a fresh database, one tenant with both sources, then serve
-  export DATABASE_URL="sqlite://$work/$1"
+start_portico() { # DATABASE_URL: a fresh database, one tenant with both sources, then serve
+  export DATABASE_URL="$1"
   local tenant
   tenant=$($bin tenant add Bench)
   $bin source add --tenant "$tenant" --kind meta --key "$page" >/dev/null
@@ -141,7 +147,7 @@ $load --baseline "127.0.0.1:$bport" >/dev/null &
 base_pid=$!
 pids+=("$base_pid")
 wait_port "$bport" "$base_pid"
-start_portico bench.db
+start_portico "sqlite://$work/bench.db"
 rss_idle=$(awk '/^VmRSS/ { printf "%.0f MB", $2 / 1024 }' "/proc/$server/status")
 
 echo "== bare baseline: $secs s, $conc connections"
@@ -165,11 +171,29 @@ graph_pid=$!
 pids+=("$graph_pid")
 wait_port "$gport" "$graph_pid"
 export META_GRAPH_BASE_URL=http://127.0.0.1:$gport META_PAGE_ACCESS_TOKEN=bench-token
-start_portico graph.db
+start_portico "sqlite://$work/graph.db"
 echo "== Portico Meta, Graph answering after 2 s: $graph_secs s at $graph_rate/s, open loop"
 measure graph --url "$purl" --target meta --page "$page" --duration "$graph_secs" --rate "$graph_rate" --ids-out "$work/graph.ids"
 check graph --graph-fields --within "$graph_wait"
 stop "$server"
+
+unset META_GRAPH_BASE_URL META_PAGE_ACCESS_TOKEN
+if [ "${PG:-1}" != 0 ]; then
+  [ -x "$pgbin/initdb" ] || { echo "PostgreSQL server binaries not found (apt-get install postgresql), or PG=0" >&2; exit 1; }
+  pgdata=$work/pg
+  mkdir -p "$pgdata"
+  [ "$(id -u)" != 0 ] || chown postgres: "$work" "$pgdata"
+  pgport=$(free_port)
+  as_pg "$pgbin/initdb" -D "$pgdata" -A trust -U postgres -E UTF8 >/dev/null
+  as_pg "$pgbin/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w \
+    -o "-p $pgport -k $pgdata -c listen_addresses=127.0.0.1 -c max_connections=100" start >/dev/null
+  "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U postgres bench
+  start_portico "postgres://postgres@127.0.0.1:$pgport/bench"
+  echo "== Portico Meta on PostgreSQL: $secs s, $conc connections"
+  measure pgmeta --url "$purl" --target meta --page "$page" --duration "$secs" --concurrency "$conc" --warmup 2 --ids-out "$work/pgmeta.ids"
+  check pgmeta --within "$store_wait"
+  stop "$server"
+fi
 
 base_rps=$(val base rps)
 echo
@@ -195,6 +219,10 @@ row meta "portico meta, full speed"
 row half "portico meta, $half/s"
 row wa "portico whatsapp, full speed"
 row graph "meta + Graph 2 s, $graph_rate/s"
+if [ -n "${res[pgmeta]:-}" ]; then
+  row pgmeta "portico meta on postgres"
+  awk -v p="$(val pgmeta rps)" -v s="$(val meta rps)" 'BEGIN { if (s > 0) printf "postgres/sqlite, one process, meta full speed: %.2f\n", p / s }'
+fi
 echo "(non2xx counts transport errors too; x-base: throughput over the baseline's, full-speed runs only;" \
   "peak-rss: the portico process's VmHWM so far; others: the machine's CPU taken by other" \
   "processes during the run (more than a few % and the figures are noise: run again); stored: acknowledged ids in the database," \

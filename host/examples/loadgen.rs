@@ -399,6 +399,11 @@ fn report(target: Target, rate: f64, s: &Outcome) {
     );
 }
 
+enum Db {
+    Sqlite(sqlx::SqliteConnection),
+    Pg(sqlx::PgConnection),
+}
+
 /// Poll the database until every id is stored (with its Graph fields if asked).
 async fn check_stored(args: &Args) -> bool {
     use sqlx::ConnectOptions;
@@ -408,11 +413,26 @@ async fn check_stored(args: &Args) -> bool {
     let text = std::fs::read_to_string(path).unwrap();
     let mut missing: HashSet<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     let expected = missing.len();
-    let mut db = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    // PostgreSQL commits concurrently, so ids do not grow in commit order there:
+    // rescan everything each round (SQLite: only rows past the last seen id).
+    let postgres = url.starts_with("postgres");
+    let mut db = if postgres {
+        Db::Pg(
+            sqlx::postgres::PgConnectOptions::from_str(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        )
+    } else {
+        Db::Sqlite(
+            sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        )
+    };
     let messages = args.target == Some(Target::Whatsapp);
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.within);
@@ -420,22 +440,19 @@ async fn check_stored(args: &Args) -> bool {
     loop {
         // Rows only ever appear (SQLite has one writer, so ids grow in commit
         // order); Graph fields may be filled in later, so that case rescans.
-        let rows: Vec<(i64, Option<String>)> = if messages {
-            sqlx::query_as("SELECT id, external_id FROM messages WHERE id > ?")
-                .bind(last_row)
-                .fetch_all(&mut db)
-                .await
+        let sql = if messages {
+            "SELECT id, external_id FROM messages WHERE id > $1"
         } else if args.graph_fields {
-            sqlx::query_as(
-                "SELECT id, external_id FROM leads WHERE full_name IS NOT NULL AND full_name != ''",
-            )
-            .fetch_all(&mut db)
-            .await
+            "SELECT id, external_id FROM leads WHERE full_name IS NOT NULL AND full_name != '' AND id > $1"
         } else {
-            sqlx::query_as("SELECT id, external_id FROM leads WHERE id > ?")
-                .bind(last_row)
-                .fetch_all(&mut db)
-                .await
+            "SELECT id, external_id FROM leads WHERE id > $1"
+        };
+        let rows: Vec<(i64, Option<String>)> = match &mut db {
+            Db::Pg(c) => sqlx::query_as(sql).bind(0i64).fetch_all(c).await,
+            Db::Sqlite(c) => {
+                let after = if args.graph_fields { 0 } else { last_row };
+                sqlx::query_as(sql).bind(after).fetch_all(c).await
+            }
         }
         .unwrap();
         for (row, id) in rows {

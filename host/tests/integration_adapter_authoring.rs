@@ -136,11 +136,11 @@ async fn a_new_adapter_is_added_to_a_running_host_whose_binary_is_unchanged() {
     .await;
     server.processed(ok).await;
     let db = server.db().await;
-    let row: (String, String, String) =
-        sqlx::query_as("SELECT source, external_id, fields_json FROM leads")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let row: (String, String, String) = db
+        .query_as("SELECT source, external_id, fields_json FROM leads")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(
         row,
         (

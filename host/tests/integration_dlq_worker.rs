@@ -7,6 +7,14 @@ use common::*;
 use sqlx::Row;
 use std::time::{Duration, Instant};
 
+both_backends!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_failed_item_is_retried_once_the_operator_fixes_the_cause,
+    an_item_out_of_attempts_goes_dead_and_health_counts_it,
+    unparseable_payloads_go_dead_at_once,
+    old_finished_events_are_pruned_and_failures_kept,
+);
+
 async fn wait_for_status(
     server: &Server,
     dedup_key: &str,
@@ -16,12 +24,12 @@ async fn wait_for_status(
     let db = server.db().await;
     let deadline = Instant::now() + within;
     loop {
-        let row =
-            sqlx::query("SELECT status, error, attempts FROM webhook_events WHERE dedup_key = ?")
-                .bind(dedup_key)
-                .fetch_optional(&db)
-                .await
-                .unwrap();
+        let row = db
+            .query("SELECT status, error, attempts FROM webhook_events WHERE dedup_key = ?")
+            .bind(dedup_key)
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap();
         if let Some(row) = row {
             let status: String = row.get("status");
             if status == want || Instant::now() > deadline {
@@ -33,7 +41,6 @@ async fn wait_for_status(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_item_is_retried_once_the_operator_fixes_the_cause() {
     let server = Server::start(
         &meta_entry(""),
@@ -83,7 +90,6 @@ async fn a_failed_item_is_retried_once_the_operator_fixes_the_cause() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_item_out_of_attempts_goes_dead_and_health_counts_it() {
     let server = Server::start(
         &meta_entry(""),
@@ -130,7 +136,6 @@ async fn an_item_out_of_attempts_goes_dead_and_health_counts_it() {
     assert!(out.contains("1 processed"), "{out}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unparseable_payloads_go_dead_at_once() {
     let server = Server::start(&meta_entry(""), &[("PORTICO_RETRY_POLL_MS", "100")]);
     let response = post_signed(
@@ -145,7 +150,6 @@ async fn unparseable_payloads_go_dead_at_once() {
     assert!(json["error"].as_str().unwrap().contains("invalid_json"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_finished_events_are_pruned_and_failures_kept() {
     let mut server = Server::start(&meta_entry(""), &[]);
     server.tenant_with_page(PAGE_ID);
@@ -159,10 +163,11 @@ async fn old_finished_events_are_pruned_and_failures_kept() {
         server.processed(answer).await;
     }
     let db = server.db().await;
-    sqlx::query("UPDATE webhook_events SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-20 days'), next_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1 day')")
-        .execute(&db)
-        .await
-        .unwrap();
+    db.execute(db.pick(
+        "UPDATE webhook_events SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-20 days'), next_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1 day')",
+        "UPDATE webhook_events SET updated_at = now() - interval '20 days', next_attempt_at = now() + interval '1 day'",
+    ))
+    .await;
     // Pruning runs when the worker starts.
     server.crash_and_restart();
     let deadline = Instant::now() + Duration::from_secs(10);

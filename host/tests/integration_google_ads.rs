@@ -12,6 +12,15 @@ use sqlx::Row;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+both_backends!(
+    [flavor = "multi_thread", worker_threads = 2]
+    intake_validates_every_field_and_is_idempotent,
+    a_batch_uploads_and_one_bad_row_fails_alone,
+    a_429_is_retried_after_retry_after,
+    a_401_stops_the_uploader_with_the_reason_in_health,
+    the_seed_body_is_enough_with_uploads_off_and_a_refused_one_is_refused_again,
+);
+
 #[derive(Default)]
 struct FakeGoogle {
     /// Statuses to answer first, one per request (e.g. a 429), then normal answers.
@@ -116,7 +125,6 @@ async fn post(server: &Server, body: &str, key: Option<&str>) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_validates_every_field_and_is_idempotent() {
     let (base, _fake) = fake_google().await;
     let server = Server::start(&google_entry(), &env_for(&base, "false"));
@@ -178,8 +186,8 @@ async fn intake_validates_every_field_and_is_idempotent() {
         count(&db, "SELECT COUNT(*) FROM conversion_uploads").await,
         2
     );
-    let row = sqlx::query("SELECT conversion_time, conversion_action, status FROM conversion_uploads WHERE order_id = 'crm-1'")
-        .fetch_one(&db)
+    let row = db.query("SELECT conversion_time, conversion_action, status FROM conversion_uploads WHERE order_id = 'crm-1'")
+        .fetch_one(&db.pool)
         .await
         .unwrap();
     assert_eq!(
@@ -224,7 +232,6 @@ async fn wait_until_no_pending(server: &Server, within: Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_uploads_and_one_bad_row_fails_alone() {
     let (base, fake) = fake_google().await;
     let server = Server::start(&google_entry(), &env_for(&base, "true"));
@@ -238,11 +245,11 @@ async fn a_batch_uploads_and_one_bad_row_fails_alone() {
     }
     wait_until_no_pending(&server, Duration::from_secs(15)).await;
     let db = server.db().await;
-    let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT click_id, status, error FROM conversion_uploads ORDER BY id")
-            .fetch_all(&db)
-            .await
-            .unwrap();
+    let rows: Vec<(String, String, Option<String>)> = db
+        .query_as("SELECT click_id, status, error FROM conversion_uploads ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(rows[0].1, "uploaded");
     assert_eq!(rows[2].1, "uploaded");
     assert_eq!(rows[1].1, "failed");
@@ -272,7 +279,6 @@ async fn a_batch_uploads_and_one_bad_row_fails_alone() {
     assert_eq!(total, 3, "each row sent once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_is_retried_after_retry_after() {
     let (base, fake) = fake_google().await;
     fake.lock().unwrap().queue = vec![429];
@@ -286,16 +292,15 @@ async fn a_429_is_retried_after_retry_after() {
     assert_eq!(status, 200);
     wait_until_no_pending(&server, Duration::from_secs(15)).await;
     let db = server.db().await;
-    let (status, attempts): (String, i64) =
-        sqlx::query_as("SELECT status, attempts FROM conversion_uploads")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let (status, attempts): (String, i64) = db
+        .query_as("SELECT status, attempts FROM conversion_uploads")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!((status.as_str(), attempts), ("uploaded", 2));
     assert_eq!(fake.lock().unwrap().requests.len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_stops_the_uploader_with_the_reason_in_health() {
     let (base, fake) = fake_google().await;
     fake.lock().unwrap().unauthorized = true;
@@ -349,7 +354,6 @@ async fn a_401_stops_the_uploader_with_the_reason_in_health() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_body_is_enough_with_uploads_off_and_a_refused_one_is_refused_again() {
     let server = Server::start(&google_entry(), &[]);
     // The seed's stub: a click id, a time, a value, a currency; nothing else set.

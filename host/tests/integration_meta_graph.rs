@@ -7,6 +7,22 @@ mod common;
 use common::*;
 use sqlx::Row;
 
+both_backends!(
+    [flavor = "multi_thread", worker_threads = 2]
+    lead_is_filled_from_the_graph_api,
+    graph_errors_fail_the_item_and_an_admin_replay_recovers_it,
+    cli_replay_all_failed_processes_failed_events_once_graph_is_back,
+    a_slow_graph_times_out_the_item_only,
+    a_host_not_in_allowed_hosts_is_refused_by_the_host,
+    the_answer_never_waits_for_the_graph_api,
+);
+both_backends!(
+    any_rotated_secret_verifies_and_malformed_signatures_are_401,
+    the_reference_test_vector_verifies_through_the_server,
+    handshake_refuses_when_the_token_is_unset_or_parameters_missing,
+    a_batch_of_entries_and_changes_is_processed_change_by_change,
+);
+
 const TOKEN: &str = "page-token-xyz";
 const ADMIN: &str = "admin-token-123";
 
@@ -23,13 +39,12 @@ async fn item_row(server: &Server, dedup_key: &str) -> (String, Option<String>) 
     let db = server.db().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let row = sqlx::query(
-            "SELECT status, error FROM webhook_events WHERE kind = 'item' AND dedup_key = ?",
-        )
-        .bind(dedup_key)
-        .fetch_optional(&db)
-        .await
-        .unwrap();
+        let row = db
+            .query("SELECT status, error FROM webhook_events WHERE kind = 'item' AND dedup_key = ?")
+            .bind(dedup_key)
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap();
         if let Some(row) = row {
             let status: String = row.get("status");
             if status != "received" || std::time::Instant::now() > deadline {
@@ -44,7 +59,6 @@ async fn item_row(server: &Server, dedup_key: &str) -> (String, Option<String>) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lead_is_filled_from_the_graph_api() {
     let graph = FakeGraph::start(GraphMode::Ok).await;
     let server = Server::start(&meta_entry(&graph.meta_lines()), &graph_env(&graph));
@@ -58,12 +72,13 @@ async fn lead_is_filled_from_the_graph_api() {
     server.processed(response).await;
 
     let db = server.db().await;
-    let lead = sqlx::query(
-        "SELECT full_name, email, phone, ad_id, campaign_id, form_id, fields_json FROM leads",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
+    let lead = db
+        .query(
+            "SELECT full_name, email, phone, ad_id, campaign_id, form_id, fields_json FROM leads",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(lead.get::<String, _>("full_name"), "José Pérez");
     assert_eq!(lead.get::<String, _>("email"), "jose.perez@example.com");
     assert_eq!(lead.get::<String, _>("phone"), "+5511987654321");
@@ -80,7 +95,6 @@ async fn lead_is_filled_from_the_graph_api() {
     assert!(!server.log_text().contains(TOKEN));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graph_errors_fail_the_item_and_an_admin_replay_recovers_it() {
     let graph = FakeGraph::start(GraphMode::Expired).await;
     let server = Server::start(&meta_entry(&graph.meta_lines()), &graph_env(&graph));
@@ -163,8 +177,13 @@ async fn graph_errors_fail_the_item_and_an_admin_replay_recovers_it() {
     );
 
     // Replaying what is already processed creates nothing new.
+    let item: i64 = db
+        .query_scalar("SELECT id FROM webhook_events WHERE dedup_key = 'leadgen:31'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     let again = client
-        .post(server.url("/api/admin/dlq/2/replay"))
+        .post(server.url(&format!("/api/admin/dlq/{item}/replay")))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -173,7 +192,6 @@ async fn graph_errors_fail_the_item_and_an_admin_replay_recovers_it() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM leads").await, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_replay_all_failed_processes_failed_events_once_graph_is_back() {
     let graph = FakeGraph::start(GraphMode::Down).await;
     let server = Server::start(&meta_entry(&graph.meta_lines()), &graph_env(&graph));
@@ -209,7 +227,6 @@ async fn cli_replay_all_failed_processes_failed_events_once_graph_is_back() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_graph_times_out_the_item_only() {
     let graph = FakeGraph::start(GraphMode::Slow(8_000)).await;
     let server = Server::start(&meta_entry(&graph.meta_lines()), &graph_env(&graph));
@@ -232,7 +249,6 @@ async fn a_slow_graph_times_out_the_item_only() {
     assert!(error.unwrap().contains("timed out"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_not_in_allowed_hosts_is_refused_by_the_host() {
     let graph = FakeGraph::start(GraphMode::Ok).await;
     // allowed_hosts names only the real Graph host, so the fake is off limits.
@@ -257,7 +273,6 @@ async fn a_host_not_in_allowed_hosts_is_refused_by_the_host() {
     assert_eq!(graph.requests(), 0, "the fake must never have been called");
 }
 
-#[tokio::test]
 async fn any_rotated_secret_verifies_and_malformed_signatures_are_401() {
     let server = Server::start(
         &meta_entry(""),
@@ -303,7 +318,6 @@ async fn any_rotated_secret_verifies_and_malformed_signatures_are_401() {
     );
 }
 
-#[tokio::test]
 async fn the_reference_test_vector_verifies_through_the_server() {
     // providers.md §A.4: these exact 496 bytes, signed with test_app_secret_123.
     let body =
@@ -335,7 +349,6 @@ async fn the_reference_test_vector_verifies_through_the_server() {
     );
 }
 
-#[tokio::test]
 async fn handshake_refuses_when_the_token_is_unset_or_parameters_missing() {
     let unset = Server::start(&meta_entry(""), &[]);
     let r = reqwest::get(unset.url(
@@ -371,7 +384,6 @@ async fn handshake_refuses_when_the_token_is_unset_or_parameters_missing() {
     assert_eq!(opaque.text().await.unwrap(), "ch-é_x+1");
 }
 
-#[tokio::test]
 async fn a_batch_of_entries_and_changes_is_processed_change_by_change() {
     let server = Server::start(&meta_entry(""), &[]);
     server.tenant_with_page(PAGE_ID);
@@ -398,21 +410,21 @@ async fn a_batch_of_entries_and_changes_is_processed_change_by_change() {
         "{json}"
     );
     let db = server.db().await;
-    let ids: Vec<String> = sqlx::query_scalar("SELECT external_id FROM leads ORDER BY external_id")
-        .fetch_all(&db)
+    let ids: Vec<String> = db
+        .query_scalar("SELECT external_id FROM leads ORDER BY external_id")
+        .fetch_all(&db.pool)
         .await
         .unwrap();
     assert_eq!(ids, ["123123123123", "123123123124", "233370042045345"]);
     // The test-tool lead has no ad id.
-    let ad: Option<String> =
-        sqlx::query_scalar("SELECT ad_id FROM leads WHERE external_id = '233370042045345'")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let ad: Option<String> = db
+        .query_scalar("SELECT ad_id FROM leads WHERE external_id = '233370042045345'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(ad, None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_answer_never_waits_for_the_graph_api() {
     // Graph holds every lead GET until the test lets it go: an answer that waited
     // for it would never come.

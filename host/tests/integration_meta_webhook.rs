@@ -6,7 +6,21 @@ mod common;
 use common::*;
 use sqlx::Row;
 
-#[tokio::test]
+both_backends!(
+    signed_lead_is_stored_with_its_raw_event,
+    correlation_id_is_generated_when_not_sent,
+    wrong_or_missing_signature_is_401_and_nothing_is_stored,
+    duplicate_delivery_makes_one_lead,
+    unknown_page_fails_its_item_and_still_answers_200,
+    one_bad_change_does_not_hold_back_the_others,
+    legacy_route_behaves_like_the_canonical_one,
+    handshake_echoes_the_challenge_only_for_the_right_token,
+    body_above_the_plugin_limit_is_413,
+    store_that_cannot_be_written_answers_503,
+    unknown_routes_answer_json_404,
+    a_delivery_sent_again_after_its_item_failed_stores_the_lead,
+);
+
 async fn signed_lead_is_stored_with_its_raw_event() {
     let server = Server::start(&meta_entry(""), &[]);
     let tenant = server.tenant_with_page(PAGE_ID);
@@ -24,20 +38,20 @@ async fn signed_lead_is_stored_with_its_raw_event() {
     server.processed(response).await;
 
     let db = server.db().await;
-    let lead =
-        sqlx::query("SELECT tenant_id, source, external_id, form_id, fields_json FROM leads")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let lead = db
+        .query("SELECT tenant_id, source, external_id, form_id, fields_json FROM leads")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(lead.get::<i64, _>("tenant_id"), tenant);
     assert_eq!(lead.get::<String, _>("source"), "Meta");
     assert_eq!(lead.get::<String, _>("external_id"), "233370042045345");
     assert_eq!(lead.get::<String, _>("form_id"), "172036835026334");
 
-    let delivery = sqlx::query(
+    let delivery = db.query(
         "SELECT source, correlation_id, payload, payload_hash, status FROM webhook_events WHERE kind = 'delivery'",
     )
-    .fetch_one(&db)
+    .fetch_one(&db.pool)
     .await
     .unwrap();
     assert_eq!(delivery.get::<String, _>("source"), "meta");
@@ -48,14 +62,13 @@ async fn signed_lead_is_stored_with_its_raw_event() {
         sha256_hex(body.as_bytes())
     );
     let item_status: String =
-        sqlx::query_scalar("SELECT status FROM webhook_events WHERE kind = 'item' AND dedup_key = 'leadgen:233370042045345'")
-            .fetch_one(&db)
+        db.query_scalar("SELECT status FROM webhook_events WHERE kind = 'item' AND dedup_key = 'leadgen:233370042045345'")
+            .fetch_one(&db.pool)
             .await
             .unwrap();
     assert_eq!(item_status, "processed");
 }
 
-#[tokio::test]
 async fn correlation_id_is_generated_when_not_sent() {
     let server = Server::start(&meta_entry(""), &[]);
     server.tenant_with_page(PAGE_ID);
@@ -72,15 +85,14 @@ async fn correlation_id_is_generated_when_not_sent() {
         .to_string();
     assert_eq!(id.len(), 36, "a uuid: {id}");
     let db = server.db().await;
-    let stored: String =
-        sqlx::query_scalar("SELECT correlation_id FROM webhook_events WHERE kind = 'delivery'")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let stored: String = db
+        .query_scalar("SELECT correlation_id FROM webhook_events WHERE kind = 'delivery'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(stored, id);
 }
 
-#[tokio::test]
 async fn wrong_or_missing_signature_is_401_and_nothing_is_stored() {
     let server = Server::start(&meta_entry(""), &[]);
     server.tenant_with_page(PAGE_ID);
@@ -117,7 +129,6 @@ async fn wrong_or_missing_signature_is_401_and_nothing_is_stored() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM leads").await, 0);
 }
 
-#[tokio::test]
 async fn duplicate_delivery_makes_one_lead() {
     let server = Server::start(&meta_entry(""), &[]);
     server.tenant_with_page(PAGE_ID);
@@ -152,7 +163,6 @@ async fn duplicate_delivery_makes_one_lead() {
     );
 }
 
-#[tokio::test]
 async fn unknown_page_fails_its_item_and_still_answers_200() {
     let server = Server::start(&meta_entry(""), &[]);
     let url = server.url("/api/integrations/meta/webhook");
@@ -161,10 +171,9 @@ async fn unknown_page_fails_its_item_and_still_answers_200() {
     assert_eq!(json["items"][0]["status"], "failed", "{json}");
 
     let db = server.db().await;
-    let row = sqlx::query(
-        "SELECT status, error, next_attempt_at FROM webhook_events WHERE kind = 'item'",
-    )
-    .fetch_one(&db)
+    let row = db
+        .query("SELECT status, error, CAST(next_attempt_at AS TEXT) AS next_attempt_at FROM webhook_events WHERE kind = 'item'")
+        .fetch_one(&db.pool)
     .await
     .unwrap();
     assert_eq!(row.get::<String, _>("status"), "failed");
@@ -178,7 +187,6 @@ async fn unknown_page_fails_its_item_and_still_answers_200() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM leads").await, 0);
 }
 
-#[tokio::test]
 async fn one_bad_change_does_not_hold_back_the_others() {
     let server = Server::start(&meta_entry(""), &[]);
     server.tenant_with_page(PAGE_ID);
@@ -210,7 +218,6 @@ async fn one_bad_change_does_not_hold_back_the_others() {
     );
 }
 
-#[tokio::test]
 async fn legacy_route_behaves_like_the_canonical_one() {
     let server = Server::start(&meta_entry(""), &[]);
     server.tenant_with_page(PAGE_ID);
@@ -226,7 +233,6 @@ async fn legacy_route_behaves_like_the_canonical_one() {
     );
 }
 
-#[tokio::test]
 async fn handshake_echoes_the_challenge_only_for_the_right_token() {
     let server = Server::start(&meta_entry(""), &[("META_VERIFY_TOKEN", "my-verify-token")]);
     let base = server.url("/api/integrations/meta/webhook");
@@ -251,7 +257,6 @@ async fn handshake_echoes_the_challenge_only_for_the_right_token() {
     assert_eq!(wrong.status(), 403);
 }
 
-#[tokio::test]
 async fn body_above_the_plugin_limit_is_413() {
     let server = Server::start(&meta_entry("limits = { max_body_bytes = 2048 }"), &[]);
     let big = "x".repeat(4096);
@@ -270,14 +275,10 @@ async fn body_above_the_plugin_limit_is_413() {
     );
 }
 
-#[tokio::test]
 async fn store_that_cannot_be_written_answers_503() {
     let server = Server::start(&meta_entry(""), &[]);
     let db = server.db().await;
-    sqlx::query("DROP TABLE webhook_events")
-        .execute(&db)
-        .await
-        .unwrap();
+    db.execute("DROP TABLE webhook_events").await;
     let response = post_signed(
         &server.url("/api/integrations/meta/webhook"),
         &lead_body(PAGE_ID, "1"),
@@ -289,7 +290,6 @@ async fn store_that_cannot_be_written_answers_503() {
     assert_eq!(json["error"], "store_unavailable");
 }
 
-#[tokio::test]
 async fn unknown_routes_answer_json_404() {
     let server = Server::start(&meta_entry(""), &[]);
     for path in [
@@ -304,7 +304,6 @@ async fn unknown_routes_answer_json_404() {
     }
 }
 
-#[tokio::test]
 async fn a_delivery_sent_again_after_its_item_failed_stores_the_lead() {
     let server = Server::start(&meta_entry(""), &[]);
     let url = server.url("/api/integrations/meta/webhook");
@@ -327,12 +326,12 @@ async fn a_delivery_sent_again_after_its_item_failed_stores_the_lead() {
     );
     let db = server.db().await;
     assert_eq!(count(&db, "SELECT COUNT(*) FROM leads").await, 1);
-    let (status, attempts): (String, i64) =
-        sqlx::query_as("SELECT status, attempts FROM webhook_events WHERE id = ?")
-            .bind(item_id)
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let (status, attempts): (String, i64) = db
+        .query_as("SELECT status, attempts FROM webhook_events WHERE id = ?")
+        .bind(item_id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!((status.as_str(), attempts), ("processed", 2));
 
     // A third time: processed already, a no-op.

@@ -144,8 +144,9 @@ async fn swapping_the_wasm_under_load_fails_no_request() {
     let db = server.db().await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let stored: Vec<String> = sqlx::query_scalar("SELECT external_id FROM leads")
-            .fetch_all(&db)
+        let stored: Vec<String> = db
+            .query_scalar("SELECT external_id FROM leads")
+            .fetch_all(&db.pool)
             .await
             .unwrap();
         let stored: std::collections::HashSet<String> = stored.into_iter().collect();

@@ -15,12 +15,33 @@ const WA_SECRET: &str = "wa-secret";
 const ADMIN: &str = "admin-token";
 const PNID: &str = "106540352242922";
 
+both_backends!(
+    [flavor = "multi_thread", worker_threads = 2]
+    disabled_by_default_the_routes_answer_503,
+    every_inbound_type_lands_in_contacts_cases_and_messages,
+    send_persists_the_message_and_statuses_never_move_backwards,
+    provider_errors_answer_502_and_the_attempt_is_kept,
+    one_idempotency_key_is_one_send_and_a_replay_calls_nothing,
+    a_case_of_another_tenant_is_refused_before_anything_is_sent,
+    a_send_that_times_out_is_kept_failed_and_never_sent_again,
+    a_store_error_after_the_provider_answered_never_sends_again,
+);
+
 #[derive(Default)]
 struct FakeCloud {
     sent: Vec<(String, String, Value)>,
-    /// Recipients ending in 999000 get their answer while this database is
-    /// write-locked for 12 s: the host cannot record what the provider said.
+    /// Recipients ending in 999000 get their answer while this database
+    /// refuses writes for 12 s: the host cannot record what the provider said.
     lock_db: Option<String>,
+}
+
+/// Make the database at `db_url` refuse the host's writes for `secs`.
+async fn refuse_writes(db_url: &str, secs: u64) {
+    if db_url.starts_with("postgres") {
+        refuse_connections(db_url, secs).await
+    } else {
+        hold_write_lock(db_url, secs).await
+    }
 }
 
 /// Hold SQLite's write lock on `db_url` for `secs` (longer than the host's busy timeout).
@@ -34,6 +55,30 @@ async fn hold_write_lock(db_url: &str, secs: u64) {
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
         let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+    });
+}
+
+/// PostgreSQL has no busy timeout (a lock only makes writers wait), so its
+/// equivalent is an outage: the database's connections are cut and new ones
+/// refused for `secs`.
+async fn refuse_connections(db_url: &str, secs: u64) {
+    use sqlx::{AssertSqlSafe, Connection};
+    let (server, name) = db_url.rsplit_once('/').unwrap();
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    let allow =
+        |on: bool| AssertSqlSafe(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {on}"));
+    let reopen = allow(true);
+    sqlx::query(allow(false)).execute(&mut admin).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+        sqlx::query(reopen).execute(&mut admin).await.unwrap();
     });
 }
 
@@ -59,7 +104,7 @@ async fn fake_cloud() -> (String, Arc<Mutex<FakeCloud>>) {
             tokio::time::sleep(std::time::Duration::from_secs(6)).await;
         }
         if let Some(db) = lock {
-            hold_write_lock(&db, 12).await;
+            refuse_writes(&db, 12).await;
         }
         let s = state.lock().unwrap();
         let err = |status: u16, code: u64, message: &str, details: &str| {
@@ -205,7 +250,6 @@ fn statuses(wamid: &str, list: &[(&str, Option<(u64, &str)>)]) -> String {
     json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": PNID}, "statuses": items}}]}]}).to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_by_default_the_routes_answer_503() {
     let server = Server::start(&whatsapp_entry(), &[]);
     let r = post_signed(
@@ -228,7 +272,6 @@ async fn disabled_by_default_the_routes_answer_503() {
     assert_eq!(health["integrations"]["whatsapp"], false);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_inbound_type_lands_in_contacts_cases_and_messages() {
     let (base, _cloud) = fake_cloud().await;
     let server = Server::start(&whatsapp_entry(), &enabled_env(&base));
@@ -263,11 +306,11 @@ async fn every_inbound_type_lands_in_contacts_cases_and_messages() {
     );
 
     let db = server.db().await;
-    let bodies: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT external_id, kind, body FROM messages ORDER BY id")
-            .fetch_all(&db)
-            .await
-            .unwrap();
+    let bodies: Vec<(String, String, String)> = db
+        .query_as("SELECT external_id, kind, body FROM messages ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
     let body_of = |wamid: &str| {
         bodies
             .iter()
@@ -301,8 +344,8 @@ async fn every_inbound_type_lands_in_contacts_cases_and_messages() {
     assert_eq!(body_of("wamid.U1"), "Message type unknown (edit)");
     assert!(body_of("wamid.SYS1").starts_with("User José Pérez changed"));
     let (media, reply, ts): (Option<String>, Option<String>, Option<i64>) =
-        sqlx::query_as("SELECT (SELECT media_id FROM messages WHERE external_id = 'wamid.I1'), (SELECT reply_to FROM messages WHERE external_id = 'wamid.B1'), (SELECT provider_timestamp FROM messages WHERE external_id = 'wamid.T1')")
-            .fetch_one(&db)
+        db.query_as("SELECT (SELECT media_id FROM messages WHERE external_id = 'wamid.I1'), (SELECT reply_to FROM messages WHERE external_id = 'wamid.B1'), (SELECT provider_timestamp FROM messages WHERE external_id = 'wamid.T1')")
+            .fetch_one(&db.pool)
             .await
             .unwrap();
     assert_eq!(
@@ -314,11 +357,11 @@ async fn every_inbound_type_lands_in_contacts_cases_and_messages() {
         )
     );
 
-    let contacts: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT phone, name FROM contacts ORDER BY phone")
-            .fetch_all(&db)
-            .await
-            .unwrap();
+    let contacts: Vec<(String, Option<String>)> = db
+        .query_as("SELECT phone, name FROM contacts ORDER BY phone")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(
         contacts,
         vec![
@@ -344,11 +387,11 @@ async fn every_inbound_type_lands_in_contacts_cases_and_messages() {
         .replace("Ana Souza", "Ana S. Souza")
         .replace("wamid.", "wamid.2.");
     post_delivery(&server, &renamed).await;
-    let name: Option<String> =
-        sqlx::query_scalar("SELECT name FROM contacts WHERE phone = '5511987654321'")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let name: Option<String> = db
+        .query_scalar("SELECT name FROM contacts WHERE phone = '5511987654321'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(name.as_deref(), Some("Ana S. Souza"));
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM cases").await,
@@ -357,7 +400,6 @@ async fn every_inbound_type_lands_in_contacts_cases_and_messages() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_persists_the_message_and_statuses_never_move_backwards() {
     let (base, cloud) = fake_cloud().await;
     let server = Server::start(&whatsapp_entry(), &enabled_env(&base));
@@ -410,12 +452,12 @@ async fn send_persists_the_message_and_statuses_never_move_backwards() {
         );
     }
     let db = server.db().await;
-    let (direction, st, contact, case): (String, String, Option<i64>, Option<i64>) =
-        sqlx::query_as(
+    let (direction, st, contact, case): (String, String, Option<i64>, Option<i64>) = db
+        .query_as(
             "SELECT direction, status, contact_id, case_id FROM messages WHERE external_id = ?",
         )
         .bind(&wamid)
-        .fetch_one(&db)
+        .fetch_one(&db.pool)
         .await
         .unwrap();
     assert_eq!((direction.as_str(), st.as_str()), ("outbound", "sent"));
@@ -434,11 +476,11 @@ async fn send_persists_the_message_and_statuses_never_move_backwards() {
         .map(|i| i["status"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["processed", "ignored"], "{j}");
-    let (reply_case, reply_to): (Option<i64>, Option<String>) =
-        sqlx::query_as("SELECT case_id, reply_to FROM messages WHERE external_id = 'wamid.REPLY1'")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let (reply_case, reply_to): (Option<i64>, Option<String>) = db
+        .query_as("SELECT case_id, reply_to FROM messages WHERE external_id = 'wamid.REPLY1'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(
         (reply_case, reply_to.as_deref()),
         (case, Some(wamid.as_str())),
@@ -458,16 +500,18 @@ async fn send_persists_the_message_and_statuses_never_move_backwards() {
             .unwrap()
             .contains("never move backwards")
     );
-    let st: String = sqlx::query_scalar("SELECT status FROM messages WHERE external_id = ?")
+    let st: String = db
+        .query_scalar("SELECT status FROM messages WHERE external_id = ?")
         .bind(&wamid)
-        .fetch_one(&db)
+        .fetch_one(&db.pool)
         .await
         .unwrap();
     assert_eq!(st, "read");
     post_delivery(&server, &statuses(&wamid, &[("played", None)])).await;
-    let st: String = sqlx::query_scalar("SELECT status FROM messages WHERE external_id = ?")
+    let st: String = db
+        .query_scalar("SELECT status FROM messages WHERE external_id = ?")
         .bind(&wamid)
-        .fetch_one(&db)
+        .fetch_one(&db.pool)
         .await
         .unwrap();
     assert_eq!(st, "played");
@@ -494,12 +538,12 @@ async fn send_persists_the_message_and_statuses_never_move_backwards() {
         ),
     )
     .await;
-    let (st, err): (String, Option<String>) =
-        sqlx::query_as("SELECT status, error FROM messages WHERE external_id = ?")
-            .bind(&second)
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let (st, err): (String, Option<String>) = db
+        .query_as("SELECT status, error FROM messages WHERE external_id = ?")
+        .bind(&second)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(st, "failed");
     assert!(
         err.unwrap()
@@ -515,7 +559,6 @@ async fn send_persists_the_message_and_statuses_never_move_backwards() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_errors_answer_502_and_the_attempt_is_kept() {
     let (base, cloud) = fake_cloud().await;
     let server = Server::start(&whatsapp_entry(), &enabled_env(&base));
@@ -542,12 +585,12 @@ async fn provider_errors_answer_502_and_the_attempt_is_kept() {
             "{json}"
         );
         let db = server.db().await;
-        let (st, err): (String, Option<String>) =
-            sqlx::query_as("SELECT status, error FROM messages WHERE id = ?")
-                .bind(json["message_id"].as_i64().unwrap())
-                .fetch_one(&db)
-                .await
-                .unwrap();
+        let (st, err): (String, Option<String>) = db
+            .query_as("SELECT status, error FROM messages WHERE id = ?")
+            .bind(json["message_id"].as_i64().unwrap())
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
         assert_eq!(st, "failed");
         assert!(err.unwrap().starts_with(code));
     }
@@ -572,7 +615,6 @@ async fn send_with_key(server: &Server, body: Value, key: &str) -> (u16, Value) 
     send_as(server, body, Some(ADMIN), Some(key)).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_idempotency_key_is_one_send_and_a_replay_calls_nothing() {
     let (base, cloud) = fake_cloud().await;
     let server = Server::start(&whatsapp_entry(), &enabled_env(&base));
@@ -592,12 +634,11 @@ async fn one_idempotency_key_is_one_send_and_a_replay_calls_nothing() {
 
     // A replay of the processed send item calls the provider for nothing.
     let db = server.db().await;
-    let item: i64 = sqlx::query_scalar(
-        "SELECT id FROM webhook_events WHERE kind = 'item' AND item_kind = 'send'",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
+    let item: i64 = db
+        .query_scalar("SELECT id FROM webhook_events WHERE kind = 'item' AND item_kind = 'send'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     let replay: Value = reqwest::Client::new()
         .post(server.url(&format!("/api/admin/dlq/{item}/replay")))
         .bearer_auth(ADMIN)
@@ -628,7 +669,6 @@ async fn one_idempotency_key_is_one_send_and_a_replay_calls_nothing() {
     assert_eq!(cloud.lock().unwrap().sent.len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_case_of_another_tenant_is_refused_before_anything_is_sent() {
     let (base, cloud) = fake_cloud().await;
     let server = Server::start(&whatsapp_entry(), &enabled_env(&base));
@@ -641,9 +681,10 @@ async fn a_case_of_another_tenant_is_refused_before_anything_is_sent() {
     .await;
     assert_eq!(status, 200, "{json}");
     let db = server.db().await;
-    let acme_case: i64 = sqlx::query_scalar("SELECT case_id FROM messages WHERE id = ?")
+    let acme_case: i64 = db
+        .query_scalar("SELECT case_id FROM messages WHERE id = ?")
         .bind(json["message_id"].as_i64().unwrap())
-        .fetch_one(&db)
+        .fetch_one(&db.pool)
         .await
         .unwrap();
 
@@ -675,7 +716,6 @@ async fn a_case_of_another_tenant_is_refused_before_anything_is_sent() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM outbox").await, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_that_times_out_is_kept_failed_and_never_sent_again() {
     let (base, cloud) = fake_cloud().await;
     let mut env = enabled_env(&base);
@@ -692,12 +732,12 @@ async fn a_send_that_times_out_is_kept_failed_and_never_sent_again() {
     let message = json["message"].as_str().unwrap();
     assert!(message.contains("may have accepted it"), "{json}");
     let db = server.db().await;
-    let (st, err): (String, String) =
-        sqlx::query_as("SELECT status, error FROM messages WHERE id = ?")
-            .bind(json["message_id"].as_i64().unwrap())
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let (st, err): (String, String) = db
+        .query_as("SELECT status, error FROM messages WHERE id = ?")
+        .bind(json["message_id"].as_i64().unwrap())
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(st, "failed");
     assert!(err.contains("may have accepted it"), "{err}");
     // The workers have every chance to send it again; they must not.
@@ -705,7 +745,6 @@ async fn a_send_that_times_out_is_kept_failed_and_never_sent_again() {
     assert_eq!(cloud.lock().unwrap().sent.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_error_after_the_provider_answered_never_sends_again() {
     let (base, cloud) = fake_cloud().await;
     let mut env = enabled_env(&base);
@@ -715,6 +754,8 @@ async fn a_store_error_after_the_provider_answered_never_sends_again() {
     let server = Server::start(&whatsapp_entry(), &env);
     cloud.lock().unwrap().lock_db = Some(server.db_url.clone());
     let tenant = tenant_with_number(&server);
+    // Connected before the outage (PostgreSQL refuses new connections during it).
+    let db = server.db().await;
     // The provider accepts it, then the database refuses to record that for 12 s.
     let (status, json) = send(
         &server,
@@ -726,13 +767,12 @@ async fn a_store_error_after_the_provider_answered_never_sends_again() {
         status < 500 || status == 502 || status == 503,
         "{status} {json}"
     );
-    let db = server.db().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     let (st, err) = loop {
-        let row: Option<(String, Option<String>)> = sqlx::query_as(
+        let row: Option<(String, Option<String>)> = db.query_as(
             "SELECT status, error FROM messages WHERE direction = 'outbound' AND to_addr = '5511900999000'",
         )
-        .fetch_optional(&db)
+        .fetch_optional(&db.pool)
         .await
         .unwrap_or(None);
         if let Some((st, err)) = &row

@@ -36,11 +36,12 @@ pub struct Cli {
         default_value = "./plugins.toml"
     )]
     plugins: PathBuf,
-    /// sqlite://FILE (created if missing) or postgres://...
+    /// sqlite://FILE (created if missing) or postgres://USER:PASSWORD@HOST:PORT/DB[?sslmode=require&max_connections=10&statement_timeout=30s]
     #[arg(
         long,
         global = true,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://portico.db"
     )]
     database_url: String,
@@ -166,12 +167,14 @@ impl Cli {
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    Store::open(&settings.database_url).await.with_context(|| {
-        format!(
-            "cannot open the database {} (--database-url/DATABASE_URL)",
-            settings.database_url
-        )
-    })
+    Store::open(settings.database_url.expose())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {} (--database-url/DATABASE_URL)",
+                settings.database_url
+            )
+        })
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

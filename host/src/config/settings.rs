@@ -13,9 +13,9 @@ pub enum SettingsError {
     )]
     Listen(String),
     #[error(
-        "--database-url/DATABASE_URL = {0:?} is not supported; use sqlite://portico.db (created if missing) or postgres://user:pass@host/db"
+        "--database-url/DATABASE_URL = {0} is not supported; use sqlite://portico.db (created if missing) or postgres://user:pass@host/db"
     )]
-    DatabaseUrl(String),
+    DatabaseUrl(DatabaseUrl),
     #[error("{name} = {value:?} is not a boolean; use true or false")]
     Bool { name: &'static str, value: String },
 }
@@ -27,12 +27,48 @@ pub enum DatabaseKind {
     Postgres,
 }
 
+/// A database URL. Shown (Display, Debug) with its password replaced by `***`:
+/// it goes into logs and error messages, the password never does.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: &str) -> DatabaseUrl {
+        DatabaseUrl(url.trim().to_string())
+    }
+
+    /// The URL with its password, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                f.write_str(u.as_str())
+            }
+            Ok(_) => f.write_str(&self.0),
+            // Not a URL we can take apart: show only its scheme.
+            Err(_) => write!(f, "{}:…", self.0.split(':').next().unwrap_or_default()),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
 /// Settings shared by every command.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub plugins_path: PathBuf,
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// Bearer token for admin and send endpoints; `None` → those endpoints refuse everyone.
     pub admin_token: Option<String>,
 }
@@ -48,25 +84,26 @@ impl Settings {
             .trim()
             .parse()
             .map_err(|_| SettingsError::Listen(listen.to_string()))?;
-        database_kind(database_url)?;
+        let database_url = DatabaseUrl::new(database_url);
+        database_kind(&database_url)?;
         Ok(Settings {
             listen,
             plugins_path,
-            database_url: database_url.trim().to_string(),
+            database_url,
             admin_token: admin_token.filter(|t| !t.trim().is_empty()),
         })
     }
 }
 
 /// Which backend a database URL names, or why it names none.
-pub fn database_kind(url: &str) -> Result<DatabaseKind, SettingsError> {
-    let url = url.trim();
-    if url.starts_with("sqlite:") {
+pub fn database_kind(url: &DatabaseUrl) -> Result<DatabaseKind, SettingsError> {
+    let text = url.expose();
+    if text.starts_with("sqlite:") {
         Ok(DatabaseKind::Sqlite)
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
         Ok(DatabaseKind::Postgres)
     } else {
-        Err(SettingsError::DatabaseUrl(url.to_string()))
+        Err(SettingsError::DatabaseUrl(url.clone()))
     }
 }
 
@@ -110,5 +147,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.admin_token, None);
+    }
+
+    #[test]
+    fn the_database_password_never_shows() {
+        let s = Settings::new(
+            "127.0.0.1:0",
+            "p.toml".into(),
+            "postgres://app:s3cret@db:5432/portico?sslmode=require",
+            None,
+        )
+        .unwrap();
+        let shown = format!("{} {:?} {s:?}", s.database_url, s.database_url);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db:5432/portico?sslmode=require"));
+        assert!(s.database_url.expose().contains("s3cret"));
+        let e = Settings::new("127.0.0.1:0", "p.toml".into(), "mysql://u:s3cret@h/d", None)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
     }
 }

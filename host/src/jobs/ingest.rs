@@ -227,7 +227,11 @@ async fn failed_delivery(
         "delivery not processed: {}",
         f.message
     );
-    if let Err(e) = pass.store.fail_event(event_id, state, &f.message).await {
+    if let Err(e) = pass
+        .store
+        .fail_event(event_id, pass.owner, state, &f.message)
+        .await
+    {
         // The delivery row stays `received`: recovery will pick it up.
         tracing::error!(
             correlation_id,
@@ -269,11 +273,15 @@ pub async fn process_item(
         immediate_kinds: &immediate,
     };
     let outcome = match session.map_to_domain(item).await {
-        Ok(Ok(ops)) => pass
-            .store
-            .apply_item(&ctx, &ops)
-            .await
-            .map_err(Failure::from),
+        Ok(Ok(ops)) => match pass.store.apply_item(&ctx, &ops).await {
+            Err(StoreError::LeaseLost { .. }) => {
+                // Our lease ran out and another process took the item: its
+                // attempt counts, not this one.
+                tracing::warn!(correlation_id = pass.correlation_id, event_id, dedup_key = %item.dedup_key, "item taken over by another process while this one mapped it; its result is dropped");
+                return skipped(event_id, item, ItemStatus::InProgress);
+            }
+            other => other.map_err(Failure::from),
+        },
         Ok(Err(e)) => Err(Failure::from(e)),
         Err(e) => Err(Failure::from(e)),
     };
@@ -308,7 +316,11 @@ pub async fn process_item(
         Err(mut f) => {
             let state = fail_state(&mut f, attempts_before);
             tracing::warn!(correlation_id, event_id, dedup_key = %item.dedup_key, retryable = f.retryable, attempt = attempts_before + 1, "item failed: {}", f.message);
-            if let Err(e) = pass.store.fail_event(event_id, state, &f.message).await {
+            if let Err(e) = pass
+                .store
+                .fail_event(event_id, pass.owner, state, &f.message)
+                .await
+            {
                 tracing::error!(
                     correlation_id,
                     event_id,

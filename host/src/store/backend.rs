@@ -219,6 +219,17 @@ pub trait Backend: Send + Sync {
     /// Apply the migrations of this dialect.
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
+    /// How many write transactions may run at once (group committers): SQLite
+    /// has one writer; a server database takes several.
+    fn writers(&self) -> usize {
+        1
+    }
+    /// Whether one process owns the database, so that leases found at its
+    /// start can only be a dead process's (SQLite); false where several
+    /// processes share it and a lease may be a live neighbour's (PostgreSQL).
+    fn single_process(&self) -> bool {
+        true
+    }
     /// A write transaction.
     async fn begin(&self) -> Result<Box<dyn Tx>>;
 
@@ -288,6 +299,10 @@ pub trait Tx: Send {
     /// Insert an event; `None` when an item's (source, dedup_key) exists already.
     async fn insert_event(&mut self, event: &NewEvent<'_>) -> Result<Option<i64>>;
     async fn item_event(&mut self, source: &str, dedup_key: &str) -> Result<Option<EventState>>;
+    /// Whether `owner` may finish event `id` now: no other owner holds a live
+    /// lease on it (locks the row where the backend has row locks). An attempt
+    /// whose lease ran out and was taken by another process must not write.
+    async fn free_for(&mut self, id: i64, owner: &str, now: Timestamp) -> Result<bool>;
     async fn lease_event(&mut self, id: i64, lease: Lease<'_>) -> Result<()>;
     async fn end_event(&mut self, id: i64, end: &EventEnd<'_>) -> Result<()>;
 

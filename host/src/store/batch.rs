@@ -1,6 +1,6 @@
-//! Group commit: every write of the store is a job for one committer task, which
+//! Group commit: every write of the store is a job for a committer task, which
 //! takes whatever jobs are waiting, runs them in one transaction and commits
-//! once. Under load many deliveries and items share one fsync; alone, a job
+//! once (SQLite: one committer, its one writer; PostgreSQL: a few at once). Under load many deliveries and items share one fsync; alone, a job
 //! commits by itself with no added wait.
 //!
 //! Optimistic: a batch runs with no savepoints (each costs statements on the
@@ -17,7 +17,7 @@ use super::backend::{Backend, Tx};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// The future a job's work returns, borrowing the batch's transaction.
 pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 't>>;
@@ -77,10 +77,15 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Start the committer for `db` on the current tokio runtime.
-    pub fn start(db: Arc<dyn Backend>) -> GroupCommit {
+    /// Start `committers` committer tasks for `db` on the current tokio runtime
+    /// (one for SQLite's single writer; several for a server database, where
+    /// each commit waits on a round trip that others can overlap).
+    pub fn start(db: Arc<dyn Backend>, committers: usize) -> GroupCommit {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(commit_loop(db, jobs));
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..committers.max(1) {
+            tokio::spawn(commit_loop(db.clone(), jobs.clone()));
+        }
         GroupCommit { queue }
     }
 
@@ -102,15 +107,24 @@ impl GroupCommit {
     }
 }
 
-async fn commit_loop(db: Arc<dyn Backend>, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
-    while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+async fn commit_loop(db: Arc<dyn Backend>, jobs: Arc<Mutex<mpsc::Receiver<Box<dyn Job>>>>) {
+    loop {
+        // Take a batch, then let the next committer take the next one while
+        // this one commits.
+        let batch = {
+            let mut jobs = jobs.lock().await;
+            let Some(first) = jobs.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
             }
-        }
+            batch
+        };
         commit_batch(db.as_ref(), batch).await;
     }
 }

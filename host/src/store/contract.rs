@@ -134,6 +134,16 @@ async fn apply(
     tenant: Option<&TenantRef>,
     ops: &[DomainOp],
 ) -> Result<Applied, StoreError> {
+    apply_as(store, "me", event_id, tenant, ops).await
+}
+
+async fn apply_as(
+    store: &Store,
+    owner: &str,
+    event_id: i64,
+    tenant: Option<&TenantRef>,
+    ops: &[DomainOp],
+) -> Result<Applied, StoreError> {
     let immediate = vec!["message".to_string()];
     store
         .apply_item(
@@ -141,7 +151,7 @@ async fn apply(
                 event_id,
                 source: "plug",
                 tenant,
-                owner: "me",
+                owner,
                 lease: LEASE,
                 immediate_kinds: &immediate,
             },
@@ -213,6 +223,7 @@ pub async fn a_failed_item_delivered_again_is_processed_again(store: Store) {
     store
         .fail_event(
             id,
+            "me",
             FailState::Failed {
                 retry_in: Duration::from_secs(30),
             },
@@ -420,14 +431,15 @@ pub async fn the_outbox_leases_and_retries_and_never_repeats_a_cut_off_send(stor
         .await
         .unwrap();
     assert_eq!(later[0].status, "pending");
+    // This worker dies mid-call (its lease runs out at once).
     let again = store
-        .claim_outbox("plug", "conversion", "w2", LEASE, 10)
+        .claim_outbox("plug", "conversion", "w2", Duration::ZERO, 10)
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 2);
-    // The worker dies mid-call: an idempotent kind goes back to pending.
-    store.release_leases().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // An idempotent kind cut off mid-call goes back to pending.
     assert_eq!(
         store
             .recover_cut_off("plug", "conversion", true)
@@ -451,9 +463,13 @@ pub async fn the_outbox_leases_and_retries_and_never_repeats_a_cut_off_send(stor
             .await
             .unwrap(),
     );
-    let started = store.start_outbox(&now_ids, "me", LEASE).await.unwrap();
+    // The process dies mid-call (its lease runs out at once).
+    let started = store
+        .start_outbox(&now_ids, "me", Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(started.len(), 1);
-    store.release_leases().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(
         store
             .recover_cut_off("plug", "message", false)
@@ -488,7 +504,7 @@ pub async fn failures_show_in_the_dlq_and_old_events_are_pruned(store: Store) {
     let (delivery, slots) = deliver(&store, "me", &[item("f", None)]).await;
     let id = slot_id(&slots[0]);
     store
-        .fail_event(id, FailState::Dead, "bad input")
+        .fail_event(id, "me", FailState::Dead, "bad input")
         .await
         .unwrap();
     let stats = store.dlq_stats().await.unwrap();
@@ -512,6 +528,7 @@ pub async fn failures_show_in_the_dlq_and_old_events_are_pruned(store: Store) {
     store
         .fail_event(
             id,
+            "me",
             FailState::Failed {
                 retry_in: Duration::from_secs(3600),
             },
@@ -519,7 +536,6 @@ pub async fn failures_show_in_the_dlq_and_old_events_are_pruned(store: Store) {
         )
         .await
         .unwrap();
-    store.release_leases().await.unwrap();
     let claimed = store.claim_due("w", LEASE, 10).await.unwrap();
     assert!(!claimed.contains(&id), "{claimed:?}");
 }
@@ -566,6 +582,88 @@ pub async fn concurrent_writes_share_commits_and_fail_alone(store: Store) {
     assert_eq!(processed.len(), 41, "40 items and their delivery");
 }
 
+/// Items of a delivery whose splitter's lease is already over (a process that died).
+async fn orphaned_items(store: &Store, keys: &[String]) -> Vec<i64> {
+    let items: Vec<ParsedItem> = keys.iter().map(|k| item(k, Some(page("p1")))).collect();
+    let id = store
+        .insert_delivery(&NewDelivery {
+            source: "plug",
+            correlation_id: "cid",
+            payload: b"{}",
+            headers_json: "{}".into(),
+            lease_owner: "gone",
+            lease: Duration::ZERO,
+        })
+        .await
+        .unwrap();
+    let slots = store
+        .split_delivery(id, "plug", "cid", &items, "gone", Duration::ZERO)
+        .await
+        .unwrap();
+    // Leases are compared in milliseconds: let this one be in the past.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    slots.iter().map(slot_id).collect()
+}
+
+pub async fn an_attempt_whose_lease_was_taken_over_writes_nothing(store: Store) {
+    let tenant = store.create_tenant("Acme").await.unwrap();
+    store.add_lead_source(tenant, "meta", "p1").await.unwrap();
+    let ids = orphaned_items(&store, &["slow".to_string()]).await;
+    let id = ids[0];
+    // Another process finds the expired lease and takes the item over.
+    let claimed = store.claim_due("fast", LEASE, 10).await.unwrap();
+    assert_eq!(claimed, vec![id]);
+    // The first one comes back late: neither its result nor its failure is written.
+    let late = apply_as(&store, "gone", id, Some(&page("p1")), &[lead("L1")]).await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost { event_id }) if event_id == id),
+        "{late:?}"
+    );
+    let late = store
+        .fail_event(id, "gone", FailState::Dead, "too late")
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost { .. })),
+        "{late:?}"
+    );
+    let event = store.get_event(id).await.unwrap().unwrap();
+    assert_eq!((event.status, event.attempts), (EventStatus::Received, 0));
+    // The holder's attempt is the one that counts.
+    let applied = apply_as(&store, "fast", id, Some(&page("p1")), &[lead("L1")])
+        .await
+        .unwrap();
+    assert!(
+        matches!(applied, Applied::Processed { created: 1, .. }),
+        "{applied:?}"
+    );
+    let event = store.get_event(id).await.unwrap().unwrap();
+    assert_eq!((event.status, event.attempts), (EventStatus::Processed, 1));
+}
+
+pub async fn concurrent_claims_never_take_the_same_event_twice(store: Store) {
+    let keys: Vec<String> = (0..60).map(|n| format!("q{n}")).collect();
+    let mut ids = orphaned_items(&store, &keys).await;
+    // Twelve pollers of two "processes" at once, each taking up to 8.
+    let mut tasks = Vec::new();
+    for n in 0..12 {
+        let store = store.clone();
+        let owner = if n % 2 == 0 { "a" } else { "b" };
+        tasks.push(tokio::spawn(async move {
+            store.claim_due(owner, LEASE, 8).await.unwrap()
+        }));
+    }
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.unwrap());
+    }
+    // What is left after the race goes to one more poll.
+    claimed.extend(store.claim_due("c", LEASE, 100).await.unwrap());
+    claimed.sort_unstable();
+    ids.sort_unstable();
+    assert_eq!(claimed, ids, "every item claimed exactly once");
+    assert!(store.claim_due("d", LEASE, 100).await.unwrap().is_empty());
+}
+
 /// The suite, as `#[tokio::test]`s for one backend opened by `$open` (an async
 /// expression giving `(guard, Store)`; the guard lives as long as the test).
 macro_rules! contract_suite {
@@ -591,6 +689,8 @@ macro_rules! contract_suite {
             case!(the_outbox_leases_and_retries_and_never_repeats_a_cut_off_send);
             case!(failures_show_in_the_dlq_and_old_events_are_pruned);
             case!(concurrent_writes_share_commits_and_fail_alone);
+            case!(an_attempt_whose_lease_was_taken_over_writes_nothing);
+            case!(concurrent_claims_never_take_the_same_event_twice);
         }
     };
 }
@@ -603,3 +703,17 @@ async fn sqlite() -> (tempfile::TempDir, Store) {
 }
 
 contract_suite!(sqlite_backend, sqlite());
+
+#[path = "../../tests/support/pg_cluster.rs"]
+mod pg_cluster;
+
+/// A fresh database on this test process's throwaway PostgreSQL cluster.
+async fn postgres() -> ((), Store) {
+    let url = tokio::task::spawn_blocking(|| pg_cluster::shared().fresh_database())
+        .await
+        .unwrap();
+    let store = Store::open(&url).await.unwrap();
+    ((), store)
+}
+
+contract_suite!(postgres_backend, postgres());

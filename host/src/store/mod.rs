@@ -1,7 +1,8 @@
 //! Persistence: the rules, written once over a small backend seam.
 //!
 //! - `backend.rs`: the [`Backend`] and [`Tx`] traits, primitives of one statement or so;
-//! - `sqlite.rs`: the SQLite backend (only SQL); a PostgreSQL one joins it as a sibling;
+//! - `sqlite.rs`: the SQLite backend (only SQL): one process, one file;
+//! - `postgres.rs`: the PostgreSQL backend (only SQL): several processes, one database;
 //! - `rules.rs`: what Portico means by applying an item, a send, an outbox outcome;
 //! - `types.rs`: statuses as enums, time as a type.
 //!
@@ -18,6 +19,7 @@ pub mod backend;
 mod batch;
 #[cfg(test)]
 mod contract;
+mod postgres;
 mod rules;
 mod sqlite;
 pub mod types;
@@ -46,9 +48,15 @@ pub enum StoreError {
     #[error("the database holds a value this version cannot read: {0}")]
     Corrupt(String),
     #[error(
-        "unsupported DATABASE_URL {0:?}: use sqlite://FILE (created if missing), e.g. sqlite://portico.db"
+        "unsupported DATABASE_URL scheme {0:?}: use sqlite://FILE (created if missing, e.g. sqlite://portico.db) or postgres://USER:PASSWORD@HOST:PORT/DB"
     )]
     UnsupportedUrl(String),
+    #[error("DATABASE_URL: {0}")]
+    BadUrl(String),
+    #[error(
+        "event {event_id} is held by another process now (this attempt's lease ran out): its outcome is left to that process"
+    )]
+    LeaseLost { event_id: i64 },
     #[error(
         "no tenant is mapped to {kind} key {key:?}: add one with `portico source add --tenant ID --kind {kind} --key {key}`"
     )]
@@ -110,10 +118,13 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let db: Arc<dyn Backend> = if url.starts_with("sqlite:") {
             Arc::new(sqlite::SqliteBackend::connect(url).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Arc::new(postgres::PostgresBackend::connect(url).await?)
         } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
+            let scheme = url.split(':').next().unwrap_or_default();
+            return Err(StoreError::UnsupportedUrl(scheme.to_string()));
         };
-        let writer = Arc::new(batch::GroupCommit::start(db.clone()));
+        let writer = Arc::new(batch::GroupCommit::start(db.clone(), db.writers()));
         let store = Store { db, writer };
         store.migrate().await?;
         Ok(store)
@@ -145,9 +156,20 @@ impl Store {
         self.db.event(id).await
     }
 
+    /// Whether this process is the only one on its database (see
+    /// [`Backend::single_process`]).
+    pub fn single_process(&self) -> bool {
+        self.db.single_process()
+    }
+
     /// Drop every lease: at start-up of the one process that owns a SQLite file,
-    /// nothing can still be working on an event or an outbox record.
+    /// nothing can still be working on an event or an outbox record. Never on a
+    /// shared database: there a lease may be a live process's, and an expired
+    /// one is taken over by the claims anyway.
     pub async fn release_leases(&self) -> Result<u64, StoreError> {
+        if !self.single_process() {
+            return Ok(0);
+        }
         self.writer
             .write(|tx| Box::pin(async move { tx.release_leases(None).await }))
             .await

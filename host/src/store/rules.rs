@@ -252,12 +252,22 @@ impl Store {
     }
 
     /// Mark an event failed (to be retried) or dead, with the error that explains why.
-    pub async fn fail_event(&self, event_id: i64, state: FailState, error: &str) -> Result<()> {
-        let error: Arc<str> = error.into();
+    /// Refused ([`StoreError::LeaseLost`]) when another process holds the event now.
+    pub async fn fail_event(
+        &self,
+        event_id: i64,
+        owner: &str,
+        state: FailState,
+        error: &str,
+    ) -> Result<()> {
+        let data: Arc<(String, String)> = Arc::new((owner.to_string(), error.to_string()));
         self.writer
             .write(move |tx| {
-                let error = error.clone();
-                Box::pin(async move { Store::fail_event_in(tx, event_id, state, &error).await })
+                let data = data.clone();
+                Box::pin(async move {
+                    let (owner, error) = &*data;
+                    Store::fail_event_in(tx, event_id, owner, state, error).await
+                })
             })
             .await
     }
@@ -284,7 +294,8 @@ impl Store {
 
     /// Record how attempts ended, on the outbox and on each record it delivers
     /// (a message's status and provider id, a conversion's upload status);
-    /// returns the records as they now stand.
+    /// returns the records as they now stand. An attempt no longer on record
+    /// (recovered or taken over by another process meanwhile) is skipped.
     pub async fn end_outbox(&self, ends: &[(&OutboxRow, OutboxOutcome)]) -> Result<Vec<RecordRef>> {
         let owned: Arc<Vec<(OutboxRow, OutboxOutcome)>> = Arc::new(
             ends.iter()
@@ -442,6 +453,11 @@ impl Store {
         ops: &[DomainOp],
     ) -> Result<Applied> {
         let now = Timestamp::now();
+        if !tx.free_for(ctx.event_id, ctx.owner, now).await? {
+            return Err(StoreError::LeaseLost {
+                event_id: ctx.event_id,
+            });
+        }
         // The item's tenant through lead_sources: required for leads and inbound
         // messages, optional for the rest.
         let mapped = match ctx.tenant {
@@ -626,10 +642,14 @@ impl Store {
     async fn fail_event_in(
         tx: &mut dyn Tx,
         event_id: i64,
+        owner: &str,
         state: FailState,
         error: &str,
     ) -> Result<()> {
         let now = Timestamp::now();
+        if !tx.free_for(event_id, owner, now).await? {
+            return Err(StoreError::LeaseLost { event_id });
+        }
         let next_attempt_at = match state {
             FailState::Failed { retry_in } => Some(now.plus(retry_in)),
             FailState::Dead => None,
@@ -765,6 +785,21 @@ impl Store {
         let now = Timestamp::now();
         let mut records = Vec::with_capacity(ends.len());
         for (row, outcome) in ends {
+            // Only the attempt that is still on record may end: one recovered
+            // or taken over meanwhile by another process is left to it.
+            let current = tx.outbox_row(row.id).await?;
+            let same_attempt = current.is_some_and(|c| {
+                c.status == OutboxStatus::Delivering
+                    && c.attempts == row.attempts
+                    && c.claimed_by == row.claimed_by
+            });
+            if !same_attempt {
+                tracing::warn!(
+                    outbox_id = row.id,
+                    "an outbox attempt ended after another process took the record over; its outcome is not recorded"
+                );
+                continue;
+            }
             let (status, error, external_id, next) = match outcome {
                 OutboxOutcome::Delivered { external_id } => {
                     (OutboxStatus::Delivered, None, external_id.as_deref(), None)

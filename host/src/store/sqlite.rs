@@ -480,6 +480,19 @@ impl Tx for SqliteTx {
         .transpose()
     }
 
+    async fn free_for(&mut self, id: i64, owner: &str, now: Timestamp) -> Result<bool> {
+        let free: Option<bool> = sqlx::query_scalar(
+            "SELECT claimed_by IS NULL OR claimed_by = ?2 OR lease_until IS NULL OR lease_until <= ?3
+             FROM webhook_events WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(ts(now))
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(free.unwrap_or(false))
+    }
+
     async fn lease_event(&mut self, id: i64, lease: Lease<'_>) -> Result<()> {
         sqlx::query("UPDATE webhook_events SET claimed_by = ?, lease_until = ? WHERE id = ?")
             .bind(lease.owner)

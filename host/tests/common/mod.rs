@@ -1,11 +1,20 @@
 //! Test kit: builds the real plugins once per test binary, starts the real
-//! `portico` binary on 127.0.0.1:0 with a temporary SQLite database, and talks
-//! to it over HTTP like a provider would.
+//! `portico` binary on 127.0.0.1:0 with a fresh database (a temporary SQLite
+//! file, or a new database of a throwaway PostgreSQL cluster), and talks to it
+//! over HTTP like a provider would.
+//!
+//! A suite runs a test on both backends with [`both_backends!`]; a test not
+//! listed there runs on SQLite.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../support/pg_cluster.rs"]
+pub mod pg_cluster;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
+use sqlx::any::{Any, AnyArguments, AnyPoolOptions};
+use sqlx::{AnyPool, AssertSqlSafe, FromRow};
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -129,10 +138,178 @@ page_access_token = {{ env = "META_PAGE_ACCESS_TOKEN" }}
     )
 }
 
+/// The database a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    /// The backend of the test running on this task (set by [`both_backends!`]).
+    static BACKEND: Backend;
+}
+
+impl Backend {
+    /// The current test's backend: SQLite unless the test runs under [`on_backend`].
+    pub fn current() -> Backend {
+        BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite)
+    }
+
+    /// The backend a DATABASE_URL names.
+    pub fn of_url(url: &str) -> Backend {
+        if url.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    /// A new, empty database of this backend for a server whose folder is `dir`.
+    fn fresh_url(self, dir: &Path) -> String {
+        match self {
+            Backend::Sqlite => format!("sqlite://{}", dir.join("portico.db").display()),
+            Backend::Postgres => pg_cluster::shared().fresh_database(),
+        }
+    }
+}
+
+/// Run `test` with `backend` as the backend of every server it starts.
+pub async fn on_backend<F: Future>(backend: Backend, test: F) -> F::Output {
+    BACKEND.scope(backend, test).await
+}
+
+/// For each `async fn name()` listed, a module `name` with two tests, `sqlite`
+/// and `postgres`, that run it on that backend (so `cargo test name` selects
+/// both). Tokio test arguments, if any, come first in brackets:
+///
+/// ```ignore
+/// both_backends!(a_test, another_test);
+/// both_backends!([flavor = "multi_thread", worker_threads = 2] a_threaded_test);
+/// ```
+#[allow(unused_macros)]
+macro_rules! both_backends {
+    ([$($tokio:tt)*] $name:ident $(, $rest:ident)* $(,)?) => {
+        mod $name {
+            #[tokio::test($($tokio)*)]
+            async fn sqlite() {
+                $crate::common::on_backend($crate::common::Backend::Sqlite, super::$name()).await
+            }
+
+            #[tokio::test($($tokio)*)]
+            async fn postgres() {
+                $crate::common::on_backend($crate::common::Backend::Postgres, super::$name()).await
+            }
+        }
+        $crate::common::both_backends!([$($tokio)*] $($rest),*);
+    };
+    ([$($tokio:tt)*]) => {};
+    ($($name:ident),+ $(,)?) => {
+        $crate::common::both_backends!([] $($name),+);
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_backends;
+
+/// A test's own connection to a server's database, whichever the backend.
+/// SQL is written with `?` placeholders, as for SQLite; on PostgreSQL they
+/// become `$1, $2…`. Columns PostgreSQL keeps as TIMESTAMPTZ cannot be decoded
+/// through sqlx's Any driver: read them as `CAST(col AS TEXT)`.
+#[derive(Clone)]
+pub struct TestDb {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl TestDb {
+    pub async fn connect(url: &str) -> TestDb {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url);
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test database {url}: {e}"));
+        TestDb { pool, backend }
+    }
+
+    /// `sql` in this backend's dialect (placeholders).
+    pub fn sql(&self, sql: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => sql.to_string(),
+            Backend::Postgres => numbered_placeholders(sql),
+        }
+    }
+
+    /// `sqlite` or `postgres`, whichever this database speaks.
+    pub fn pick<'a>(&self, sqlite: &'a str, postgres: &'a str) -> &'a str {
+        match self.backend {
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => postgres,
+        }
+    }
+
+    /// `sqlx::query`, placeholders translated; run it on `&db.pool`.
+    pub fn query(&self, sql: &str) -> sqlx::query::Query<'static, Any, AnyArguments> {
+        sqlx::query(AssertSqlSafe(self.sql(sql)))
+    }
+
+    /// `sqlx::query_as`, placeholders translated; run it on `&db.pool`.
+    pub fn query_as<O>(&self, sql: &str) -> sqlx::query::QueryAs<'static, Any, O, AnyArguments>
+    where
+        O: for<'r> FromRow<'r, sqlx::any::AnyRow>,
+    {
+        sqlx::query_as(AssertSqlSafe(self.sql(sql)))
+    }
+
+    /// `sqlx::query_scalar`, placeholders translated; run it on `&db.pool`.
+    pub fn query_scalar<O>(
+        &self,
+        sql: &str,
+    ) -> sqlx::query::QueryScalar<'static, Any, O, AnyArguments>
+    where
+        (O,): for<'r> FromRow<'r, sqlx::any::AnyRow>,
+    {
+        sqlx::query_scalar(AssertSqlSafe(self.sql(sql)))
+    }
+
+    /// Run a statement without parameters.
+    pub async fn execute(&self, sql: &str) {
+        self.query(sql)
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// `?` placeholders (outside quotes) as `$1, $2…`.
+fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quote: Option<char> = None;
+    let mut n = 0;
+    for c in sql.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '?') => {
+                n += 1;
+                out.push_str(&format!("${n}"));
+                continue;
+            }
+            (None, _) => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub base: String,
+    pub backend: Backend,
     pub db_url: String,
+    db: tokio::sync::OnceCell<TestDb>,
     child: Child,
     pub logs: Arc<Mutex<Vec<String>>>,
     env: Vec<(String, String)>,
@@ -141,12 +318,32 @@ pub struct Server {
 impl Server {
     /// Start `portico serve` with `plugins_toml` and extra env.
     pub fn start(plugins_toml: &str, env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = Backend::current().fresh_url(dir.path());
+        Server::start_with(dir, db_url, plugins_toml, env)
+    }
+
+    /// Start `portico serve` on an existing database (several servers may share
+    /// one PostgreSQL database), in a folder of its own.
+    pub fn start_on_database(db_url: &str, plugins_toml: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_with(
+            tempfile::tempdir().unwrap(),
+            db_url.into(),
+            plugins_toml,
+            env,
+        )
+    }
+
+    fn start_with(
+        dir: tempfile::TempDir,
+        db_url: String,
+        plugins_toml: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
         // reqwest is built with rustls but no provider: the tests' client needs one too.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins.toml");
         std::fs::write(&plugins, plugins_toml).unwrap();
-        let db_url = format!("sqlite://{}", dir.path().join("portico.db").display());
         let mut env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -162,7 +359,9 @@ impl Server {
         Server {
             dir,
             base,
+            backend: Backend::of_url(&db_url),
             db_url,
+            db: tokio::sync::OnceCell::new(),
             child,
             logs,
             env,
@@ -172,7 +371,8 @@ impl Server {
     /// Start `portico {command}` (serve, dev) in `dir`, whose plugins.toml is already written.
     pub fn start_in(dir: tempfile::TempDir, command: &str, env: &[(&str, &str)]) -> Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let db_url = format!("sqlite://{}", dir.path().join("portico.db").display());
+        let backend = Backend::current();
+        let db_url = backend.fresh_url(dir.path());
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -182,7 +382,9 @@ impl Server {
         Server {
             dir,
             base,
+            backend,
             db_url,
+            db: tokio::sync::OnceCell::new(),
             child,
             logs,
             env,
@@ -278,8 +480,12 @@ impl Server {
         id
     }
 
-    pub async fn db(&self) -> SqlitePool {
-        SqlitePool::connect(&self.db_url).await.unwrap()
+    /// The test's connection to this server's database (one pool per server).
+    pub async fn db(&self) -> TestDb {
+        self.db
+            .get_or_init(|| TestDb::connect(&self.db_url))
+            .await
+            .clone()
     }
 
     /// The health entry of plugin `name`.
@@ -421,15 +627,16 @@ pub async fn post_signed(url: &str, body: &str, secret: &str) -> reqwest::Respon
         .unwrap()
 }
 
-pub async fn count(db: &SqlitePool, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(db)
+/// The number `sql` (a `SELECT COUNT(*) …`) answers.
+pub async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.query_scalar(sql)
+        .fetch_one(&db.pool)
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// Wait until `sql` counts `want` (items are processed after the webhook's answer); 15 s at most.
-pub async fn wait_count(db: &SqlitePool, sql: &str, want: i64) -> i64 {
+pub async fn wait_count(db: &TestDb, sql: &str, want: i64) -> i64 {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let n = count(db, sql).await;

@@ -1,0 +1,329 @@
+//! Several `portico serve` processes on one PostgreSQL database, as operators
+//! run them behind a load balancer (design.md §8):
+//! - one of three killed with SIGKILL under signed Meta load and restarted:
+//!   every acknowledged lead stored exactly once, no event left `received`;
+//! - failing items retried by the workers of all three: each attempt runs once;
+//! - the database stopped for 10 s under load: only 503s, then 2xx again by
+//!   themselves, nothing acknowledged lost.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::pg_cluster::{self, Cluster};
+use common::*;
+use sqlx::PgPool;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the load saw: acknowledged lead ids and every status (0: no answer).
+#[derive(Default)]
+struct Seen {
+    acked: Vec<String>,
+    statuses: BTreeMap<u16, usize>,
+    /// Statuses in order of answer, to see 2xx come back after the 503s.
+    timeline: Vec<u16>,
+}
+
+/// Signed leads from `clients` clients, spread over `urls` in turn, until `stop`.
+async fn load(
+    urls: Arc<Mutex<Vec<String>>>,
+    prefix: &str,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> Seen {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (urls, stop, seen, next) = (urls.clone(), stop.clone(), seen.clone(), next.clone());
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let id = format!("{prefix}{c:02}{n:06}");
+                let body = lead_body(PAGE_ID, &id);
+                let url = {
+                    let urls = urls.lock().unwrap();
+                    urls[next.fetch_add(1, Ordering::Relaxed) % urls.len()].clone()
+                };
+                let answer = client
+                    .post(format!("{url}/api/integrations/meta/webhook"))
+                    .header("x-hub-signature-256", sign(body.as_bytes(), APP_SECRET))
+                    .body(body)
+                    .send()
+                    .await;
+                let status = answer.as_ref().map(|r| r.status().as_u16()).unwrap_or(0);
+                {
+                    let mut seen = seen.lock().unwrap();
+                    *seen.statuses.entry(status).or_default() += 1;
+                    seen.timeline.push(status);
+                    if (200..300).contains(&status) {
+                        seen.acked.push(id);
+                    }
+                }
+                if status != 200 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    Arc::try_unwrap(seen)
+        .ok()
+        .expect("every client is done")
+        .into_inner()
+        .unwrap()
+}
+
+async fn pg_count(db: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.unwrap()
+}
+
+/// Poll `sql` until it counts `want` (90 s at most); returns the last count.
+async fn pg_wait(db: &PgPool, sql: &'static str, want: i64) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let n = pg_count(db, sql).await;
+        if n == want || Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every acknowledged lead is stored, none twice, and no event is left unprocessed.
+async fn assert_all_stored_once(db: &PgPool, acked: &[String]) {
+    let acked: HashSet<&String> = acked.iter().collect();
+    assert!(!acked.is_empty(), "the load got no 2xx at all");
+    // Settled: nothing received, nothing leased (a killed process's leases expire).
+    let open = pg_wait(
+        db,
+        "SELECT COUNT(*) FROM webhook_events WHERE status = 'received' OR lease_until IS NOT NULL",
+        0,
+    )
+    .await;
+    assert_eq!(open, 0, "events left received or leased");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT external_id FROM leads")
+        .fetch_all(db)
+        .await
+        .unwrap();
+    let unique: HashSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "a lead was stored twice");
+    let missing: Vec<&&String> = acked.iter().filter(|id| !unique.contains(**id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged leads are not stored, e.g. {:?}",
+        missing.len(),
+        missing.iter().take(5).collect::<Vec<_>>()
+    );
+    let failed = pg_count(
+        db,
+        "SELECT COUNT(*) FROM webhook_events WHERE status IN ('failed', 'dead')",
+    )
+    .await;
+    assert_eq!(failed, 0, "no event should have failed");
+}
+
+fn fleet_env(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut env = vec![
+        // A killed process's leases are taken over after 5 s, not the default 300.
+        ("PORTICO_LEASE_SECS", "5"),
+        ("PORTICO_RETRY_POLL_MS", "100"),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_processes_one_killed_mid_load_store_every_acknowledged_lead_once() {
+    let db_url = pg_cluster::shared().fresh_database();
+    let env = fleet_env(&[]);
+    let mut fleet: Vec<Server> = (0..3)
+        .map(|_| Server::start_on_database(&db_url, &meta_entry(""), &env))
+        .collect();
+    fleet[0].tenant_with_page(PAGE_ID);
+    let urls = Arc::new(Mutex::new(
+        fleet.iter().map(|s| s.base.clone()).collect::<Vec<_>>(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = tokio::spawn(load(urls.clone(), "7", 9, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // SIGKILL mid-load: whatever it had acknowledged and not processed is
+    // under its lease; the other two take it over when the lease expires.
+    fleet[1].kill9();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fleet[1].crash_and_restart();
+    urls.lock().unwrap()[1] = fleet[1].base.clone();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = traffic.await.unwrap();
+    eprintln!(
+        "statuses: {:?}, acknowledged: {}",
+        seen.statuses,
+        seen.acked.len()
+    );
+    // Only the killed process's in-flight requests may have gone unanswered.
+    assert!(
+        seen.statuses.keys().all(|s| matches!(s, 0 | 200)),
+        "{:?}",
+        seen.statuses
+    );
+    let db = PgPool::connect(&db_url).await.unwrap();
+    assert_all_stored_once(&db, &seen.acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_items_are_retried_by_all_three_and_each_attempt_runs_once() {
+    let db_url = pg_cluster::shared().fresh_database();
+    // Retries 1 s apart, three of them, then dead: four attempts an item.
+    let env = fleet_env(&[("PORTICO_RETRY_SCHEDULE_SECS", "1,1,1")]);
+    let fleet: Vec<Server> = (0..3)
+        .map(|_| Server::start_on_database(&db_url, &meta_entry(""), &env))
+        .collect();
+    // Page 999 is mapped to no tenant: every item fails, retryably.
+    const ITEMS: usize = 30;
+    for n in 0..ITEMS {
+        let body = lead_body("999", &format!("55{n:04}"));
+        let url = fleet[n % 3].url("/api/integrations/meta/webhook");
+        let answer = post_signed(&url, &body, APP_SECRET).await;
+        assert_eq!(answer.status(), 200);
+    }
+    let db = PgPool::connect(&db_url).await.unwrap();
+    let dead = pg_wait(
+        &db,
+        "SELECT COUNT(*) FROM webhook_events WHERE kind = 'item' AND status = 'dead'",
+        ITEMS as i64,
+    )
+    .await;
+    assert_eq!(dead, ITEMS as i64);
+    let attempts: Vec<i64> =
+        sqlx::query_scalar("SELECT attempts FROM webhook_events WHERE kind = 'item'")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert!(attempts.iter().all(|&a| a == 4), "{attempts:?}");
+    // Each attempt of each item ran in exactly one process: the three logs
+    // together hold one "item failed" line per (item, attempt).
+    let mut runs: BTreeMap<(String, u32), usize> = BTreeMap::new();
+    let mut by_process = Vec::new();
+    for server in &fleet {
+        let log = server.log_text();
+        let mut mine = 0;
+        for line in log.lines().filter(|l| l.contains("item failed")) {
+            let key = field(line, "dedup_key").unwrap_or_default();
+            let attempt: u32 = field(line, "attempt")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0);
+            *runs.entry((key, attempt)).or_default() += 1;
+            if attempt > 1 {
+                mine += 1;
+            }
+        }
+        by_process.push(mine);
+    }
+    eprintln!("retries run by each process: {by_process:?}");
+    assert_eq!(runs.len(), ITEMS * 4, "{runs:?}");
+    assert!(
+        runs.values().all(|&n| n == 1),
+        "an attempt ran twice: {runs:?}"
+    );
+    assert!(
+        by_process.iter().filter(|&&n| n > 0).count() >= 2,
+        "the retries should be shared by the processes' workers: {by_process:?}"
+    );
+}
+
+/// `key=value` from a log line (values end at a space).
+fn field(line: &str, key: &str) -> Option<String> {
+    let at = line.find(&format!("{key}="))? + key.len() + 1;
+    Some(
+        line[at..]
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_database_down_for_10_s_means_503s_then_2xx_again_and_nothing_lost() {
+    // A cluster of its own: this test stops it.
+    let cluster = tokio::task::spawn_blocking(Cluster::start_new)
+        .await
+        .unwrap();
+    let db_url = cluster.fresh_database();
+    let served_url = format!("{db_url}?acquire_timeout=1s");
+    let env = fleet_env(&[]);
+    let fleet: Vec<Server> = (0..2)
+        .map(|_| Server::start_on_database(&served_url, &meta_entry(""), &env))
+        .collect();
+    fleet[0].tenant_with_page(PAGE_ID);
+    let urls = Arc::new(Mutex::new(
+        fleet.iter().map(|s| s.base.clone()).collect::<Vec<_>>(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = tokio::spawn(load(urls, "8", 6, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let cluster = Arc::new(cluster);
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.stop()).await.unwrap();
+    let down_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Readiness says why.
+    let ready = reqwest::get(fleet[0].url("/api/health/ready"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let why: serde_json::Value = ready.json().await.unwrap();
+    assert!(
+        why["message"].as_str().unwrap_or("").contains("database"),
+        "{why}"
+    );
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(down_at.elapsed())).await;
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.start())
+        .await
+        .unwrap();
+    // Back up: no restart of Portico; give the pools a moment, then load on.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = traffic.await.unwrap();
+    eprintln!(
+        "statuses: {:?}, acknowledged: {}",
+        seen.statuses,
+        seen.acked.len()
+    );
+    assert!(
+        seen.statuses.keys().all(|s| matches!(s, 200 | 503)),
+        "only 2xx and 503 while the database was down: {:?}",
+        seen.statuses
+    );
+    assert!(
+        seen.statuses.get(&503).copied().unwrap_or(0) > 0,
+        "{:?}",
+        seen.statuses
+    );
+    // The last answers are 2xx again.
+    let tail: Vec<u16> = seen.timeline.iter().rev().take(20).copied().collect();
+    assert!(
+        tail.iter().all(|&s| s == 200),
+        "not serving again: {tail:?}"
+    );
+    let ready = reqwest::get(fleet[1].url("/api/health/ready"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let db = PgPool::connect(&db_url).await.unwrap();
+    assert_all_stored_once(&db, &seen.acked).await;
+}

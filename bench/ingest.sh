@@ -100,9 +100,15 @@ hwm() { awk '/^VmHWM/ { printf "%.0f MB", $2 / 1024 }' "/proc/$1/status" 2>/dev/
 
 # CPU time (ticks) of this script's processes, finished children included: user,
 # system and the children's of each (fields 14-17 of /proc/PID/stat).
+# The PostgreSQL server of the PG run is ours too: its postmaster and backends.
 ours() {
-  local t=0 p
-  for p in $$ "${pids[@]}"; do
+  local t=0 p pg=()
+  if [ -n "${pgdata:-}" ] && [ -f "$pgdata/postmaster.pid" ]; then
+    local pm
+    pm=$(head -n 1 "$pgdata/postmaster.pid")
+    pg=("$pm" $(ps -o pid= --ppid "$pm" 2>/dev/null))
+  fi
+  for p in $$ "${pids[@]}" "${pg[@]}"; do
     t=$((t + $(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ s += $12 + $13 + $14 + $15 } END { print s + 0 }')))
   done
   echo "$t"

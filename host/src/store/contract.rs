@@ -101,6 +101,16 @@ fn status(wamid: &str, s: MessageStatus) -> DomainOp {
 
 /// A delivery with these items, split by `owner`; returns the delivery id and slots.
 async fn deliver(store: &Store, owner: &str, items: &[ParsedItem]) -> (i64, Vec<ItemSlot>) {
+    deliver_leased(store, owner, LEASE, items).await
+}
+
+/// The same, with the items leased to `owner` for `lease`.
+async fn deliver_leased(
+    store: &Store,
+    owner: &str,
+    lease: Duration,
+    items: &[ParsedItem],
+) -> (i64, Vec<ItemSlot>) {
     let id = store
         .insert_delivery(&NewDelivery {
             source: "plug",
@@ -108,12 +118,12 @@ async fn deliver(store: &Store, owner: &str, items: &[ParsedItem]) -> (i64, Vec<
             payload: b"{}",
             headers_json: "{}".into(),
             lease_owner: owner,
-            lease: LEASE,
+            lease,
         })
         .await
         .unwrap();
     let slots = store
-        .split_delivery(id, "plug", "cid", items, owner, LEASE)
+        .split_delivery(id, "plug", "cid", items, owner, lease)
         .await
         .unwrap();
     (id, slots)
@@ -585,21 +595,7 @@ pub async fn concurrent_writes_share_commits_and_fail_alone(store: Store) {
 /// Items of a delivery whose splitter's lease is already over (a process that died).
 async fn orphaned_items(store: &Store, keys: &[String]) -> Vec<i64> {
     let items: Vec<ParsedItem> = keys.iter().map(|k| item(k, Some(page("p1")))).collect();
-    let id = store
-        .insert_delivery(&NewDelivery {
-            source: "plug",
-            correlation_id: "cid",
-            payload: b"{}",
-            headers_json: "{}".into(),
-            lease_owner: "gone",
-            lease: Duration::ZERO,
-        })
-        .await
-        .unwrap();
-    let slots = store
-        .split_delivery(id, "plug", "cid", &items, "gone", Duration::ZERO)
-        .await
-        .unwrap();
+    let (_, slots) = deliver_leased(store, "gone", Duration::ZERO, &items).await;
     // Leases are compared in milliseconds: let this one be in the past.
     tokio::time::sleep(Duration::from_millis(5)).await;
     slots.iter().map(slot_id).collect()

@@ -20,6 +20,7 @@ mod batch;
 #[cfg(test)]
 mod contract;
 mod postgres;
+mod rows;
 mod rules;
 mod sqlite;
 pub mod types;

@@ -18,8 +18,8 @@ use super::backend::{
     MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxBacklog, OutboxEnd,
     OutboxRow, Result, Tx,
 };
-use super::types::{Timestamp, UnknownName};
-use crate::domain::{NewLead, TenantRef};
+use super::types::Timestamp;
+use crate::domain::NewLead;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::types::Oid;
@@ -195,70 +195,7 @@ impl Decode<'_, Postgres> for Timestamp {
     }
 }
 
-fn corrupt(e: UnknownName) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
-fn get_enum<E: FromStr<Err = UnknownName>>(row: &PgRow, col: &str) -> Result<E> {
-    row.try_get::<String, _>(col)?.parse().map_err(corrupt)
-}
-
-fn event_row(row: &PgRow) -> Result<EventRow> {
-    let tenant_kind: Option<String> = row.try_get("tenant_kind")?;
-    let tenant_key: Option<String> = row.try_get("tenant_key")?;
-    Ok(EventRow {
-        id: row.try_get("id")?,
-        source: row.try_get("source")?,
-        kind: get_enum(row, "kind")?,
-        parent_id: row.try_get("parent_id")?,
-        correlation_id: row.try_get("correlation_id")?,
-        payload: row.try_get("payload")?,
-        headers_json: row.try_get("headers_json")?,
-        dedup_key: row.try_get("dedup_key")?,
-        item_kind: row.try_get("item_kind")?,
-        tenant: tenant_kind
-            .zip(tenant_key)
-            .map(|(kind, key)| TenantRef { kind, key }),
-        status: get_enum(row, "status")?,
-        error: row.try_get("error")?,
-        attempts: row.try_get("attempts")?,
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn outbox_row(row: &PgRow) -> Result<OutboxRow> {
-    Ok(OutboxRow {
-        id: row.try_get("id")?,
-        source: row.try_get("source")?,
-        kind: row.try_get("kind")?,
-        record_kind: get_enum(row, "record_kind")?,
-        record_id: row.try_get("record_id")?,
-        payload: row.try_get("payload")?,
-        status: get_enum(row, "status")?,
-        attempts: row.try_get("attempts")?,
-        claimed_by: row.try_get("claimed_by")?,
-        lease_until: row.try_get("lease_until")?,
-    })
-}
-
-fn message_state(row: &PgRow) -> Result<MessageState> {
-    Ok(MessageState {
-        id: row.try_get("id")?,
-        status: get_enum(row, "status")?,
-        external_id: row.try_get("external_id")?,
-        error: row.try_get("error")?,
-    })
-}
-
-fn conversion_state(row: &PgRow) -> Result<ConversionState> {
-    Ok(ConversionState {
-        id: row.try_get("id")?,
-        status: get_enum(row, "status")?,
-        error: row.try_get("error")?,
-    })
-}
+super::rows::row_readers!(PgRow);
 
 #[async_trait::async_trait]
 impl Backend for PostgresBackend {
@@ -359,16 +296,7 @@ impl Backend for PostgresBackend {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxBacklog {
-                    source: r.try_get("source")?,
-                    kind: r.try_get("kind")?,
-                    pending: r.try_get("pending")?,
-                    oldest: r.try_get("oldest")?,
-                })
-            })
-            .collect()
+        rows.iter().map(outbox_backlog_row).collect()
     }
 
     async fn cut_off_outbox(
@@ -588,16 +516,7 @@ impl Tx for PgTx {
         .bind(dedup_key)
         .fetch_optional(&mut *self.tx)
         .await?;
-        row.map(|r| {
-            Ok(EventState {
-                id: r.try_get("id")?,
-                status: get_enum(&r, "status")?,
-                attempts: r.try_get("attempts")?,
-                claimed_by: r.try_get("claimed_by")?,
-                lease_until: r.try_get("lease_until")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(event_state).transpose()
     }
 
     async fn free_for(&mut self, id: i64, owner: &str, now: Timestamp) -> Result<bool> {

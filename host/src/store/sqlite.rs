@@ -11,13 +11,15 @@ use super::backend::{
     MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxBacklog, OutboxEnd,
     OutboxRow, Result, Tx,
 };
-use super::types::{Timestamp, UnknownName};
-use crate::domain::{NewLead, TenantRef};
+use super::types::Timestamp;
+use crate::domain::NewLead;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArgumentsBuffer, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous, SqliteTypeInfo, SqliteValueRef,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Decode, Encode, Row, Sqlite, Transaction, Type};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -70,84 +72,33 @@ fn opt_ts(t: Option<Timestamp>) -> Option<String> {
     t.map(ts)
 }
 
-fn corrupt(e: UnknownName) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+super::rows::row_readers!(SqliteRow);
+
+/// Times are RFC 3339 text with milliseconds: text order is time order.
+impl Type<Sqlite> for Timestamp {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
 }
 
-fn parse_ts(text: &str) -> Result<Timestamp> {
-    Timestamp::parse(text).map_err(StoreError::Corrupt)
+impl Encode<'_, Sqlite> for Timestamp {
+    fn encode_by_ref(
+        &self,
+        args: &mut SqliteArgumentsBuffer,
+    ) -> std::result::Result<IsNull, BoxDynError> {
+        <String as Encode<'_, Sqlite>>::encode(self.to_rfc3339(), args)
+    }
 }
 
-fn get_ts(row: &SqliteRow, col: &str) -> Result<Timestamp> {
-    parse_ts(&row.try_get::<String, _>(col)?)
-}
-
-fn get_opt_ts(row: &SqliteRow, col: &str) -> Result<Option<Timestamp>> {
-    row.try_get::<Option<String>, _>(col)?
-        .as_deref()
-        .map(parse_ts)
-        .transpose()
-}
-
-fn get_enum<E: FromStr<Err = UnknownName>>(row: &SqliteRow, col: &str) -> Result<E> {
-    row.try_get::<String, _>(col)?.parse().map_err(corrupt)
-}
-
-fn event_row(row: &SqliteRow) -> Result<EventRow> {
-    let tenant_kind: Option<String> = row.try_get("tenant_kind")?;
-    let tenant_key: Option<String> = row.try_get("tenant_key")?;
-    Ok(EventRow {
-        id: row.try_get("id")?,
-        source: row.try_get("source")?,
-        kind: get_enum(row, "kind")?,
-        parent_id: row.try_get("parent_id")?,
-        correlation_id: row.try_get("correlation_id")?,
-        payload: row.try_get("payload")?,
-        headers_json: row.try_get("headers_json")?,
-        dedup_key: row.try_get("dedup_key")?,
-        item_kind: row.try_get("item_kind")?,
-        tenant: tenant_kind
-            .zip(tenant_key)
-            .map(|(kind, key)| TenantRef { kind, key }),
-        status: get_enum(row, "status")?,
-        error: row.try_get("error")?,
-        attempts: row.try_get("attempts")?,
-        next_attempt_at: get_opt_ts(row, "next_attempt_at")?,
-        created_at: get_ts(row, "created_at")?,
-        updated_at: get_ts(row, "updated_at")?,
-    })
-}
-
-fn outbox_row(row: &SqliteRow) -> Result<OutboxRow> {
-    Ok(OutboxRow {
-        id: row.try_get("id")?,
-        source: row.try_get("source")?,
-        kind: row.try_get("kind")?,
-        record_kind: get_enum(row, "record_kind")?,
-        record_id: row.try_get("record_id")?,
-        payload: row.try_get("payload")?,
-        status: get_enum(row, "status")?,
-        attempts: row.try_get("attempts")?,
-        claimed_by: row.try_get("claimed_by")?,
-        lease_until: get_opt_ts(row, "lease_until")?,
-    })
-}
-
-fn message_state(row: &SqliteRow) -> Result<MessageState> {
-    Ok(MessageState {
-        id: row.try_get("id")?,
-        status: get_enum(row, "status")?,
-        external_id: row.try_get("external_id")?,
-        error: row.try_get("error")?,
-    })
-}
-
-fn conversion_state(row: &SqliteRow) -> Result<ConversionState> {
-    Ok(ConversionState {
-        id: row.try_get("id")?,
-        status: get_enum(row, "status")?,
-        error: row.try_get("error")?,
-    })
+impl Decode<'_, Sqlite> for Timestamp {
+    fn decode(value: SqliteValueRef<'_>) -> std::result::Result<Self, BoxDynError> {
+        let text = <String as Decode<'_, Sqlite>>::decode(value)?;
+        Ok(Timestamp::parse(&text)?)
+    }
 }
 
 #[async_trait::async_trait]
@@ -228,7 +179,7 @@ impl Backend for SqliteBackend {
         Ok(EventCounts {
             failed: row.try_get("failed")?,
             dead: row.try_get("dead")?,
-            oldest_failed: get_opt_ts(&row, "oldest")?,
+            oldest_failed: row.try_get("oldest")?,
         })
     }
 
@@ -240,16 +191,7 @@ impl Backend for SqliteBackend {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxBacklog {
-                    source: r.try_get("source")?,
-                    kind: r.try_get("kind")?,
-                    pending: r.try_get("pending")?,
-                    oldest: get_opt_ts(r, "oldest")?,
-                })
-            })
-            .collect()
+        rows.iter().map(outbox_backlog_row).collect()
     }
 
     async fn cut_off_outbox(
@@ -468,16 +410,7 @@ impl Tx for SqliteTx {
         .bind(dedup_key)
         .fetch_optional(&mut *self.tx)
         .await?;
-        row.map(|r| {
-            Ok(EventState {
-                id: r.try_get("id")?,
-                status: get_enum(&r, "status")?,
-                attempts: r.try_get("attempts")?,
-                claimed_by: r.try_get("claimed_by")?,
-                lease_until: get_opt_ts(&r, "lease_until")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(event_state).transpose()
     }
 
     async fn free_for(&mut self, id: i64, owner: &str, now: Timestamp) -> Result<bool> {

@@ -21,6 +21,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     bin: PathBuf,
     next_db: AtomicU32,
+    /// More `postgres` options (`-c key=value …`), for every start.
+    extra_options: String,
 }
 
 /// The cluster this test process shares among its tests (started on first use).
@@ -60,7 +62,7 @@ fn server_bin_dir() -> PathBuf {
 }
 
 /// Whether this process runs as root (/proc/self belongs to its effective user).
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
@@ -76,6 +78,13 @@ fn free_port() -> u16 {
 impl Cluster {
     /// A cluster of its own (for a test that stops and starts the server).
     pub fn start_new() -> Cluster {
+        Cluster::start_new_with(|_| String::new())
+    }
+
+    /// A cluster of its own whose server also gets the options `extra` returns
+    /// (`-c key=value …`); `extra` is given the cluster's folder, to put files
+    /// the options name (certificates, say) there before the first start.
+    pub fn start_new_with(extra: impl FnOnce(&Path) -> String) -> Cluster {
         let bin = server_bin_dir();
         let dir = std::env::temp_dir().join(format!(
             "portico-pg-{}-{}",
@@ -97,11 +106,13 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let extra_options = extra(&dir);
         let cluster = Cluster {
             port: free_port(),
             dir,
             bin,
             next_db: AtomicU32::new(0),
+            extra_options,
         };
         let data = cluster.data_dir();
         let out = cluster
@@ -143,9 +154,10 @@ impl Cluster {
     pub fn start(&self) {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 \
-             -c shared_buffers=32MB",
+             -c shared_buffers=32MB {}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.extra_options
         );
         let out = self
             .command("pg_ctl")

@@ -4,7 +4,10 @@
 //!   every acknowledged lead stored exactly once, no event left `received`;
 //! - failing items retried by the workers of all three: each attempt runs once;
 //! - the database stopped for 10 s under load: only 503s, then 2xx again by
-//!   themselves, nothing acknowledged lost.
+//!   themselves, nothing acknowledged lost;
+//! - and what running on a server database needs besides: migrations applied
+//!   once by processes starting together, TLS as the URL asks, a password that
+//!   shows nowhere.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -82,6 +85,18 @@ async fn load(
         .expect("every client is done")
         .into_inner()
         .unwrap()
+}
+
+/// Stop the load and see what it saw.
+async fn end_load(stop: &AtomicBool, traffic: tokio::task::JoinHandle<Seen>) -> Seen {
+    stop.store(true, Ordering::Relaxed);
+    let seen = traffic.await.unwrap();
+    eprintln!(
+        "statuses: {:?}, acknowledged: {}",
+        seen.statuses,
+        seen.acked.len()
+    );
+    seen
 }
 
 async fn pg_count(db: &PgPool, sql: &'static str) -> i64 {
@@ -164,13 +179,7 @@ async fn three_processes_one_killed_mid_load_store_every_acknowledged_lead_once(
     fleet[1].crash_and_restart();
     urls.lock().unwrap()[1] = fleet[1].base.clone();
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    stop.store(true, Ordering::Relaxed);
-    let seen = traffic.await.unwrap();
-    eprintln!(
-        "statuses: {:?}, acknowledged: {}",
-        seen.statuses,
-        seen.acked.len()
-    );
+    let seen = end_load(&stop, traffic).await;
     // Only the killed process's in-flight requests may have gone unanswered.
     assert!(
         seen.statuses.keys().all(|s| matches!(s, 0 | 200)),
@@ -297,13 +306,7 @@ async fn the_database_down_for_10_s_means_503s_then_2xx_again_and_nothing_lost()
         .unwrap();
     // Back up: no restart of Portico; give the pools a moment, then load on.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    stop.store(true, Ordering::Relaxed);
-    let seen = traffic.await.unwrap();
-    eprintln!(
-        "statuses: {:?}, acknowledged: {}",
-        seen.statuses,
-        seen.acked.len()
-    );
+    let seen = end_load(&stop, traffic).await;
     assert!(
         seen.statuses.keys().all(|s| matches!(s, 200 | 503)),
         "only 2xx and 503 while the database was down: {:?}",
@@ -326,4 +329,245 @@ async fn the_database_down_for_10_s_means_503s_then_2xx_again_and_nothing_lost()
     assert_eq!(ready.status(), 200);
     let db = PgPool::connect(&db_url).await.unwrap();
     assert_all_stored_once(&db, &seen.acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_starting_together_apply_each_migration_once() {
+    let db_url = pg_cluster::shared().fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plugins.toml"), "").unwrap();
+    let runs: Vec<std::process::Child> = (0..3)
+        .map(|_| {
+            base_command(dir.path(), &db_url, &[])
+                .arg("migrate")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "portico migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let db = PgPool::connect(&db_url).await.unwrap();
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let files = std::fs::read_dir(workspace_root().join("migrations/postgres"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count();
+    assert_eq!(applied.len(), files, "{applied:?}");
+    assert_eq!(applied, (1..=files as i64).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_password_shows_nowhere() {
+    const PASSWORD: &str = "pw-8f3kq-do-not-print";
+    let cluster = pg_cluster::shared();
+    // The throwaway cluster trusts 127.0.0.1, so any password connects.
+    let db_url = cluster.fresh_database();
+    let with_password = db_url.replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1);
+    let server = Server::start_on_database(&with_password, &meta_entry(""), &[]);
+    for route in ["/api/health", "/api/health/ready"] {
+        let body = reqwest::get(server.url(route))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!body.contains(PASSWORD), "{route}: {body}");
+    }
+    assert!(
+        !server.log_text().contains(PASSWORD),
+        "{}",
+        server.log_text()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let migrated = base_command(dir.path(), &with_password, &[])
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(migrated.status.success());
+    let said = String::from_utf8_lossy(&migrated.stderr).to_string();
+    assert!(
+        said.contains("migrations applied to postgres://postgres:***@"),
+        "{said}"
+    );
+    assert!(!said.contains(PASSWORD), "{said}");
+    // --help shows where the setting comes from, never its value.
+    let help = base_command(dir.path(), &with_password, &[])
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    assert!(help.contains("DATABASE_URL"), "{help}");
+    assert!(!help.contains(PASSWORD), "{help}");
+    // An error names the database without the password: a database that is not there.
+    let missing = with_password.rsplit_once('/').unwrap().0.to_string() + "/no_such_db";
+    let failed = base_command(dir.path(), &missing, &[])
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr).to_string();
+    assert!(err.contains("postgres:***@"), "{err}");
+    assert!(err.contains("no_such_db"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+}
+
+fn openssl(args: &[&str], dir: &std::path::Path) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate authority `{name}-ca.crt` and a certificate for 127.0.0.1 it
+/// signed, `{name}.crt` with its key `{name}.key`, in `dir`.
+fn certificates(dir: &std::path::Path, name: &str) {
+    let (ca, ca_key) = (format!("{name}-ca.crt"), format!("{name}-ca.key"));
+    let (crt, key, csr) = (
+        format!("{name}.crt"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+    );
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+        dir,
+    );
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+            "-out",
+            &crt,
+        ],
+        dir,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_and_the_root_certificate_come_from_the_url() {
+    let cluster = tokio::task::spawn_blocking(|| {
+        Cluster::start_new_with(|dir| {
+            certificates(dir, "server");
+            let (crt, key) = (dir.join("server.crt"), dir.join("server.key"));
+            // PostgreSQL reads its key only if no one else can.
+            let mut chmod = std::process::Command::new("chmod");
+            assert!(chmod.arg("600").arg(&key).status().unwrap().success());
+            if pg_cluster::is_root() {
+                let mut chown = std::process::Command::new("chown");
+                chown.arg("postgres:postgres").arg(&crt).arg(&key);
+                assert!(chown.status().unwrap().success());
+            }
+            format!(
+                "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                crt.display(),
+                key.display()
+            )
+        })
+    })
+    .await
+    .unwrap();
+    let db_url = cluster.fresh_database();
+    let ca = cluster.dir.join("server-ca.crt");
+    let verified = format!("{db_url}?sslmode=verify-full&sslrootcert={}", ca.display());
+    let server = Server::start_on_database(&verified, &meta_entry(""), &[]);
+    let ready = reqwest::get(server.url("/api/health/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    // Every connection Portico holds is encrypted.
+    let db = PgPool::connect(&db_url).await.unwrap();
+    let (all, encrypted): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE s.ssl)
+         FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+         WHERE a.application_name = 'portico'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(
+        all > 0 && encrypted == all,
+        "{encrypted} of {all} connections use TLS"
+    );
+    // A server whose certificate the given root did not sign is refused.
+    let other = tempfile::tempdir().unwrap();
+    certificates(other.path(), "stranger");
+    let stranger = other.path().join("stranger-ca.crt");
+    let wrong = format!(
+        "{db_url}?sslmode=verify-full&sslrootcert={}",
+        stranger.display()
+    );
+    let refused = base_command(other.path(), &wrong, &[])
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "a server with an unknown certificate was trusted"
+    );
+    let err = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    assert!(err.contains("certificate") || err.contains("tls"), "{err}");
 }

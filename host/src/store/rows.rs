@@ -1,0 +1,97 @@
+//! Reading rows into the seam's types, once for every backend: the columns are
+//! the same in each dialect, and [`Timestamp`](super::types::Timestamp) decodes
+//! from each (SQLite: RFC 3339 text; PostgreSQL: `timestamptz`), so a backend
+//! only names its row type: `row_readers!(SqliteRow)`.
+
+/// Defines `get_enum`, `event_row`, `event_state`, `outbox_row`,
+/// `message_state` and `conversion_state` for rows of type `$row`.
+macro_rules! row_readers {
+    ($row:ty) => {
+        fn get_enum<E: std::str::FromStr<Err = super::types::UnknownName>>(
+            row: &$row,
+            col: &str,
+        ) -> Result<E> {
+            row.try_get::<String, _>(col)?
+                .parse()
+                .map_err(|e: super::types::UnknownName| StoreError::Corrupt(e.to_string()))
+        }
+
+        fn event_row(row: &$row) -> Result<EventRow> {
+            let tenant_kind: Option<String> = row.try_get("tenant_kind")?;
+            let tenant_key: Option<String> = row.try_get("tenant_key")?;
+            Ok(EventRow {
+                id: row.try_get("id")?,
+                source: row.try_get("source")?,
+                kind: get_enum(row, "kind")?,
+                parent_id: row.try_get("parent_id")?,
+                correlation_id: row.try_get("correlation_id")?,
+                payload: row.try_get("payload")?,
+                headers_json: row.try_get("headers_json")?,
+                dedup_key: row.try_get("dedup_key")?,
+                item_kind: row.try_get("item_kind")?,
+                tenant: tenant_kind
+                    .zip(tenant_key)
+                    .map(|(kind, key)| crate::domain::TenantRef { kind, key }),
+                status: get_enum(row, "status")?,
+                error: row.try_get("error")?,
+                attempts: row.try_get("attempts")?,
+                next_attempt_at: row.try_get("next_attempt_at")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        }
+
+        fn event_state(row: &$row) -> Result<EventState> {
+            Ok(EventState {
+                id: row.try_get("id")?,
+                status: get_enum(row, "status")?,
+                attempts: row.try_get("attempts")?,
+                claimed_by: row.try_get("claimed_by")?,
+                lease_until: row.try_get("lease_until")?,
+            })
+        }
+
+        fn outbox_row(row: &$row) -> Result<OutboxRow> {
+            Ok(OutboxRow {
+                id: row.try_get("id")?,
+                source: row.try_get("source")?,
+                kind: row.try_get("kind")?,
+                record_kind: get_enum(row, "record_kind")?,
+                record_id: row.try_get("record_id")?,
+                payload: row.try_get("payload")?,
+                status: get_enum(row, "status")?,
+                attempts: row.try_get("attempts")?,
+                claimed_by: row.try_get("claimed_by")?,
+                lease_until: row.try_get("lease_until")?,
+            })
+        }
+
+        fn message_state(row: &$row) -> Result<MessageState> {
+            Ok(MessageState {
+                id: row.try_get("id")?,
+                status: get_enum(row, "status")?,
+                external_id: row.try_get("external_id")?,
+                error: row.try_get("error")?,
+            })
+        }
+
+        fn conversion_state(row: &$row) -> Result<ConversionState> {
+            Ok(ConversionState {
+                id: row.try_get("id")?,
+                status: get_enum(row, "status")?,
+                error: row.try_get("error")?,
+            })
+        }
+
+        fn outbox_backlog_row(row: &$row) -> Result<OutboxBacklog> {
+            Ok(OutboxBacklog {
+                source: row.try_get("source")?,
+                kind: row.try_get("kind")?,
+                pending: row.try_get("pending")?,
+                oldest: row.try_get("oldest")?,
+            })
+        }
+    };
+}
+
+pub(super) use row_readers;

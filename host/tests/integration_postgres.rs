@@ -192,19 +192,41 @@ async fn three_processes_one_killed_mid_load_store_every_acknowledged_lead_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_items_are_retried_by_all_three_and_each_attempt_runs_once() {
+    failing_items_retried_by_three(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_items_retried_by_three_with_one_killed_mid_retries_still_run_each_attempt_once() {
+    failing_items_retried_by_three(true).await;
+}
+
+/// Thirty items that always fail (a page no tenant owns), posted to three
+/// processes whose workers retry them: 1 s apart, three retries, then dead.
+/// With `kill`, the second process is killed with SIGKILL among the retries
+/// and started again.
+async fn failing_items_retried_by_three(kill: bool) {
     let db_url = pg_cluster::shared().fresh_database();
-    // Retries 1 s apart, three of them, then dead: four attempts an item.
     let env = fleet_env(&[("PORTICO_RETRY_SCHEDULE_SECS", "1,1,1")]);
-    let fleet: Vec<Server> = (0..3)
+    let mut fleet: Vec<Server> = (0..3)
         .map(|_| Server::start_on_database(&db_url, &meta_entry(""), &env))
         .collect();
-    // Page 999 is mapped to no tenant: every item fails, retryably.
     const ITEMS: usize = 30;
+    const ATTEMPTS: u32 = 4;
     for n in 0..ITEMS {
         let body = lead_body("999", &format!("55{n:04}"));
         let url = fleet[n % 3].url("/api/integrations/meta/webhook");
         let answer = post_signed(&url, &body, APP_SECRET).await;
         assert_eq!(answer.status(), 200);
+    }
+    // Lines the killed process wrote before it died: an attempt it had started
+    // and not committed runs again elsewhere, and that is the only rerun allowed.
+    let mut lines_before_kill = 0;
+    if kill {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        lines_before_kill = fleet[1].logs.lock().unwrap().len();
+        fleet[1].kill9();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        fleet[1].crash_and_restart();
     }
     let db = PgPool::connect(&db_url).await.unwrap();
     let dead = pg_wait(
@@ -214,25 +236,38 @@ async fn failing_items_are_retried_by_all_three_and_each_attempt_runs_once() {
     )
     .await;
     assert_eq!(dead, ITEMS as i64);
+    // Each attempt counted once.
     let attempts: Vec<i64> =
         sqlx::query_scalar("SELECT attempts FROM webhook_events WHERE kind = 'item'")
             .fetch_all(&db)
             .await
             .unwrap();
-    assert!(attempts.iter().all(|&a| a == 4), "{attempts:?}");
-    // Each attempt of each item ran in exactly one process: the three logs
-    // together hold one "item failed" line per (item, attempt).
-    let mut runs: BTreeMap<(String, u32), usize> = BTreeMap::new();
+    assert!(
+        attempts.iter().all(|&a| a == i64::from(ATTEMPTS)),
+        "{attempts:?}"
+    );
+    // Each attempt of each item ran in one process: the logs together hold one
+    // "item failed" line per (item, attempt), but for a run the kill cut off.
+    // (item, attempt) → (runs in live processes, runs by the killed one)
+    let mut runs: BTreeMap<(String, u32), (usize, usize)> = BTreeMap::new();
     let mut by_process = Vec::new();
-    for server in &fleet {
-        let log = server.log_text();
+    for (n, server) in fleet.iter().enumerate() {
+        let lines = server.logs.lock().unwrap().clone();
         let mut mine = 0;
-        for line in log.lines().filter(|l| l.contains("item failed")) {
+        for (at, line) in lines.iter().enumerate() {
+            if !line.contains("item failed") {
+                continue;
+            }
             let key = field(line, "dedup_key").unwrap_or_default();
             let attempt: u32 = field(line, "attempt")
                 .and_then(|a| a.parse().ok())
                 .unwrap_or(0);
-            *runs.entry((key, attempt)).or_default() += 1;
+            let entry = runs.entry((key, attempt)).or_default();
+            if kill && n == 1 && at < lines_before_kill {
+                entry.1 += 1;
+            } else {
+                entry.0 += 1;
+            }
             if attempt > 1 {
                 mine += 1;
             }
@@ -240,11 +275,17 @@ async fn failing_items_are_retried_by_all_three_and_each_attempt_runs_once() {
         by_process.push(mine);
     }
     eprintln!("retries run by each process: {by_process:?}");
-    assert_eq!(runs.len(), ITEMS * 4, "{runs:?}");
-    assert!(
-        runs.values().all(|&n| n == 1),
-        "an attempt ran twice: {runs:?}"
-    );
+    assert_eq!(runs.len(), ITEMS * ATTEMPTS as usize, "{runs:?}");
+    let twice: Vec<_> = runs
+        .iter()
+        .filter(|(_, (live, killed))| *live > 1 || *killed > 1)
+        .collect();
+    assert!(twice.is_empty(), "attempts that ran twice: {twice:?}");
+    let rerun = runs
+        .values()
+        .filter(|(live, killed)| *live == 1 && *killed == 1)
+        .count();
+    eprintln!("attempts cut off by the kill and run again: {rerun}");
     assert!(
         by_process.iter().filter(|&&n| n > 0).count() >= 2,
         "the retries should be shared by the processes' workers: {by_process:?}"
@@ -570,4 +611,60 @@ async fn sslmode_and_the_root_certificate_come_from_the_url() {
     );
     let err = String::from_utf8_lossy(&refused.stderr).to_lowercase();
     assert!(err.contains("certificate") || err.contains("tls"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_size_and_statement_timeout_come_from_the_url() {
+    let db_url = pg_cluster::shared().fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    // A statement timeout of 1 ms: PostgreSQL cancels the migrations' statements.
+    let hasty = base_command(dir.path(), &format!("{db_url}?statement_timeout=1"), &[])
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!hasty.status.success());
+    let err = String::from_utf8_lossy(&hasty.stderr).to_string();
+    assert!(err.contains("statement timeout"), "{err}");
+    // A bad pool setting is named before anything connects.
+    let bad = base_command(dir.path(), &format!("{db_url}?max_connections=lots"), &[])
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr).to_string();
+    assert!(err.contains("max_connections=lots"), "{err}");
+    // Three connections at most, whatever the load.
+    let server = Server::start_on_database(
+        &format!("{db_url}?max_connections=3&statement_timeout=10s"),
+        &meta_entry(""),
+        &[],
+    );
+    server.tenant_with_page(PAGE_ID);
+    let mut posts = Vec::new();
+    for n in 0..60 {
+        let url = server.url("/api/integrations/meta/webhook");
+        posts.push(tokio::spawn(async move {
+            post_signed(&url, &lead_body(PAGE_ID, &format!("66{n:04}")), APP_SECRET)
+                .await
+                .status()
+        }));
+    }
+    let db = PgPool::connect(&db_url).await.unwrap();
+    let mut most = 0i64;
+    for post in posts {
+        assert_eq!(post.await.unwrap(), 200);
+        let now: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'portico'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        most = most.max(now);
+    }
+    assert!((1..=3).contains(&most), "portico held {most} connections");
+    assert_eq!(
+        pg_wait(&db, "SELECT COUNT(*) FROM leads", 60).await,
+        60,
+        "every lead stored through three connections"
+    );
 }

@@ -13,6 +13,11 @@ use std::sync::Arc;
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let file = load_plugins_file(&settings.plugins_path, FileCheck::Require)?;
     let store = super::open_store(settings).await?;
+    tracing::info!(
+        database = %settings.database_url,
+        shared = !store.single_process(),
+        "database open and migrated"
+    );
     let runtime = Arc::new(
         Runtime::new(file.cache_dir(), Some(store.clone()))
             .context("cannot start the wasm runtime")?,
@@ -42,6 +47,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let tunables = Tunables::from_env(&|k| std::env::var(k).ok())?;
     crate::jobs::retry::configure_from_env().map_err(anyhow::Error::msg)?;
     // One process owns a SQLite file: whatever leases it finds are a dead process's.
+    // On a shared database this does nothing: expired leases are claimed anyway.
     let released = store.release_leases().await?;
     if released > 0 {
         tracing::warn!(

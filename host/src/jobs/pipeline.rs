@@ -36,7 +36,13 @@ struct Inner {
     lease: Duration,
     slots: Arc<Semaphore>,
     recent: Mutex<Recent>,
+    /// Deliveries handed over since the last warning, and when that was: under
+    /// a sustained overload one line every few seconds, not one per delivery.
+    overflow: Mutex<(u64, Option<std::time::Instant>)>,
 }
+
+/// At most one "pipeline full" warning this often.
+const OVERFLOW_WARN_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct Recent {
@@ -64,20 +70,25 @@ impl Pipeline {
                 lease,
                 slots: Arc::new(Semaphore::new(slots.max(1))),
                 recent: Mutex::new(Recent::default()),
+                overflow: Mutex::new((0, None)),
             }),
         }
     }
 
     /// Process a stored delivery after the answer; never waits.
+    ///
+    /// With every slot busy the delivery is left, leased to no one, to the
+    /// retry workers (of any process on the database).
     pub fn submit(&self, delivery: StoredDelivery) {
         let inner = self.inner.clone();
         let Ok(permit) = inner.slots.clone().try_acquire_owned() else {
             let event_id = delivery.event_id;
-            tracing::warn!(
+            tracing::debug!(
                 correlation_id = %delivery.correlation_id,
                 event_id,
                 "ingest pipeline full: the delivery waits for the retry worker"
             );
+            inner.note_overflow();
             drop(delivery);
             tokio::spawn(async move {
                 if let Err(e) = inner.store.hand_over(event_id).await {
@@ -157,5 +168,26 @@ impl Pipeline {
             .lock()
             .ok()
             .and_then(|r| r.reports.get(&event_id).cloned())
+    }
+}
+
+impl Inner {
+    /// Count a delivery handed over; warn with the count at most every few seconds.
+    fn note_overflow(&self) {
+        let Ok(mut overflow) = self.overflow.lock() else {
+            return;
+        };
+        overflow.0 += 1;
+        let now = std::time::Instant::now();
+        if overflow
+            .1
+            .is_none_or(|last| now.duration_since(last) >= OVERFLOW_WARN_EVERY)
+        {
+            tracing::warn!(
+                deliveries = overflow.0,
+                "ingest pipeline full (PORTICO_INGEST_SLOTS): deliveries stored and left to the retry worker"
+            );
+            *overflow = (0, Some(now));
+        }
     }
 }

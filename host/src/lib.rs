@@ -12,3 +12,4 @@ pub mod http;
 pub mod jobs;
 pub mod runtime;
 pub mod store;
+pub mod telemetry;

@@ -1,17 +1,17 @@
 use clap::Parser;
-use std::io::IsTerminal;
+use portico::telemetry::logs::{self, LogFormat};
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = portico::cli::Cli::parse();
-    let filter = EnvFilter::try_from_env("PORTICO_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let format = std::env::var("PORTICO_LOG_FORMAT").ok();
+    match LogFormat::from_env_value(format.as_deref()) {
+        Ok(format) => logs::init(format),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

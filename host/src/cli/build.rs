@@ -13,6 +13,9 @@ pub async fn build_all(file: &PluginsFile) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let targets =
+        super::toolchain::named_targets(to_build.iter().filter_map(|p| p.build.as_deref()));
+    super::toolchain::ensure_targets(&targets, &file.base_dir)?;
     let all = Instant::now();
     for (i, plugin) in to_build.iter().enumerate() {
         build_one(file, plugin, Some((i + 1, to_build.len()))).await?;

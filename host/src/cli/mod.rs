@@ -5,6 +5,7 @@ mod dev;
 mod dlq;
 mod plugin;
 mod serve;
+mod toolchain;
 
 use crate::config::Settings;
 use crate::config::plugins::{FileCheck, load_plugins_file};

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let file = load_plugins_file(&settings.plugins_path, FileCheck::Require)?;
+    crate::telemetry::metrics::install().context("cannot start the metrics recorder")?;
     let store = super::open_store(settings).await?;
     tracing::info!(
         database = %settings.database_url,

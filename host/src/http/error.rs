@@ -42,6 +42,11 @@ impl ApiError {
     }
 
     /// A provider's delivery that `verify` refused.
+    /// The machine-readable code of the error body.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
     pub fn invalid_signature(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_signature", message)
     }

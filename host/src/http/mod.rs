@@ -12,10 +12,10 @@ use crate::config::limits::Tunables;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use std::sync::Arc;
 use tracing::Instrument;
@@ -53,11 +53,45 @@ pub fn router(state: AppState) -> Router {
             "/api/integrations/{mount}/{*route}",
             any(webhook::integration),
         )
+        .route("/metrics", get(metrics))
+        // Matched routes only: their template is the label (never the raw path).
+        .route_layer(middleware::from_fn(count_request))
         .fallback(webhook::fallback)
         // Bodies are read by the webhook handler under each plugin's own limit.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(correlate))
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus' text exposition format.
+async fn metrics(State(app): State<AppState>) -> Response {
+    let text = crate::telemetry::metrics::render(&app.store, &app.runtime.snapshot()).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Count and time every request to a matched route.
+async fn count_request(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    crate::telemetry::metrics::http_request(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 /// Longest incoming X-Request-Id honoured; longer or odd ones are replaced.

@@ -16,6 +16,7 @@ use crate::runtime::session::{AdapterRequest, AdapterResponse, CallError, Verdic
 use crate::runtime::{LoadedPlugin, Resolved, RouteKind, Session};
 use crate::store::types::EventStatus;
 use crate::store::{ItemSlot, NewDelivery};
+use crate::telemetry::metrics::{self, DeliveryOutcome};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Request, State};
@@ -49,16 +50,32 @@ pub async fn fallback(
     Extension(cid): Extension<CorrelationId>,
     req: Request,
 ) -> Response {
+    let started = std::time::Instant::now();
     let set = app.runtime.snapshot();
     let path = req.uri().path().to_string();
     let method = req.method().as_str().to_string();
-    match set.resolve_alias(&path, &method) {
-        Some((resolved, route)) => serve(&app, &cid.0, resolved, route, req, &path).await,
-        None => ApiError::not_found(format!(
-            "no route {method} {path}; integrations live under /api/integrations/{{mount}}/..., see GET /api/health for the list"
-        ))
-        .into_response(),
-    }
+    // Outside the router's matched routes: an alias is its own route label
+    // (plugins.toml bounds them), anything else is "unmatched".
+    let (label, response) = match set.resolve_alias(&path, &method) {
+        Some((resolved, route)) => (
+            path.as_str(),
+            serve(&app, &cid.0, resolved, route, req, &path).await,
+        ),
+        None => (
+            "unmatched",
+            ApiError::not_found(format!(
+                "no route {method} {path}; integrations live under /api/integrations/{{mount}}/..., see GET /api/health for the list"
+            ))
+            .into_response(),
+        ),
+    };
+    metrics::http_request(
+        label,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn serve(
@@ -114,14 +131,37 @@ async fn serve(
     };
     let request = match read_request(&plugin, route, req).await {
         Ok(r) => r,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            if kind == RouteKind::Webhook {
+                metrics::webhook_delivery(&plugin.spec.name, delivery_outcome(&e));
+            }
+            return e.into_response();
+        }
     };
     let result = match kind {
-        RouteKind::Webhook => webhook(app, cid, &plugin, request).await,
+        RouteKind::Webhook => {
+            let result = webhook(app, cid, &plugin, request).await;
+            let outcome = match &result {
+                Ok(_) => DeliveryOutcome::Accepted,
+                Err(e) => delivery_outcome(e),
+            };
+            metrics::webhook_delivery(&plugin.spec.name, outcome);
+            result
+        }
         RouteKind::Intake => intake(app, cid, &plugin, request).await,
         RouteKind::Custom => custom(cid, &plugin, request).await,
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A webhook refused before or at the store, as the deliveries counter names it.
+fn delivery_outcome(e: &ApiError) -> DeliveryOutcome {
+    match e.code() {
+        "invalid_signature" => DeliveryOutcome::RejectedSignature,
+        "payload_too_large" => DeliveryOutcome::TooLarge,
+        "store_unavailable" => DeliveryOutcome::StoreUnavailable,
+        _ => DeliveryOutcome::Failed,
+    }
 }
 
 /// Headers adapters never see (credentials meant for the host).

@@ -11,6 +11,7 @@ use crate::runtime::session::{AdapterError, AdapterRequest, CallError};
 use crate::runtime::{LoadedPlugin, Session};
 use crate::store::types::EventStatus;
 use crate::store::{Applied, FailState, ItemContext, ItemSlot, Store, StoreError};
+use crate::telemetry::metrics;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -41,6 +42,18 @@ pub enum ItemStatus {
 }
 
 impl ItemStatus {
+    /// The name reports and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemStatus::Processed => "processed",
+            ItemStatus::Ignored => "ignored",
+            ItemStatus::Duplicate => "duplicate",
+            ItemStatus::InProgress => "in_progress",
+            ItemStatus::Failed => "failed",
+            ItemStatus::Dead => "dead",
+        }
+    }
+
     /// Whether the item is as done as it will be without a fix.
     pub fn succeeded(self) -> bool {
         matches!(
@@ -167,8 +180,14 @@ pub async fn process_delivery(
     let mut reports = Vec::with_capacity(items.len());
     for (item, slot) in items.iter().zip(slots) {
         let report = match slot {
-            ItemSlot::Duplicate { id, .. } => skipped(id, item, ItemStatus::Duplicate),
-            ItemSlot::InProgress { id } => skipped(id, item, ItemStatus::InProgress),
+            ItemSlot::Duplicate { id, .. } => {
+                metrics::item(&pass.plugin.spec.name, ItemStatus::Duplicate.as_str());
+                skipped(id, item, ItemStatus::Duplicate)
+            }
+            ItemSlot::InProgress { id } => {
+                metrics::item(&pass.plugin.spec.name, ItemStatus::InProgress.as_str());
+                skipped(id, item, ItemStatus::InProgress)
+            }
             ItemSlot::New(id) => process_item(pass, session, id, 0, item).await,
             ItemSlot::Again { id, attempts } => {
                 process_item(pass, session, id, attempts, item).await
@@ -250,6 +269,18 @@ async fn failed_delivery(
 /// Map and apply one item; record its outcome on its event row; deliver at once
 /// what it queued for immediate delivery.
 pub async fn process_item(
+    pass: Pass<'_>,
+    session: &mut Session,
+    event_id: i64,
+    attempts_before: i64,
+    item: &ParsedItem,
+) -> ItemReport {
+    let report = apply_one(pass, session, event_id, attempts_before, item).await;
+    metrics::item(&pass.plugin.spec.name, report.status.as_str());
+    report
+}
+
+async fn apply_one(
     pass: Pass<'_>,
     session: &mut Session,
     event_id: i64,

@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// Reports kept in memory.
 const RECENT_REPORTS: usize = 10_000;
@@ -100,7 +101,14 @@ impl Pipeline {
         };
         let pipeline = self.clone();
         pipeline.begin(delivery.event_id);
-        tokio::spawn(async move {
+        // The request's span has ended with its answer: the processing gets its own.
+        let span = tracing::info_span!(
+            "delivery",
+            correlation_id = %delivery.correlation_id,
+            plugin = %delivery.plugin.spec.name,
+            event_id = delivery.event_id
+        );
+        let work = async move {
             let StoredDelivery {
                 plugin,
                 mut session,
@@ -119,7 +127,8 @@ impl Pipeline {
             drop(session);
             drop(permit);
             pipeline.record(report);
-        });
+        };
+        tokio::spawn(work.instrument(span));
     }
 
     /// A delivery is being processed here (by the pipeline or the retry worker).

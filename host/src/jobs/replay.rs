@@ -9,6 +9,7 @@ use crate::store::types::EventKind;
 use crate::store::{EventFilter, EventRow, Store, StoreError};
 use serde::Serialize;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Who replays, as leases name it, and for how long it holds what it takes.
 #[derive(Debug, Clone, Copy)]
@@ -54,8 +55,26 @@ pub struct ReplayReport {
     pub outcomes: Vec<ReplayOutcome>,
 }
 
-/// Replay one event through the plugin named by its source.
+/// Replay one event through the plugin named by its source (its logs carry
+/// the event's correlation id, plugin and id).
 pub async fn replay_event(
+    store: &Store,
+    plugins: &PluginSet,
+    event: &EventRow,
+    by: Replayer<'_>,
+) -> ReplayOutcome {
+    let span = tracing::info_span!(
+        "event",
+        correlation_id = %event.correlation_id,
+        plugin = %event.source,
+        event_id = event.id
+    );
+    replay_in_span(store, plugins, event, by)
+        .instrument(span)
+        .await
+}
+
+async fn replay_in_span(
     store: &Store,
     plugins: &PluginSet,
     event: &EventRow,

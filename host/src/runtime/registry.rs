@@ -16,6 +16,7 @@ use super::host_api::HostState;
 use super::plugin::{LoadedPlugin, RouteKind, load};
 use crate::config::plugins::{FileCheck, load_plugins_file};
 use crate::config::{PluginSpec, PluginsFile};
+use crate::telemetry::metrics::{self, ReloadResult};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -286,6 +287,7 @@ impl Runtime {
                 if prev.spec.wasm_path == spec.wasm_path =>
             {
                 tracing::error!(plugin = %spec.name, "reload refused, the previous version keeps serving: {error}");
+                metrics::plugin_reload(&spec.name, ReloadResult::Refused);
                 PluginSlot {
                     last_error: Some((error.clone(), *at)),
                     ..prev
@@ -294,9 +296,13 @@ impl Runtime {
             (SlotState::Loaded(p), _) => {
                 next.reloads = prev.reloads + 1;
                 tracing::info!(plugin = %spec.name, version = %p.manifest.version, sha256 = %p.sha256, reloads = next.reloads, "plugin reloaded");
+                metrics::plugin_reload(&spec.name, ReloadResult::Loaded);
                 next
             }
             _ => {
+                if matches!(next.state, SlotState::Failed { .. }) {
+                    metrics::plugin_reload(&spec.name, ReloadResult::Refused);
+                }
                 next.reloads = prev.reloads;
                 next
             }

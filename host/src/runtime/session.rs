@@ -16,6 +16,7 @@ use crate::domain::{
     StatusUpdate, TenantRef,
 };
 use crate::store::types::MessageStatus;
+use crate::telemetry::metrics::{self, CallTimer, Fault, Phase};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
@@ -93,6 +94,8 @@ pub enum Verdict {
 }
 
 pub struct Session {
+    /// The plugin's name, as metrics label it.
+    plugin: Arc<str>,
     plugin_memory: u64,
     timeout: std::time::Duration,
     pre: super::bindings::AdapterPre<HostState>,
@@ -108,6 +111,7 @@ impl Session {
     /// Instantiate `plugin` for one webhook.
     pub async fn start(plugin: &LoadedPlugin, correlation_id: &str) -> Result<Session, CallError> {
         let mut session = Session {
+            plugin: plugin.spec.name.as_str().into(),
             plugin_memory: plugin.spec.limits.memory_bytes,
             timeout: plugin.spec.limits.call_timeout,
             pre: plugin.pre.clone(),
@@ -167,12 +171,15 @@ impl Session {
         };
         self.live = None;
         if timed_out {
+            metrics::adapter_fault(&self.plugin, Fault::Timeout);
             return CallError::Timeout(self.timeout.as_millis());
         }
         let text = format!("{error:?}");
         if text.contains("forcing trap when growing memory") {
+            metrics::adapter_fault(&self.plugin, Fault::Memory);
             return CallError::MemoryLimit(self.plugin_memory / (1024 * 1024));
         }
+        metrics::adapter_fault(&self.plugin, Fault::Trap);
         let mut what = match error.downcast_ref::<Trap>() {
             Some(trap) => trap.to_string(),
             None => format!("{error:#}"),
@@ -203,6 +210,7 @@ impl Session {
     }
 
     pub async fn manifest(&mut self) -> Result<types::PluginManifest, CallError> {
+        let _timer = CallTimer::start(self.plugin.clone(), Phase::Manifest);
         let timeout = self.timeout;
         let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
@@ -216,6 +224,7 @@ impl Session {
     }
 
     pub async fn verify(&mut self, req: &AdapterRequest) -> Result<Verdict, CallError> {
+        let _timer = CallTimer::start(self.plugin.clone(), Phase::Verify);
         let timeout = self.timeout;
         let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
@@ -236,6 +245,7 @@ impl Session {
         &mut self,
         req: &AdapterRequest,
     ) -> Result<Result<Vec<ParsedItem>, AdapterError>, CallError> {
+        let _timer = CallTimer::start(self.plugin.clone(), Phase::Parse);
         let timeout = self.timeout;
         let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
@@ -268,6 +278,7 @@ impl Session {
         &mut self,
         item: &ParsedItem,
     ) -> Result<Result<Vec<DomainOp>, AdapterError>, CallError> {
+        let _timer = CallTimer::start(self.plugin.clone(), Phase::Map);
         let timeout = self.timeout;
         let wit_item = types::Item {
             dedup_key: item.dedup_key.clone(),
@@ -308,6 +319,7 @@ impl Session {
         kind: &str,
         rows: &[(i64, Vec<u8>)],
     ) -> Result<Result<Vec<RowOutcome>, BatchError>, CallError> {
+        let _timer = CallTimer::start(self.plugin.clone(), Phase::Deliver);
         let timeout = self.timeout;
         let wit_rows: Vec<plugin_api::OutboxRow> = rows
             .iter()
@@ -353,6 +365,7 @@ impl Session {
         req: &AdapterRequest,
         records: &[RecordRef],
     ) -> Result<AdapterResponse, CallError> {
+        let _timer = CallTimer::start(self.plugin.clone(), Phase::Respond);
         let timeout = self.timeout;
         let wit_records: Vec<types::RecordRef> = records
             .iter()
@@ -379,6 +392,7 @@ impl Session {
         &mut self,
         req: &AdapterRequest,
     ) -> Result<Option<AdapterResponse>, CallError> {
+        let _timer = CallTimer::start(self.plugin.clone(), Phase::Handle);
         let timeout = self.timeout;
         let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;

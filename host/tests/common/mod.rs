@@ -45,6 +45,7 @@ const TEST_PLUGINS: [&str; 5] = [
 /// Build the test plugins into `target/{dir}` with PORTICO_BUILD_TAG=`tag`
 /// (own target dir: a nested cargo must not share the outer one's lock).
 fn build_plugins(dir: &str, tag: &str) -> PathBuf {
+    ensure_wasm_target();
     let target_dir = workspace_root().join("target").join(dir);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -62,6 +63,34 @@ fn build_plugins(dir: &str, tag: &str) -> PathBuf {
     let status = cmd.status().expect("run cargo to build the plugins");
     assert!(status.success(), "building the test plugins failed");
     target_dir.join("wasm32-wasip2").join("plugin")
+}
+
+/// The README's `cargo test --workspace` works with only rustup: the plugins'
+/// target is added when missing, as `portico build` does.
+fn ensure_wasm_target() {
+    let Ok(out) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(workspace_root())
+        .output()
+    else {
+        return; // no rustup: the toolchain came some other way
+    };
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-wasip2")
+    {
+        return;
+    }
+    eprintln!("adding the Rust target wasm32-wasip2 the test plugins build for");
+    let added = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .current_dir(workspace_root())
+        .status()
+        .expect("run rustup");
+    assert!(
+        added.success(),
+        "the test plugins need the wasm32-wasip2 target: run `rustup target add wasm32-wasip2`"
+    );
 }
 
 /// A bundled plugin built once per test binary.
@@ -553,7 +582,12 @@ fn spawn_command(
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(at) = line.find("listening on http://") {
-                let _ = tx.send(line[at + "listening on http://".len()..].trim().to_string());
+                // Text or JSON log lines: the address ends at a space or a quote.
+                let addr: String = line[at + "listening on http://".len()..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '"')
+                    .collect();
+                let _ = tx.send(addr);
             }
             sink.lock().unwrap().push(line);
         }
@@ -586,6 +620,9 @@ pub fn base_command(dir: &Path, db_url: &str, env: &[(String, String)]) -> Comma
         "META_VERIFY_TOKEN",
         "META_PAGE_ACCESS_TOKEN",
         "PORTICO_LISTEN",
+        "PORTICO_LOG_FORMAT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "PORTICO_ADMIN_TOKEN",
         "PORTICO_CACHE_DIR",
         "PORTICO_RETRY_SCHEDULE_SECS",

@@ -22,7 +22,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(portico::cli::run(cli)) {
+    let result = runtime.block_on(portico::cli::run(cli));
+    drop(runtime);
+    portico::telemetry::traces::shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the error and its causes, joined.

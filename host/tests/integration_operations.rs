@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// One sample of the exposition.
 #[derive(Debug)]
@@ -388,5 +389,95 @@ fn a_bad_log_format_stops_start_up_naming_the_setting() {
     assert!(
         err.contains("PORTICO_LOG_FORMAT") && err.contains("json"),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_reach_an_otlp_receiver_and_continue_the_callers_trace() {
+    // A local OTLP/HTTP receiver: keeps what it is sent.
+    let received: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let sink = received.clone();
+    let receiver = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    let kind = headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    sink.lock().unwrap().push((kind, body.to_vec()));
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let endpoint = serve_fake(receiver).await;
+    let server = Server::start(
+        &meta_entry(""),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    server.tenant_with_page(PAGE_ID);
+    // The caller's trace, as a W3C traceparent.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let body = lead_body(PAGE_ID, "73000001");
+    let answer = reqwest::Client::new()
+        .post(server.url("/api/integrations/meta/webhook"))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .header("x-hub-signature-256", sign(body.as_bytes(), APP_SECRET))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    server.processed(answer).await;
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let wanted: [&[u8]; 6] = [
+        b"adapter.verify",
+        b"adapter.parse",
+        b"adapter.map",
+        b"store.write",
+        b"portico",
+        &trace_bytes,
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let all: Vec<u8> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, b)| b.clone())
+            .collect();
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|w| !contains(&all, w))
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spans not received in 20 s; missing {missing:?} in {} exports",
+            received.lock().unwrap().len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let kinds: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        kinds.iter().all(|k| k == "application/x-protobuf"),
+        "{kinds:?}"
     );
 }

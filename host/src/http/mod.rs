@@ -111,7 +111,15 @@ async fn correlate(mut req: Request, next: Next) -> Response {
         .and_then(incoming_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(CorrelationId(id.clone()));
-    let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.uri().path());
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{} {}", req.method(), req.uri().path()),
+        otel.kind = "server",
+        correlation_id = %id,
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    crate::telemetry::traces::continue_trace(&span, req.headers());
     let mut response = next.run(req).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);

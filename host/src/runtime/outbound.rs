@@ -119,6 +119,16 @@ impl outbound::Host for HostState {
                 body,
             })
         };
+        // Host and method only: URLs may carry tokens in their query.
+        let span = tracing::info_span!(
+            "outbound",
+            otel.name = %format!("{} {host}", req.method),
+            otel.kind = "client",
+            plugin = %env.name,
+            host = %host,
+            method = %req.method
+        );
+        let exchange = tracing::Instrument::instrument(exchange, span);
         let result = match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(OutboundError::Timeout(format!(

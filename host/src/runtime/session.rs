@@ -19,6 +19,7 @@ use crate::store::types::MessageStatus;
 use crate::telemetry::metrics::{self, CallTimer, Fault, Phase};
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
 /// A call into an adapter that did not return normally.
@@ -211,6 +212,7 @@ impl Session {
 
     pub async fn manifest(&mut self) -> Result<types::PluginManifest, CallError> {
         let _timer = CallTimer::start(self.plugin.clone(), Phase::Manifest);
+        let span = tracing::info_span!("adapter", otel.name = %format!("adapter.{}", Phase::Manifest.as_str()), plugin = %self.plugin, phase = Phase::Manifest.as_str());
         let timeout = self.timeout;
         let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
@@ -218,6 +220,7 @@ impl Session {
         let r = adapter
             .portico_adapter_plugin()
             .call_manifest(&mut *store)
+            .instrument(span)
             .await;
         store.data_mut().permit = None;
         r.map_err(|e| self.fail(e))
@@ -225,6 +228,7 @@ impl Session {
 
     pub async fn verify(&mut self, req: &AdapterRequest) -> Result<Verdict, CallError> {
         let _timer = CallTimer::start(self.plugin.clone(), Phase::Verify);
+        let span = tracing::info_span!("adapter", otel.name = %format!("adapter.{}", Phase::Verify.as_str()), plugin = %self.plugin, phase = Phase::Verify.as_str());
         let timeout = self.timeout;
         let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
@@ -232,6 +236,7 @@ impl Session {
         let r = adapter
             .portico_adapter_plugin()
             .call_verify(&mut *store, req)
+            .instrument(span)
             .await;
         store.data_mut().permit = None;
         match r {
@@ -246,6 +251,7 @@ impl Session {
         req: &AdapterRequest,
     ) -> Result<Result<Vec<ParsedItem>, AdapterError>, CallError> {
         let _timer = CallTimer::start(self.plugin.clone(), Phase::Parse);
+        let span = tracing::info_span!("adapter", otel.name = %format!("adapter.{}", Phase::Parse.as_str()), plugin = %self.plugin, phase = Phase::Parse.as_str());
         let timeout = self.timeout;
         let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
@@ -253,6 +259,7 @@ impl Session {
         let r = adapter
             .portico_adapter_plugin()
             .call_parse(&mut *store, req)
+            .instrument(span)
             .await;
         store.data_mut().permit = None;
         match r {
@@ -279,6 +286,7 @@ impl Session {
         item: &ParsedItem,
     ) -> Result<Result<Vec<DomainOp>, AdapterError>, CallError> {
         let _timer = CallTimer::start(self.plugin.clone(), Phase::Map);
+        let span = tracing::info_span!("adapter", otel.name = %format!("adapter.{}", Phase::Map.as_str()), plugin = %self.plugin, phase = Phase::Map.as_str());
         let timeout = self.timeout;
         let wit_item = types::Item {
             dedup_key: item.dedup_key.clone(),
@@ -295,6 +303,7 @@ impl Session {
         let r = adapter
             .portico_adapter_plugin()
             .call_map_to_domain(&mut *store, &wit_item)
+            .instrument(span)
             .await;
         store.data_mut().permit = None;
         match r {
@@ -320,6 +329,7 @@ impl Session {
         rows: &[(i64, Vec<u8>)],
     ) -> Result<Result<Vec<RowOutcome>, BatchError>, CallError> {
         let _timer = CallTimer::start(self.plugin.clone(), Phase::Deliver);
+        let span = tracing::info_span!("adapter", otel.name = %format!("adapter.{}", Phase::Deliver.as_str()), plugin = %self.plugin, phase = Phase::Deliver.as_str());
         let timeout = self.timeout;
         let wit_rows: Vec<plugin_api::OutboxRow> = rows
             .iter()
@@ -334,6 +344,7 @@ impl Session {
         let r = adapter
             .portico_adapter_plugin()
             .call_deliver(&mut *store, kind, &wit_rows)
+            .instrument(span)
             .await;
         store.data_mut().permit = None;
         match r {
@@ -366,6 +377,7 @@ impl Session {
         records: &[RecordRef],
     ) -> Result<AdapterResponse, CallError> {
         let _timer = CallTimer::start(self.plugin.clone(), Phase::Respond);
+        let span = tracing::info_span!("adapter", otel.name = %format!("adapter.{}", Phase::Respond.as_str()), plugin = %self.plugin, phase = Phase::Respond.as_str());
         let timeout = self.timeout;
         let wit_records: Vec<types::RecordRef> = records
             .iter()
@@ -383,6 +395,7 @@ impl Session {
         let r = adapter
             .portico_adapter_plugin()
             .call_respond(&mut *store, req, &wit_records)
+            .instrument(span)
             .await;
         store.data_mut().permit = None;
         r.map_err(|e| self.fail(e))
@@ -393,6 +406,7 @@ impl Session {
         req: &AdapterRequest,
     ) -> Result<Option<AdapterResponse>, CallError> {
         let _timer = CallTimer::start(self.plugin.clone(), Phase::Handle);
+        let span = tracing::info_span!("adapter", otel.name = %format!("adapter.{}", Phase::Handle.as_str()), plugin = %self.plugin, phase = Phase::Handle.as_str());
         let timeout = self.timeout;
         let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
@@ -400,6 +414,7 @@ impl Session {
         let r = adapter
             .portico_adapter_plugin()
             .call_handle(&mut *store, req)
+            .instrument(span)
             .await;
         store.data_mut().permit = None;
         r.map_err(|e| self.fail(e))

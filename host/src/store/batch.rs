@@ -102,8 +102,12 @@ impl GroupCommit {
             outcome: None,
             reply,
         });
-        self.queue.send(job).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let committed = async {
+            self.queue.send(job).await.map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        };
+        // Queue wait and commit, as the caller sees them.
+        tracing::Instrument::instrument(committed, tracing::info_span!("store.write")).await
     }
 }
 

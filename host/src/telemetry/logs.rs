@@ -34,22 +34,32 @@ impl LogFormat {
     }
 }
 
-/// Install the process's log subscriber (`PORTICO_LOG` filters it).
+/// Install the process's subscriber: logs (`PORTICO_LOG` filters them) and,
+/// when configured, the OpenTelemetry layer (see [`super::traces`]).
 pub fn init(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_env("PORTICO_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn,sqlx=warn"));
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(super::traces::layer());
     match format {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .fmt_fields(JsonFields::new())
-            .event_format(FlatJson)
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false)
+                    .fmt_fields(JsonFields::new())
+                    .event_format(FlatJson),
+            )
             .init(),
     }
 }

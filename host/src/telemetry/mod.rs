@@ -1,5 +1,6 @@
-//! What operators watch: Prometheus metrics ([`metrics`]) and logs as text or
-//! one JSON object per line ([`logs`]).
+//! What operators watch: Prometheus metrics ([`metrics`]), logs as text or
+//! one JSON object per line ([`logs`]), OpenTelemetry traces ([`traces`]).
 
 pub mod logs;
 pub mod metrics;
+pub mod traces;

@@ -392,10 +392,13 @@ fn a_bad_log_format_stops_start_up_naming_the_setting() {
     );
 }
 
+/// One export a receiver got: its content type and body.
+type Export = (String, Vec<u8>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_reach_an_otlp_receiver_and_continue_the_callers_trace() {
     // A local OTLP/HTTP receiver: keeps what it is sent.
-    let received: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let received: Arc<Mutex<Vec<Export>>> = Arc::default();
     let sink = received.clone();
     let receiver = axum::Router::new().route(
         "/v1/traces",

@@ -484,3 +484,48 @@ async fn traces_reach_an_otlp_receiver_and_continue_the_callers_trace() {
         "{kinds:?}"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_host_route_and_the_loaded_mounts() {
+    let server = Server::start(&meta_entry(""), &[]);
+    let doc: serde_json::Value = reqwest::get(server.url("/api/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/health",
+        "/api/health/ready",
+        "/metrics",
+        "/api/openapi.json",
+        "/api/admin/dlq",
+        "/api/admin/dlq/replay",
+        "/api/admin/dlq/{id}/replay",
+        "/api/admin/deliveries/{id}",
+        "/api/admin/tenants",
+        "/api/admin/lead-sources",
+        "/api/integrations/{mount}/{route}",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from {:?}",
+            paths.keys()
+        );
+    }
+    let mount = doc["paths"]["/api/integrations/{mount}/{route}"]["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "mount")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        mount["schema"]["enum"],
+        serde_json::json!(["meta"]),
+        "{mount}"
+    );
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}

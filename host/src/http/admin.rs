@@ -98,14 +98,30 @@ pub fn event_json(e: &EventRow) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Comma-separated statuses (received, processed, failed, dead, ignored); default failed,dead.
     status: Option<String>,
+    /// Only this plugin's events.
     source: Option<String>,
+    /// At most this many (1 to 10000; default 100).
     limit: Option<i64>,
 }
 
 /// `GET /api/admin/dlq?status=failed,dead&source=meta&limit=100`
+#[utoipa::path(
+    get,
+    path = "/api/admin/dlq",
+    tag = "admin",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Events, oldest first: `{\"events\": [...]}` without payload bytes", body = serde_json::Value),
+        (status = 400, description = "A status that is not one", body = super::openapi::ErrorBody),
+        (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody)
+    )
+)]
 pub async fn list(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -136,6 +152,18 @@ pub async fn list(
 }
 
 /// `POST /api/admin/dlq/{id}/replay`
+#[utoipa::path(
+    post,
+    path = "/api/admin/dlq/{id}/replay",
+    tag = "admin",
+    params(("id" = i64, Path, description = "The event's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What the replay did: `succeeded` and the outcome", body = serde_json::Value),
+        (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such event", body = super::openapi::ErrorBody)
+    )
+)]
 pub async fn replay_one(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -153,6 +181,18 @@ pub async fn replay_one(
 
 /// `GET /api/admin/deliveries/{id}`: what became of a delivery and its items
 /// (`final` once processing has finished; until then, poll).
+#[utoipa::path(
+    get,
+    path = "/api/admin/deliveries/{id}",
+    tag = "admin",
+    params(("id" = i64, Path, description = "The delivery's event id, from the webhook's answer")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The delivery and its items; `final` once processing has finished", body = serde_json::Value),
+        (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such event", body = super::openapi::ErrorBody)
+    )
+)]
 pub async fn delivery(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -192,20 +232,25 @@ pub async fn delivery(
     })))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
     /// Statuses to replay; default ["failed"].
     #[serde(default)]
     status: Option<Vec<String>>,
+    /// Only this plugin's events.
     #[serde(default)]
     source: Option<String>,
+    /// Created at or after (RFC 3339 or YYYY-MM-DD).
     #[serde(default)]
     since: Option<String>,
+    /// Created at or before (RFC 3339 or YYYY-MM-DD).
     #[serde(default)]
     until: Option<String>,
+    /// List what would be replayed, replay nothing.
     #[serde(default)]
     dry_run: bool,
+    /// At most this many (0: no limit).
     #[serde(default)]
     limit: Option<i64>,
 }
@@ -217,6 +262,18 @@ const REPLAYABLE: [EventStatus; 3] = [
 ];
 
 /// `POST /api/admin/dlq/replay` with an optional JSON filter.
+#[utoipa::path(
+    post,
+    path = "/api/admin/dlq/replay",
+    tag = "admin",
+    request_body(content = Option<ReplayBody>, description = "A filter; an empty body replays every failed event"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "How many matched and what became of each", body = serde_json::Value),
+        (status = 400, description = "A bad filter", body = super::openapi::ErrorBody),
+        (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody)
+    )
+)]
 pub async fn replay_many(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -253,13 +310,26 @@ pub async fn replay_many(
     Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
+    #[schema(min_length = 1)]
     name: String,
 }
 
 /// `POST /api/admin/tenants {"name"}`
+#[utoipa::path(
+    post,
+    path = "/api/admin/tenants",
+    tag = "admin",
+    request_body = NewTenant,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "`{\"id\", \"name\"}`", body = serde_json::Value),
+        (status = 400, description = "An empty name", body = super::openapi::ErrorBody),
+        (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody)
+    )
+)]
 pub async fn add_tenant(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -277,16 +347,33 @@ pub async fn add_tenant(
     Ok((StatusCode::CREATED, Json(json!({"id": id, "name": name}))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSource {
     tenant_id: i64,
+    /// meta (page id), whatsapp (phone number id), google (customer id), standard (source key), …
+    #[schema(min_length = 1)]
     kind: String,
     #[serde(alias = "key")]
+    #[schema(min_length = 1)]
     external_key: String,
 }
 
 /// `POST /api/admin/lead-sources {"tenant_id","kind","external_key"}`
+#[utoipa::path(
+    post,
+    path = "/api/admin/lead-sources",
+    tag = "admin",
+    request_body = NewSource,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "`{\"id\", \"tenant_id\", \"kind\", \"external_key\"}`", body = serde_json::Value),
+        (status = 400, description = "An empty kind or key", body = super::openapi::ErrorBody),
+        (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such tenant", body = super::openapi::ErrorBody),
+        (status = 409, description = "The key is mapped already", body = super::openapi::ErrorBody)
+    )
+)]
 pub async fn add_source(
     State(app): State<AppState>,
     headers: HeaderMap,

@@ -14,6 +14,12 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// `GET /api/health`: always 200 while the process serves; says what is loaded.
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    tag = "health",
+    responses((status = 200, description = "The process runs: integrations, plugins (name, version, mount, routes, state, sha256, loaded_at, error), DLQ and outbox figures; no secrets", body = serde_json::Value))
+)]
 pub async fn health(State(app): State<AppState>) -> Json<Value> {
     let set = app.runtime.snapshot();
     let plugins: Vec<Value> = set
@@ -124,6 +130,15 @@ async fn outbox_block(app: &AppState) -> Value {
 }
 
 /// `GET /api/health/ready`: 200 when the database answers and every enabled plugin is loaded.
+#[utoipa::path(
+    get,
+    path = "/api/health/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "The database answers and every enabled plugin is loaded", body = serde_json::Value),
+        (status = 503, description = "Not ready, with the reasons", body = super::openapi::ErrorBody)
+    )
+)]
 pub async fn ready(State(app): State<AppState>) -> Response {
     let mut problems = Vec::new();
     if let Err(e) = app.store.ping().await {

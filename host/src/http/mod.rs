@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 mod error;
 mod health;
+pub mod openapi;
 mod webhook;
 
 pub use error::ApiError;
@@ -11,14 +12,17 @@ use crate::config::IntegrationToggles;
 use crate::config::limits::Tunables;
 use crate::runtime::Runtime;
 use crate::store::Store;
+use axum::Extension;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
 use std::sync::Arc;
 use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -40,30 +44,43 @@ pub struct AppState {
 pub struct CorrelationId(pub String);
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/health", get(health::health))
-        .route("/api/health/ready", get(health::ready))
-        .route("/api/admin/dlq", get(admin::list))
-        .route("/api/admin/dlq/replay", post(admin::replay_many))
-        .route("/api/admin/dlq/{id}/replay", post(admin::replay_one))
-        .route("/api/admin/deliveries/{id}", get(admin::delivery))
-        .route("/api/admin/tenants", post(admin::add_tenant))
-        .route("/api/admin/lead-sources", post(admin::add_source))
-        .route(
-            "/api/integrations/{mount}/{*route}",
-            any(webhook::integration),
-        )
-        .route("/metrics", get(metrics))
+    let (routes, mut api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(admin::list))
+        .routes(routes!(admin::replay_many))
+        .routes(routes!(admin::replay_one))
+        .routes(routes!(admin::delivery))
+        .routes(routes!(admin::add_tenant))
+        .routes(routes!(admin::add_source))
+        .routes(routes!(webhook::integration))
+        .split_for_parts();
+    openapi::normalize(&mut api);
+    let document = openapi::Document(std::sync::Arc::new(
+        serde_json::to_value(&api).unwrap_or_else(
+            |e| serde_json::json!({"error": format!("the document did not render: {e}")}),
+        ),
+    ));
+    routes
         // Matched routes only: their template is the label (never the raw path).
         .route_layer(middleware::from_fn(count_request))
         .fallback(webhook::fallback)
         // Bodies are read by the webhook handler under each plugin's own limit.
         .layer(DefaultBodyLimit::disable())
+        .layer(Extension(document))
         .layer(middleware::from_fn(correlate))
         .with_state(state)
 }
 
-/// `GET /metrics`: Prometheus' text exposition format.
+/// Prometheus' text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Counters, histograms and gauges; low-cardinality labels only", body = String, content_type = "text/plain"))
+)]
 async fn metrics(State(app): State<AppState>) -> Response {
     let text = crate::telemetry::metrics::render(&app.store, &app.runtime.snapshot()).await;
     (

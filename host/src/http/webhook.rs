@@ -24,6 +24,30 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
+/// A plugin's route: webhooks (verified, stored, answered 200 with the event
+/// id, processed after), intake (the CRM's calls: 400 with fields, or the
+/// adapter's answer), or custom routes. Which exist is in `GET /api/health`.
+#[utoipa::path(
+    method(get, post, put, patch, delete),
+    path = "/api/integrations/{mount}/{*route}",
+    tag = "integrations",
+    params(
+        ("mount" = String, Path, description = "Where plugins.toml mounts the plugin, e.g. meta, whatsapp, google"),
+        ("route" = String, Path, description = "The plugin's route, e.g. webhook, send, offline-conversion")
+    ),
+    request_body(content = Option<String>, description = "Whatever the provider or caller sends; the plugin reads it", content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "A webhook stored (`{\"event_id\", \"status\": \"received\"}`), a handshake, or the adapter's answer", body = serde_json::Value),
+        (status = 202, description = "Stored; its processing failed for now and is retried", body = serde_json::Value),
+        (status = 400, description = "Bad input, by field", body = super::openapi::ErrorBody),
+        (status = 401, description = "A signature or bearer token that does not match", body = super::openapi::ErrorBody),
+        (status = 404, description = "No plugin at that mount, or no such route", body = super::openapi::ErrorBody),
+        (status = 405, description = "The route does not take that method", body = super::openapi::ErrorBody),
+        (status = 413, description = "A body over the plugin's limit", body = super::openapi::ErrorBody),
+        (status = 502, description = "The provider refused or failed a call made for the request", body = super::openapi::ErrorBody),
+        (status = 503, description = "Integration disabled, plugin not loaded or busy, or the database unavailable: retry later", body = super::openapi::ErrorBody)
+    )
+)]
 pub async fn integration(
     State(app): State<AppState>,
     Extension(cid): Extension<CorrelationId>,

@@ -32,7 +32,46 @@ pub fn shared() -> &'static Cluster {
 }
 
 /// Where initdb, pg_ctl and postgres are: PATH first, then Debian's folders.
+/// On a fresh Debian machine, as root, the server package is installed first,
+/// so the README's `cargo test --workspace` needs nothing set up by hand.
 fn server_bin_dir() -> PathBuf {
+    // One installer at a time: tests of one binary start clusters concurrently.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(dir) = find_server_bin_dir() {
+        return dir;
+    }
+    let can_install = is_root()
+        && Command::new("apt-get")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if can_install {
+        eprintln!(
+            "installing PostgreSQL's server binaries for the tests: apt-get install postgresql"
+        );
+        let installed = Command::new("sh")
+            .args([
+                "-c",
+                "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+                 apt-get install -y -qq --no-install-recommends postgresql >/dev/null",
+            ])
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if installed && let Some(dir) = find_server_bin_dir() {
+            return dir;
+        }
+    }
+    panic!(
+        "the PostgreSQL tests need the server binaries (initdb, pg_ctl, postgres) on PATH or \
+         in /usr/lib/postgresql/*/bin: install them, e.g. `apt-get install postgresql` \
+         (.ci/run does this when initdb is missing)"
+    )
+}
+
+fn find_server_bin_dir() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             let initdb = dir.join("initdb");
@@ -40,7 +79,7 @@ fn server_bin_dir() -> PathBuf {
                 // /usr/local/bin/initdb may be a link into the real folder: pg_ctl
                 // finds postgres beside its own resolved path, so resolve it.
                 let real = std::fs::canonicalize(&initdb).unwrap_or(initdb);
-                return real.parent().unwrap().to_path_buf();
+                return real.parent().map(Path::to_path_buf);
             }
         }
     }
@@ -52,13 +91,7 @@ fn server_bin_dir() -> PathBuf {
         .filter(|bin| bin.join("initdb").exists())
         .collect();
     found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!(
-            "the PostgreSQL tests need the server binaries (initdb, pg_ctl, postgres) on PATH or \
-             in /usr/lib/postgresql/*/bin: install them, e.g. `apt-get install postgresql` \
-             (.ci/run does this when initdb is missing)"
-        )
-    })
+    found.pop()
 }
 
 /// Whether this process runs as root (/proc/self belongs to its effective user).

@@ -786,8 +786,14 @@ async fn a_store_error_after_the_provider_answered_never_sends_again() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     };
-    assert_eq!(st, "failed");
-    assert!(err.unwrap_or_default().contains("may have accepted it"));
+    // Either the outcome was recorded once the store took writes again (the
+    // outbox retries recording for a few seconds), or the attempt was found cut
+    // off and is reported as possibly accepted; never sent a second time.
+    match st.as_str() {
+        "sent" => {}
+        "failed" => assert!(err.unwrap_or_default().contains("may have accepted it")),
+        other => panic!("unexpected status {other}"),
+    }
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(
         cloud.lock().unwrap().sent.len(),

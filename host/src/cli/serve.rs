@@ -101,10 +101,24 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         })?;
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");
+    let store = state.store.clone();
+    let owner = state.owner.clone();
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")?;
+    // Requests are answered; what this process leased and has not finished
+    // goes to the others (or to this one's next start) at once.
+    match store.release_own_leases(&owner).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            leases = n,
+            "unfinished work released to the other processes"
+        ),
+        Err(e) => {
+            tracing::warn!("cannot release this process's leases (they expire by themselves): {e}")
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -10,10 +10,14 @@ use anyhow::bail;
 use std::path::Path;
 use std::process::Command;
 
-/// The targets named by `--target X` or `--target=X` in shell commands.
+/// The targets named by `--target X` or `--target=X` in cargo commands (other
+/// tools have `--target`s of their own: es2020, a JSON spec, …).
 pub fn named_targets<'a>(commands: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut targets = Vec::new();
     for command in commands {
+        if !command.split_whitespace().any(|w| w == "cargo") {
+            continue;
+        }
         let mut words = command.split_whitespace();
         while let Some(word) = words.next() {
             let target = match word.strip_prefix("--target=") {
@@ -79,6 +83,7 @@ mod tests {
             "cargo build --target=wasm32-wasip2 -p other",
             "cargo build --target 'wasm32-unknown-unknown'",
             "npm run build",
+            "esbuild src/index.ts --target=es2020",
             "cargo build --target",
         ];
         assert_eq!(

@@ -46,11 +46,27 @@ impl DatabaseUrl {
 impl std::fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("***"));
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("***"));
+                }
+                // libpq also takes the password as a query parameter.
+                if u.query_pairs().any(|(k, _)| k == "password") {
+                    let pairs: Vec<(String, String)> = u
+                        .query_pairs()
+                        .map(|(k, v)| {
+                            let v = if k == "password" {
+                                "***".into()
+                            } else {
+                                v.into_owned()
+                            };
+                            (k.into_owned(), v)
+                        })
+                        .collect();
+                    u.query_pairs_mut().clear().extend_pairs(pairs);
+                }
                 f.write_str(u.as_str())
             }
-            Ok(_) => f.write_str(&self.0),
             // Not a URL we can take apart: show only its scheme.
             Err(_) => write!(f, "{}:…", self.0.split(':').next().unwrap_or_default()),
         }
@@ -162,6 +178,11 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("postgres://app:***@db:5432/portico?sslmode=require"));
         assert!(s.database_url.expose().contains("s3cret"));
+        let in_query = DatabaseUrl::new("postgres://app@db/p?sslmode=require&password=s3cret");
+        assert_eq!(
+            in_query.to_string(),
+            "postgres://app@db/p?sslmode=require&password=***"
+        );
         let e = Settings::new("127.0.0.1:0", "p.toml".into(), "mysql://u:s3cret@h/d", None)
             .unwrap_err()
             .to_string();

@@ -2,6 +2,7 @@
 
 use super::AppState;
 use crate::runtime::SlotState;
+use crate::store::{FIGURES_WAIT, within};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -82,7 +83,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
             }
         })
         .collect();
-    let dlq = match app.store.dlq_stats().await {
+    let dlq = match within(FIGURES_WAIT, app.store.dlq_stats()).await {
         Ok(stats) => json!(stats),
         Err(e) => json!({"error": format!("cannot read the DLQ: {e}")}),
     };
@@ -98,7 +99,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
 /// The outbox as plugins declare it: every declared kind with its backlog, and
 /// whether its delivery is stopped (and why).
 async fn outbox_block(app: &AppState) -> Value {
-    let backlog = match app.store.outbox_backlog().await {
+    let backlog = match within(FIGURES_WAIT, app.store.outbox_backlog()).await {
         Ok(b) => b,
         Err(e) => return json!({"error": format!("cannot read the outbox backlog: {e}")}),
     };
@@ -141,7 +142,7 @@ async fn outbox_block(app: &AppState) -> Value {
 )]
 pub async fn ready(State(app): State<AppState>) -> Response {
     let mut problems = Vec::new();
-    if let Err(e) = app.store.ping().await {
+    if let Err(e) = within(FIGURES_WAIT * 3, app.store.ping()).await {
         problems.push(format!("database: {e}"));
     }
     for slot in &app.runtime.snapshot().slots {

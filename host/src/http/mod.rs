@@ -100,6 +100,7 @@ async fn count_request(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let method = req.method().clone();
+    tracing::Span::current().record("otel.name", format!("{method} {route}"));
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     crate::telemetry::metrics::http_request(
@@ -128,9 +129,11 @@ async fn correlate(mut req: Request, next: Next) -> Response {
         .and_then(incoming_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(CorrelationId(id.clone()));
+    // Named after its route template once routed (see count_request): a raw
+    // path would make a name per URL.
     let span = tracing::info_span!(
         "request",
-        otel.name = %format!("{} {}", req.method(), req.uri().path()),
+        otel.name = %req.method(),
         otel.kind = "server",
         correlation_id = %id,
         method = %req.method(),

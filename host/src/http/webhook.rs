@@ -81,8 +81,9 @@ pub async fn fallback(
     // Outside the router's matched routes: an alias is its own route label
     // (plugins.toml bounds them), anything else is "unmatched".
     let (label, response) = match set.resolve_alias(&path, &method) {
+        // The alias as plugins.toml names it (resolve_alias ignores trailing '/').
         Some((resolved, route)) => (
-            path.as_str(),
+            path.trim_end_matches('/'),
             serve(&app, &cid.0, resolved, route, req, &path).await,
         ),
         None => (
@@ -379,10 +380,18 @@ async fn intake(
         let (id, attempts) = match slot {
             ItemSlot::New(id) => (id, 0),
             ItemSlot::Again { id, attempts } => (id, attempts),
-            ItemSlot::Duplicate { id, .. } | ItemSlot::InProgress { id } => (id, 0),
+            ItemSlot::Duplicate { id, attempts, .. } => (id, attempts),
+            ItemSlot::InProgress { id } => (id, 0),
         };
         let report = ingest::process_item(pass, &mut session, id, attempts, item).await;
         match report.status {
+            // The same request (its idempotency key) is being applied right now
+            // by another request or process: its records are not known yet.
+            ItemStatus::InProgress => {
+                return Err(ApiError::try_again(
+                    "the same request is being processed right now; send it again in a moment for its answer",
+                ));
+            }
             ItemStatus::Dead => {
                 let message = report.error.unwrap_or_default();
                 return Err(ApiError::bad_request("invalid_request", message));

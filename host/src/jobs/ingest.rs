@@ -248,7 +248,7 @@ async fn failed_delivery(
     );
     if let Err(e) = pass
         .store
-        .fail_event(event_id, pass.owner, state, &f.message)
+        .fail_event(event_id, pass.owner, attempts_before, state, &f.message)
         .await
     {
         // The delivery row stays `received`: recovery will pick it up.
@@ -300,6 +300,7 @@ async fn apply_one(
         source: &pass.plugin.spec.name,
         tenant: item.tenant.as_ref(),
         owner: pass.owner,
+        attempts_before,
         lease: pass.lease,
         immediate_kinds: &immediate,
     };
@@ -349,7 +350,7 @@ async fn apply_one(
             tracing::warn!(correlation_id, event_id, dedup_key = %item.dedup_key, retryable = f.retryable, attempt = attempts_before + 1, "item failed: {}", f.message);
             if let Err(e) = pass
                 .store
-                .fail_event(event_id, pass.owner, state, &f.message)
+                .fail_event(event_id, pass.owner, attempts_before, state, &f.message)
                 .await
             {
                 tracing::error!(

@@ -153,7 +153,7 @@ async fn deliver_batch(
         }
     }
     let ends: Vec<(&OutboxRow, OutboxOutcome)> = rows.iter().zip(outcomes).collect();
-    let records = match store.end_outbox(&ends).await {
+    let records = match record_outcomes(store, &ends).await {
         Ok(records) => records,
         Err(e) => {
             // The records stay `delivering`: when their lease ends they are
@@ -288,7 +288,7 @@ async fn poll_kind(
                 .iter()
                 .map(|r| (r, later(r, None, &e.to_string())))
                 .collect();
-            if let Err(e) = store.end_outbox(&outcomes).await {
+            if let Err(e) = record_outcomes(store, &outcomes).await {
                 tracing::error!(plugin = %name, "cannot put outbox records back: {e}");
             }
             return false;
@@ -309,4 +309,28 @@ async fn poll_kind(
         return false;
     }
     true
+}
+
+/// Record how attempts ended, trying again over a few seconds when the store
+/// fails for a moment (a deadlock, a failover): an outcome the provider gave is
+/// worth keeping, and only the attempt still on record can end, so a second
+/// try never records anything twice.
+async fn record_outcomes(
+    store: &Store,
+    ends: &[(&OutboxRow, OutboxOutcome)],
+) -> Result<Vec<crate::domain::RecordRef>, crate::store::StoreError> {
+    let mut pause = std::time::Duration::from_millis(100);
+    let mut tries = 0;
+    loop {
+        match store.end_outbox(ends).await {
+            Ok(records) => return Ok(records),
+            Err(e) if e.is_retryable() && tries < 4 => {
+                tracing::warn!("recording outbox outcomes failed, trying again: {e}");
+                tokio::time::sleep(pause).await;
+                pause *= 3;
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

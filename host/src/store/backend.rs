@@ -299,10 +299,18 @@ pub trait Tx: Send {
     /// Insert an event; `None` when an item's (source, dedup_key) exists already.
     async fn insert_event(&mut self, event: &NewEvent<'_>) -> Result<Option<i64>>;
     async fn item_event(&mut self, source: &str, dedup_key: &str) -> Result<Option<EventState>>;
-    /// Whether `owner` may finish event `id` now: no other owner holds a live
-    /// lease on it (locks the row where the backend has row locks). An attempt
-    /// whose lease ran out and was taken by another process must not write.
-    async fn free_for(&mut self, id: i64, owner: &str, now: Timestamp) -> Result<bool>;
+    /// Whether `owner` may finish the attempt of event `id` that started after
+    /// `attempts` recorded attempts: no attempt was recorded since (the count
+    /// is the fencing token: another process may have taken the event over and
+    /// finished it), and no other owner holds a live lease on it. Locks the row
+    /// where the backend has row locks.
+    async fn free_for(
+        &mut self,
+        id: i64,
+        owner: &str,
+        attempts: i64,
+        now: Timestamp,
+    ) -> Result<bool>;
     async fn lease_event(&mut self, id: i64, lease: Lease<'_>) -> Result<()>;
     async fn end_event(&mut self, id: i64, end: &EventEnd<'_>) -> Result<()>;
 

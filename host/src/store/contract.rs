@@ -147,9 +147,23 @@ async fn apply(
     apply_as(store, "me", event_id, tenant, ops).await
 }
 
+/// Apply as `owner`, for the attempt after those recorded now.
 async fn apply_as(
     store: &Store,
     owner: &str,
+    event_id: i64,
+    tenant: Option<&TenantRef>,
+    ops: &[DomainOp],
+) -> Result<Applied, StoreError> {
+    let attempts = store.get_event(event_id).await.unwrap().unwrap().attempts;
+    apply_at(store, owner, attempts, event_id, tenant, ops).await
+}
+
+/// Apply as `owner`, for the attempt that started after `attempts_before`.
+async fn apply_at(
+    store: &Store,
+    owner: &str,
+    attempts_before: i64,
     event_id: i64,
     tenant: Option<&TenantRef>,
     ops: &[DomainOp],
@@ -162,6 +176,7 @@ async fn apply_as(
                 source: "plug",
                 tenant,
                 owner,
+                attempts_before,
                 lease: LEASE,
                 immediate_kinds: &immediate,
             },
@@ -234,6 +249,7 @@ pub async fn a_failed_item_delivered_again_is_processed_again(store: Store) {
         .fail_event(
             id,
             "me",
+            0,
             FailState::Failed {
                 retry_in: Duration::from_secs(30),
             },
@@ -256,7 +272,8 @@ pub async fn a_failed_item_delivered_again_is_processed_again(store: Store) {
         slots,
         vec![ItemSlot::Duplicate {
             id,
-            status: EventStatus::Processed
+            status: EventStatus::Processed,
+            attempts: 2
         }]
     );
     let event = store.get_event(id).await.unwrap().unwrap();
@@ -514,7 +531,7 @@ pub async fn failures_show_in_the_dlq_and_old_events_are_pruned(store: Store) {
     let (delivery, slots) = deliver(&store, "me", &[item("f", None)]).await;
     let id = slot_id(&slots[0]);
     store
-        .fail_event(id, "me", FailState::Dead, "bad input")
+        .fail_event(id, "me", 0, FailState::Dead, "bad input")
         .await
         .unwrap();
     let stats = store.dlq_stats().await.unwrap();
@@ -539,6 +556,7 @@ pub async fn failures_show_in_the_dlq_and_old_events_are_pruned(store: Store) {
         .fail_event(
             id,
             "me",
+            1,
             FailState::Failed {
                 retry_in: Duration::from_secs(3600),
             },
@@ -610,13 +628,13 @@ pub async fn an_attempt_whose_lease_was_taken_over_writes_nothing(store: Store) 
     let claimed = store.claim_due("fast", LEASE, 10).await.unwrap();
     assert_eq!(claimed, vec![id]);
     // The first one comes back late: neither its result nor its failure is written.
-    let late = apply_as(&store, "gone", id, Some(&page("p1")), &[lead("L1")]).await;
+    let late = apply_at(&store, "gone", 0, id, Some(&page("p1")), &[lead("L1")]).await;
     assert!(
         matches!(late, Err(StoreError::LeaseLost { event_id }) if event_id == id),
         "{late:?}"
     );
     let late = store
-        .fail_event(id, "gone", FailState::Dead, "too late")
+        .fail_event(id, "gone", 0, FailState::Dead, "too late")
         .await;
     assert!(
         matches!(late, Err(StoreError::LeaseLost { .. })),
@@ -631,6 +649,22 @@ pub async fn an_attempt_whose_lease_was_taken_over_writes_nothing(store: Store) 
     assert!(
         matches!(applied, Applied::Processed { created: 1, .. }),
         "{applied:?}"
+    );
+    let event = store.get_event(id).await.unwrap().unwrap();
+    assert_eq!((event.status, event.attempts), (EventStatus::Processed, 1));
+    // Later still, the holder done and no lease left: the late attempt's count
+    // is behind, so it still writes nothing.
+    let late = store
+        .fail_event(id, "gone", 0, FailState::Dead, "much too late")
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost { .. })),
+        "{late:?}"
+    );
+    let late = apply_at(&store, "gone", 0, id, Some(&page("p1")), &[lead("L2")]).await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost { .. })),
+        "{late:?}"
     );
     let event = store.get_event(id).await.unwrap().unwrap();
     assert_eq!((event.status, event.attempts), (EventStatus::Processed, 1));

@@ -46,6 +46,8 @@ pub enum StoreError {
     Batch(String),
     #[error("the store's writer has stopped")]
     Closed,
+    #[error("the database did not answer within {0:?}")]
+    Slow(std::time::Duration),
     #[error("the database holds a value this version cannot read: {0}")]
     Corrupt(String),
     #[error(
@@ -86,10 +88,25 @@ impl StoreError {
             StoreError::Db(_)
                 | StoreError::Batch(_)
                 | StoreError::Closed
+                | StoreError::Slow(_)
                 | StoreError::UnknownTenant { .. }
         )
     }
 }
+
+/// `read`, or [`StoreError::Slow`] after `limit`: for figures (health,
+/// metrics) that must answer quickly even when the database does not.
+pub async fn within<T>(
+    limit: std::time::Duration,
+    read: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, read)
+        .await
+        .unwrap_or(Err(StoreError::Slow(limit)))
+}
+
+/// How long health and metrics wait on the database for their figures.
+pub const FIGURES_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Lower-case hex sha256 of a payload.
 pub fn payload_hash(bytes: &[u8]) -> String {
@@ -155,6 +172,20 @@ impl Store {
 
     pub async fn get_event(&self, id: i64) -> Result<Option<EventRow>, StoreError> {
         self.db.event(id).await
+    }
+
+    /// Drop this process's own leases (at a clean stop): its unfinished work is
+    /// taken over by the other processes now, not when the leases expire. An
+    /// attempt still running here then cannot record anything over theirs
+    /// (see `Tx::free_for`).
+    pub async fn release_own_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner: Arc<str> = owner.into();
+        self.writer
+            .write(move |tx| {
+                let owner = owner.clone();
+                Box::pin(async move { tx.release_leases(Some(&owner)).await })
+            })
+            .await
     }
 
     /// Whether this process is the only one on its database (see

@@ -96,10 +96,9 @@ pub fn parse_url(url: &str) -> Result<(String, PoolSettings)> {
                     })?;
             }
             "statement_timeout" => {
+                // No spaces: the value travels in the startup `options`.
                 let ok = !value.is_empty()
-                    && value
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '.');
+                    && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
                 if !ok {
                     return Err(bad(format!(
                         "statement_timeout={value} is not a duration: use milliseconds or a unit, e.g. 30s"
@@ -133,9 +132,16 @@ pub struct PostgresBackend {
 impl PostgresBackend {
     pub async fn connect(url: &str) -> Result<Self> {
         let (driver_url, settings) = parse_url(url)?;
-        let options = PgConnectOptions::from_str(&driver_url)?
-            .options([("statement_timeout", settings.statement_timeout.as_str())])
-            .application_name("portico");
+        let mut options = PgConnectOptions::from_str(&driver_url)?.options([
+            ("statement_timeout", settings.statement_timeout.as_str()),
+            // A row another process holds is waited for this long, not for the
+            // whole statement timeout: the batch then fails and its jobs run
+            // alone, instead of every committer queueing behind one lock.
+            ("lock_timeout", "5s"),
+        ]);
+        if options.get_application_name().is_none() {
+            options = options.application_name("portico");
+        }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
@@ -519,14 +525,22 @@ impl Tx for PgTx {
         row.as_ref().map(event_state).transpose()
     }
 
-    async fn free_for(&mut self, id: i64, owner: &str, now: Timestamp) -> Result<bool> {
+    async fn free_for(
+        &mut self,
+        id: i64,
+        owner: &str,
+        attempts: i64,
+        now: Timestamp,
+    ) -> Result<bool> {
         let free: Option<bool> = sqlx::query_scalar(
-            "SELECT claimed_by IS NULL OR claimed_by = $2 OR lease_until IS NULL OR lease_until <= $3
+            "SELECT attempts = $4 AND (claimed_by IS NULL OR claimed_by = $2
+                                      OR lease_until IS NULL OR lease_until <= $3)
              FROM webhook_events WHERE id = $1 FOR UPDATE",
         )
         .bind(id)
         .bind(owner)
         .bind(now)
+        .bind(attempts)
         .fetch_optional(&mut *self.tx)
         .await?;
         Ok(free.unwrap_or(false))

@@ -37,7 +37,12 @@ pub enum ItemSlot {
     /// Seen before and not finished (failed, dead or received): process it again.
     Again { id: i64, attempts: i64 },
     /// Already processed or ignored: nothing to do.
-    Duplicate { id: i64, status: EventStatus },
+    Duplicate {
+        id: i64,
+        status: EventStatus,
+        /// Attempts recorded (an intake applies a repeat again, as the next one).
+        attempts: i64,
+    },
     /// A live lease is on it (another pass, here or in another process): it is
     /// being processed there.
     InProgress { id: i64 },
@@ -52,6 +57,8 @@ pub struct ItemContext<'a> {
     pub tenant: Option<&'a TenantRef>,
     /// Who applies it; new outbox records of `immediate_kinds` are leased to it.
     pub owner: &'a str,
+    /// Attempts recorded before this one (the fencing token, see [`Tx::free_for`]).
+    pub attempts_before: i64,
     pub lease: Duration,
     /// Outbox kinds the plugin delivers at once, while the caller waits.
     pub immediate_kinds: &'a [String],
@@ -208,7 +215,7 @@ impl Store {
 
     /// Apply an item's operations and mark its event, in one transaction.
     pub async fn apply_item(&self, ctx: &ItemContext<'_>, ops: &[DomainOp]) -> Result<Applied> {
-        let (event_id, lease) = (ctx.event_id, ctx.lease);
+        let (event_id, lease, attempts_before) = (ctx.event_id, ctx.lease, ctx.attempts_before);
         let data = Arc::new((
             ctx.source.to_string(),
             ctx.tenant.cloned(),
@@ -226,6 +233,7 @@ impl Store {
                         source,
                         tenant: tenant.as_ref(),
                         owner,
+                        attempts_before,
                         lease,
                         immediate_kinds: immediate,
                     };
@@ -252,11 +260,13 @@ impl Store {
     }
 
     /// Mark an event failed (to be retried) or dead, with the error that explains why.
-    /// Refused ([`StoreError::LeaseLost`]) when another process holds the event now.
+    /// Refused ([`StoreError::LeaseLost`]) when another process holds the event
+    /// now, or recorded an attempt since this one started.
     pub async fn fail_event(
         &self,
         event_id: i64,
         owner: &str,
+        attempts_before: i64,
         state: FailState,
         error: &str,
     ) -> Result<()> {
@@ -266,7 +276,7 @@ impl Store {
                 let data = data.clone();
                 Box::pin(async move {
                     let (owner, error) = &*data;
-                    Store::fail_event_in(tx, event_id, owner, state, error).await
+                    Store::fail_event_in(tx, event_id, owner, attempts_before, state, error).await
                 })
             })
             .await
@@ -420,6 +430,7 @@ impl Store {
                         ItemSlot::Duplicate {
                             id: state.id,
                             status: state.status,
+                            attempts: state.attempts,
                         }
                     } else if held_elsewhere {
                         ItemSlot::InProgress { id: state.id }
@@ -453,7 +464,10 @@ impl Store {
         ops: &[DomainOp],
     ) -> Result<Applied> {
         let now = Timestamp::now();
-        if !tx.free_for(ctx.event_id, ctx.owner, now).await? {
+        if !tx
+            .free_for(ctx.event_id, ctx.owner, ctx.attempts_before, now)
+            .await?
+        {
             return Err(StoreError::LeaseLost {
                 event_id: ctx.event_id,
             });
@@ -643,11 +657,12 @@ impl Store {
         tx: &mut dyn Tx,
         event_id: i64,
         owner: &str,
+        attempts_before: i64,
         state: FailState,
         error: &str,
     ) -> Result<()> {
         let now = Timestamp::now();
-        if !tx.free_for(event_id, owner, now).await? {
+        if !tx.free_for(event_id, owner, attempts_before, now).await? {
             return Err(StoreError::LeaseLost { event_id });
         }
         let next_attempt_at = match state {

@@ -413,14 +413,22 @@ impl Tx for SqliteTx {
         row.as_ref().map(event_state).transpose()
     }
 
-    async fn free_for(&mut self, id: i64, owner: &str, now: Timestamp) -> Result<bool> {
+    async fn free_for(
+        &mut self,
+        id: i64,
+        owner: &str,
+        attempts: i64,
+        now: Timestamp,
+    ) -> Result<bool> {
         let free: Option<bool> = sqlx::query_scalar(
-            "SELECT claimed_by IS NULL OR claimed_by = ?2 OR lease_until IS NULL OR lease_until <= ?3
+            "SELECT attempts = ?4 AND (claimed_by IS NULL OR claimed_by = ?2
+                                      OR lease_until IS NULL OR lease_until <= ?3)
              FROM webhook_events WHERE id = ?1",
         )
         .bind(id)
         .bind(owner)
         .bind(ts(now))
+        .bind(attempts)
         .fetch_optional(&mut *self.tx)
         .await?;
         Ok(free.unwrap_or(false))

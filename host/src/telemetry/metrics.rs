@@ -278,7 +278,7 @@ pub async fn render(store: &Store, plugins: &PluginSet) -> String {
     let Some(handle) = HANDLE.get() else {
         return String::new();
     };
-    match store.dlq_stats().await {
+    match crate::store::within(crate::store::FIGURES_WAIT, store.dlq_stats()).await {
         Ok(dlq) => {
             gauge!("portico_dlq_events", "status" => "failed").set(dlq.failed as f64);
             gauge!("portico_dlq_events", "status" => "dead").set(dlq.dead as f64);
@@ -287,7 +287,7 @@ pub async fn render(store: &Store, plugins: &PluginSet) -> String {
         }
         Err(e) => tracing::debug!("metrics: DLQ counts unavailable: {e}"),
     }
-    match store.outbox_backlog().await {
+    match crate::store::within(crate::store::FIGURES_WAIT, store.outbox_backlog()).await {
         Ok(backlog) => {
             // Every declared kind shows, drained ones as 0.
             for slot in &plugins.slots {

@@ -26,7 +26,7 @@ access_token = "token"
 TOML
 gport=$((20000 + RANDOM % 10000)); port=$((30000 + RANDOM % 10000))
 target/release/examples/loadgen --fake-google "127.0.0.1:$gport" >/dev/null & pids+=($!)
-export DATABASE_URL="sqlite://$work/bench.db" PORTICO_LOG=error PORTICO_PLUGINS="$work/plugins.toml" GOOGLE_ADS_API_BASE_URL="http://127.0.0.1:$gport"
+export PORTICO_INTAKE_TOKEN=bench-intake-token DATABASE_URL="sqlite://$work/bench.db" PORTICO_LOG=error PORTICO_PLUGINS="$work/plugins.toml" GOOGLE_ADS_API_BASE_URL="http://127.0.0.1:$gport"
 # Intake with the outbox worker idle (a 10-minute poll): this run measures intake alone.
 PORTICO_OUTBOX_POLL_MS=600000 target/release/portico serve --listen "127.0.0.1:$port" & server=$!
 until curl -sf "http://127.0.0.1:$port/api/health" >/dev/null; do sleep 0.05; done

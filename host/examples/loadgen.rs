@@ -236,6 +236,8 @@ impl Plan {
                     .client
                     .post(format!("{url}/api/integrations/google/offline-conversion"))
                     .header("content-type", "application/json")
+                    // The intake route takes the CRM's bearer token.
+                    .bearer_auth(std::env::var("PORTICO_INTAKE_TOKEN").unwrap_or_default())
                     .body(body);
                 (request, id)
             }

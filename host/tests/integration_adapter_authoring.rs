@@ -317,16 +317,18 @@ fn scaffold_workspace() -> tempfile::TempDir {
     }
     // Only the SDK and the new plugin are members here.
     let manifest = std::fs::read_to_string(ws.path().join("Cargo.toml")).unwrap();
-    std::fs::write(
-        ws.path().join("Cargo.toml"),
-        manifest
-            .replace(
-                r#"members = ["host", "plugins/*", "host/tests/adapters/*"]"#,
-                r#"members = ["plugins/*"]"#,
-            )
-            .replace(r#"default-members = ["host"]"#, ""),
-    )
-    .unwrap();
+    let manifest: Vec<String> = manifest
+        .lines()
+        .filter(|l| !l.starts_with("default-members") && !l.starts_with("exclude"))
+        .map(|l| {
+            if l.starts_with("members = ") {
+                r#"members = ["plugins/*"]"#.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(ws.path().join("Cargo.toml"), manifest.join("\n")).unwrap();
     std::fs::write(ws.path().join("plugins.toml"), "").unwrap();
     ws
 }

@@ -78,6 +78,9 @@ async fn fake_google() -> (String, Arc<Mutex<FakeGoogle>>) {
     (serve_fake(app).await, state)
 }
 
+/// The CRM's bearer token for the intake route.
+const INTAKE: &str = "crm-intake-token";
+
 fn google_entry() -> String {
     format!(
         r#"
@@ -110,12 +113,14 @@ fn env_for<'a>(base: &'a str, enabled: &'a str) -> Vec<(&'a str, &'a str)> {
         ("GOOGLE_ADS_DEVELOPER_TOKEN", "dev-token"),
         ("GOOGLE_ADS_ACCESS_TOKEN", "ya29.token"),
         ("PORTICO_OUTBOX_POLL_MS", "100"),
+        ("PORTICO_INTAKE_TOKEN", INTAKE),
     ]
 }
 
 async fn post(server: &Server, body: &str, key: Option<&str>) -> (u16, Value) {
     let mut req = reqwest::Client::new()
         .post(server.url("/api/integrations/google/offline-conversion"))
+        .bearer_auth(INTAKE)
         .body(body.to_string());
     if let Some(k) = key {
         req = req.header("idempotency-key", k);
@@ -355,7 +360,7 @@ async fn a_401_stops_the_uploader_with_the_reason_in_health() {
 }
 
 async fn the_seed_body_is_enough_with_uploads_off_and_a_refused_one_is_refused_again() {
-    let server = Server::start(&google_entry(), &[]);
+    let server = Server::start(&google_entry(), &[("PORTICO_INTAKE_TOKEN", INTAKE)]);
     // The seed's stub: a click id, a time, a value, a currency; nothing else set.
     for body in [
         r#"{"gclid":"Cj0KCQ-seed","timestamp":"2026-05-01T12:00:00Z","value":99.5,"currency":"BRL"}"#,

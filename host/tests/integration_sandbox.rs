@@ -58,7 +58,10 @@ async fn each_fault_fails_its_own_item_and_the_host_keeps_serving() {
         assert_eq!(r.status(), 200, "{mount}: the delivery itself is kept");
         let json = server.processed(r).await;
         let item = &json["items"][0];
-        assert_eq!(item["status"], "failed", "{mount}: {json}");
+        // An output over the host's limits never fits: dead at once; the
+        // rest may pass with a fixed plugin: failed, to be retried.
+        let want = if *mount == "chatty" { "dead" } else { "failed" };
+        assert_eq!(item["status"], want, "{mount}: {json}");
         let error = item["error"].as_str().unwrap();
         assert!(error.contains(expected), "{mount}: {error}");
         // The host still answers, and Meta still stores leads.

@@ -25,6 +25,7 @@ both_backends!(
     a_case_of_another_tenant_is_refused_before_anything_is_sent,
     a_send_that_times_out_is_kept_failed_and_never_sent_again,
     a_store_error_after_the_provider_answered_never_sends_again,
+    messages_and_their_statuses_are_the_tenant_s_own,
 );
 
 #[derive(Default)]
@@ -237,6 +238,11 @@ async fn send_as(
 }
 
 fn statuses(wamid: &str, list: &[(&str, Option<(u64, &str)>)]) -> String {
+    statuses_on(PNID, wamid, list)
+}
+
+/// A delivery of statuses for `wamid`, as the number `pnid` reports them.
+fn statuses_on(pnid: &str, wamid: &str, list: &[(&str, Option<(u64, &str)>)]) -> String {
     let items: Vec<Value> = list
         .iter()
         .map(|(status, err)| {
@@ -247,7 +253,7 @@ fn statuses(wamid: &str, list: &[(&str, Option<(u64, &str)>)]) -> String {
             s
         })
         .collect();
-    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": PNID}, "statuses": items}}]}]}).to_string()
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": pnid}, "statuses": items}}]}]}).to_string()
 }
 
 async fn disabled_by_default_the_routes_answer_503() {
@@ -800,4 +806,74 @@ async fn a_store_error_after_the_provider_answered_never_sends_again() {
         1,
         "the provider answered once: it is never called again"
     );
+}
+
+/// One inbound text message `wamid` to the number `pnid`.
+fn inbound_on(pnid: &str, wamid: &str, text: &str) -> String {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": pnid}, "contacts": [{"profile": {"name": "Ana"}, "wa_id": "16505551234"}], "messages": [{"from": "16505551234", "id": wamid, "timestamp": "1750030100", "type": "text", "text": {"body": text}}]}}]}]}).to_string()
+}
+
+async fn messages_and_their_statuses_are_the_tenant_s_own() {
+    let (base, _cloud) = fake_cloud().await;
+    let server = Server::start(&whatsapp_entry(), &enabled_env(&base));
+    let ours = tenant_with_number(&server);
+    let theirs = tenant_with("Other", "209876543210987", &server);
+    let (status, json) = send(
+        &server,
+        json!({"tenant_id": ours, "to": "+16505551234", "body": "Hello"}),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 200, "{json}");
+    let wamid = json["wamid"].as_str().unwrap().to_string();
+
+    // The other tenant's number reports a status for the same id: not ours to change.
+    let foreign = post_delivery(
+        &server,
+        &statuses_on(
+            "209876543210987",
+            &wamid,
+            &[("failed", Some((131026, "Undeliverable")))],
+        ),
+    )
+    .await;
+    let item = &foreign["items"][0];
+    assert_eq!(item["status"], "ignored", "{foreign}");
+    assert!(
+        item["error"].as_str().unwrap().contains("unknown message"),
+        "{foreign}"
+    );
+    let db = server.db().await;
+    let status_of = |tenant: i64| {
+        format!(
+            "SELECT COUNT(*) FROM messages WHERE tenant_id = {tenant} AND external_id = '{wamid}' AND status = 'sent'"
+        )
+    };
+    assert_eq!(count(&db, &status_of(ours)).await, 1);
+    // Our own number's status moves our message.
+    let own = post_delivery(&server, &statuses(&wamid, &[("delivered", None)])).await;
+    assert_eq!(own["items"][0]["status"], "processed", "{own}");
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT COUNT(*) FROM messages WHERE tenant_id = {ours} AND external_id = '{wamid}' AND status = 'delivered'")
+        )
+        .await,
+        1
+    );
+    // The same inbound id on two tenants' numbers: two messages, one per tenant.
+    for pnid in [PNID, "209876543210987"] {
+        let r = post_delivery(&server, &inbound_on(pnid, "wamid.SHARED", "hi")).await;
+        assert_eq!(r["items"][0]["status"], "processed", "{r}");
+    }
+    for tenant in [ours, theirs] {
+        assert_eq!(
+            count(
+                &db,
+                &format!("SELECT COUNT(*) FROM messages WHERE tenant_id = {tenant} AND external_id = 'wamid.SHARED'")
+            )
+            .await,
+            1
+        );
+    }
 }

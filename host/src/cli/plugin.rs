@@ -152,6 +152,7 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
         enabled: true,
         aliases: Default::default(),
         allowed_hosts: Vec::new(),
+        allow_private_networks: false,
         watch: Vec::new(),
         config: Default::default(),
         secrets: Default::default(),

@@ -40,9 +40,16 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         google_ads: env_bool("GOOGLE_ADS_OFFLINE_ENABLED", false)?,
         whatsapp: env_bool("WHATSAPP_WEBHOOK_ENABLED", false)?,
     };
-    if settings.admin_token.is_none() {
+    let credentials = crate::http::auth::Credentials::new(
+        settings.admin_token.as_deref(),
+        std::env::var("PORTICO_INTAKE_TOKEN").ok().as_deref(),
+    );
+    if !credentials.has_admin() {
+        tracing::warn!("PORTICO_ADMIN_TOKEN is not set: admin endpoints answer 401 to everyone");
+    }
+    if !credentials.has_admin() && !credentials.has_intake() {
         tracing::warn!(
-            "PORTICO_ADMIN_TOKEN is not set: admin and send endpoints answer 401 to everyone"
+            "neither PORTICO_INTAKE_TOKEN nor PORTICO_ADMIN_TOKEN is set: intake routes (sends, conversions) answer 401 to everyone"
         );
     }
     let tunables = Tunables::from_env(&|k| std::env::var(k).ok())?;
@@ -85,7 +92,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         runtime,
         store,
         toggles,
-        admin_token: settings.admin_token.clone(),
+        credentials,
         tunables,
         owner,
         outbox,
@@ -103,10 +110,8 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     tracing::info!("listening on http://{addr}");
     let store = state.store.clone();
     let owner = state.owner.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    let limits = tunables.server;
+    crate::http::listener::serve(listener, router(state), limits, shutdown_signal()).await;
     // Requests are answered; what this process leased and has not finished
     // goes to the others (or to this one's next start) at once.
     match store.release_own_leases(&owner).await {

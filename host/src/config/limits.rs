@@ -31,6 +31,9 @@ pub const CALL_TIMEOUT_MS_RANGE: (u64, u64) = (10, 120_000);
 /// The upper bound is also the pooling allocator's per-memory reservation.
 pub const MEMORY_MB_RANGE: (u64, u64) = (1, 1024);
 pub const MAX_CONCURRENCY_RANGE: (u64, u64) = (1, 1024);
+/// A plugin may hold at most the whole pool; by default half of it.
+pub const MAX_INSTANCES_RANGE: (u64, u64) = (1, MAX_CONCURRENT_INSTANCES as u64);
+pub const DEFAULT_MAX_INSTANCES: u32 = MAX_CONCURRENT_INSTANCES / 2;
 
 /// How often the engine's epoch advances; call deadlines are checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -49,6 +52,11 @@ pub const GUEST_STDERR_BYTES: usize = 64 * 1024;
 /// | PORTICO_RETENTION_DAYS | 14 | 8..=3650 | processed events kept (their dedup keys too: longer than Meta's 7-day retries) |
 /// | PORTICO_INGEST_SLOTS | 64 | 1..=128 | deliveries processed at once after their answer (each holds an instance of the pool of MAX_CONCURRENT_INSTANCES, and its resident pages); more wait for the retry worker |
 /// | PORTICO_OUTBOX_POLL_MS | 2000 | 10..=600000 | how often the outbox worker looks for records to deliver (PORTICO_UPLOAD_POLL_MS, its old name, still works) |
+/// | PORTICO_HEADER_TIMEOUT_MS | 10000 | 100..=600000 | a connection that has not sent a whole request head in this time (idle keep-alive included) is closed |
+/// | PORTICO_REQUEST_TIMEOUT_MS | 30000 | 100..=3600000 | a request not answered in this time (a slow body included) gets 503 `request_timeout` |
+/// | PORTICO_MAX_CONNECTIONS | 1024 | 1..=100000 | connections open at once; one more is answered 503 `overloaded` and closed |
+/// | PORTICO_MAX_IN_FLIGHT | 512 | 1..=100000 | requests being served at once (health and metrics aside); one more gets 503 `overloaded` |
+/// | PORTICO_ADMIN_MAX_BODY_BYTES | 1048576 | 1024..=67108864 | largest body of an admin route, refused before it is read |
 #[derive(Debug, Clone, Copy)]
 pub struct Tunables {
     pub retry_poll: Duration,
@@ -58,6 +66,29 @@ pub struct Tunables {
     pub prune_every: Duration,
     pub outbox_poll: Duration,
     pub ingest_slots: usize,
+    pub server: ServerLimits,
+}
+
+/// What the HTTP server bounds, whatever the route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub header_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+    pub max_in_flight: usize,
+    pub admin_body_bytes: u64,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_in_flight: 512,
+            admin_body_bytes: 1024 * 1024,
+        }
+    }
 }
 
 /// A tunable env variable that is not a number in its range.
@@ -102,6 +133,23 @@ impl Tunables {
             } else {
                 read("PORTICO_UPLOAD_POLL_MS", 2000, 10, 600_000)?
             }),
+            server: ServerLimits {
+                header_timeout: Duration::from_millis(read(
+                    "PORTICO_HEADER_TIMEOUT_MS",
+                    10_000,
+                    100,
+                    600_000,
+                )?),
+                request_timeout: Duration::from_millis(read(
+                    "PORTICO_REQUEST_TIMEOUT_MS",
+                    30_000,
+                    100,
+                    3_600_000,
+                )?),
+                max_connections: read("PORTICO_MAX_CONNECTIONS", 1024, 1, 100_000)? as usize,
+                max_in_flight: read("PORTICO_MAX_IN_FLIGHT", 512, 1, 100_000)? as usize,
+                admin_body_bytes: read("PORTICO_ADMIN_MAX_BODY_BYTES", 1 << 20, 1024, 64 << 20)?,
+            },
         })
     }
 }
@@ -114,6 +162,7 @@ pub struct LimitsSpec {
     pub call_timeout_ms: Option<u64>,
     pub memory_mb: Option<u64>,
     pub max_concurrency: Option<u64>,
+    pub max_instances: Option<u64>,
 }
 
 /// Limits in force for one plugin.
@@ -125,6 +174,10 @@ pub struct Limits {
     /// Calls into this plugin running at once (a bulkhead: one plugin's loops
     /// cannot take every core). Waiting on outbound HTTP does not count.
     pub max_concurrency: u32,
+    /// Instances of this plugin alive at once (each webhook, retry or outbox
+    /// batch holds one from its first call to its last), taken before the
+    /// instance: a flood on one plugin leaves the shared pool to the others.
+    pub max_instances: u32,
 }
 
 /// One core fewer than the machine has (at least one): whatever a plugin does,
@@ -141,6 +194,7 @@ impl Default for Limits {
             call_timeout: Duration::from_millis(DEFAULT_CALL_TIMEOUT_MS),
             memory_bytes: DEFAULT_MEMORY_MB * 1024 * 1024,
             max_concurrency: default_concurrency(),
+            max_instances: DEFAULT_MAX_INSTANCES,
         }
     }
 }
@@ -172,6 +226,9 @@ impl LimitsSpec {
         if let Some(v) = self.max_concurrency {
             out.max_concurrency = check("max_concurrency", v, MAX_CONCURRENCY_RANGE)? as u32;
         }
+        if let Some(v) = self.max_instances {
+            out.max_instances = check("max_instances", v, MAX_INSTANCES_RANGE)? as u32;
+        }
         Ok(out)
     }
 }
@@ -201,6 +258,7 @@ mod tests {
             call_timeout_ms: None,
             memory_mb: Some(16),
             max_concurrency: None,
+            max_instances: None,
         };
         let l = spec.resolve(Limits::default()).unwrap();
         assert_eq!(l.max_body_bytes, 2048);

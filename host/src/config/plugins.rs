@@ -122,6 +122,8 @@ struct EntrySpec {
     aliases: BTreeMap<String, String>,
     #[serde(default)]
     allowed_hosts: Vec<ValueSpec>,
+    #[serde(default)]
+    allow_private_networks: Option<ValueSpec>,
     /// Source folders `portico dev` watches to rebuild this plugin.
     #[serde(default)]
     watch: Vec<PathBuf>,
@@ -164,6 +166,9 @@ pub struct PluginSpec {
     pub aliases: BTreeMap<String, String>,
     /// Where the plugin's outbound HTTP may go; empty means nowhere.
     pub allowed_hosts: Vec<HostRule>,
+    /// Whether a name in `allowed_hosts` may resolve to a private, loopback or
+    /// link-local address (an address named outright is always allowed).
+    pub allow_private_networks: bool,
     /// Absolute source folders that `portico dev` watches for this plugin.
     pub watch: Vec<PathBuf>,
     pub config: BTreeMap<String, String>,
@@ -171,49 +176,72 @@ pub struct PluginSpec {
     pub limits: Limits,
 }
 
-/// One entry of `allowed_hosts`: a host, and a port when the entry named one.
+/// One entry of `allowed_hosts`: a scheme, a host and a port. An entry
+/// without a scheme means https; one without a port means the scheme's own
+/// (443 or 80), so `https://graph.facebook.com` never lets a plugin reach
+/// `http://graph.facebook.com` or another port of that host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostRule {
+    pub scheme: String,
     pub host: String,
-    pub port: Option<u16>,
+    pub port: u16,
 }
 
 impl HostRule {
-    /// Read `https://graph.facebook.com`, `graph.facebook.com` or `127.0.0.1:8080`.
+    /// Read `https://graph.facebook.com`, `graph.facebook.com` or `http://127.0.0.1:8080`.
     pub fn parse(raw: &str) -> Result<HostRule, String> {
         let raw = raw.trim();
         let with_scheme = if raw.contains("://") {
             raw.to_string()
         } else {
-            format!("http://{raw}")
+            format!("https://{raw}")
         };
         let url = url::Url::parse(&with_scheme)
             .map_err(|e| format!("{raw:?} is not a host or URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "{raw:?}: only http and https are allowed, not {}",
+                url.scheme()
+            ));
+        }
         let host = url
             .host_str()
             .filter(|h| !h.is_empty() && !h.contains('*'))
             .ok_or_else(|| format!("{raw:?} names no host"))?;
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| format!("{raw:?} names no port"))?;
         Ok(HostRule {
+            scheme: url.scheme().to_string(),
             host: host
                 .trim_matches(|c| c == '[' || c == ']')
                 .to_ascii_lowercase(),
-            port: url.port(),
+            port,
         })
     }
 
-    /// Whether a request to `host:port` is allowed by this rule.
-    pub fn allows(&self, host: &str, port: u16) -> bool {
-        self.host
-            .eq_ignore_ascii_case(host.trim_matches(|c| c == '[' || c == ']'))
-            && self.port.is_none_or(|p| p == port)
+    /// Whether a request to `scheme://host:port` is allowed by this rule.
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.scheme.eq_ignore_ascii_case(scheme)
+            && self
+                .host
+                .eq_ignore_ascii_case(host.trim_matches(|c| c == '[' || c == ']'))
+            && self.port == port
+    }
+
+    /// Whether the rule names an address rather than a name: allowing it is
+    /// allowing that address, private or not.
+    pub fn is_address(&self) -> bool {
+        self.host.parse::<std::net::IpAddr>().is_ok()
     }
 }
 
 impl fmt::Display for HostRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.port {
-            Some(p) => write!(f, "{}:{p}", self.host),
-            None => f.write_str(&self.host),
+        if self.host.contains(':') {
+            write!(f, "{}://[{}]:{}", self.scheme, self.host, self.port)
+        } else {
+            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
         }
     }
 }
@@ -395,6 +423,18 @@ pub fn resolve(
                 allowed_hosts.push(rule);
             }
         }
+        let allow_private_networks = match &entry.allow_private_networks {
+            None => false,
+            Some(v) => {
+                let raw = v.resolve(env).unwrap_or_else(|| "false".into());
+                parse_bool(&raw).ok_or_else(|| {
+                    invalid(
+                        &name,
+                        format!("allow_private_networks = {raw:?} is not true or false"),
+                    )
+                })?
+            }
+        };
         let config = entry
             .config
             .iter()
@@ -413,6 +453,7 @@ pub fn resolve(
             enabled,
             aliases: entry.aliases,
             allowed_hosts,
+            allow_private_networks,
             watch: entry
                 .watch
                 .iter()
@@ -476,7 +517,7 @@ mod tests {
             config = { verify_signature = { env = "META_VERIFY_SIGNATURE", default = true } }
             secrets = { app_secret = { env = "META_APP_SECRET" }, verify_token = { env = "UNSET" } }
             limits = { memory_mb = 32 }
-            allowed_hosts = [{ env = "GRAPH", default = "https://graph.facebook.com" }, "127.0.0.1:9000"]
+            allowed_hosts = [{ env = "GRAPH", default = "https://graph.facebook.com" }, "http://127.0.0.1:9000", "api.example.com:8443"]
             [plugins.whatsapp]
             path = "/abs/wa.wasm"
             enabled = { env = "OFF", default = true }
@@ -496,13 +537,28 @@ mod tests {
         assert_eq!(
             meta.allowed_hosts[0],
             HostRule {
+                scheme: "https".into(),
                 host: "graph.facebook.com".into(),
-                port: None
+                port: 443
             }
         );
-        assert!(meta.allowed_hosts[0].allows("graph.facebook.com", 443));
-        assert!(meta.allowed_hosts[1].allows("127.0.0.1", 9000));
-        assert!(!meta.allowed_hosts[1].allows("127.0.0.1", 9001));
+        let [graph, local, bare] = &meta.allowed_hosts[..] else {
+            panic!("three rules")
+        };
+        assert!(graph.allows("https", "graph.facebook.com", 443));
+        // Scheme and port are part of the rule.
+        assert!(!graph.allows("http", "graph.facebook.com", 80));
+        assert!(!graph.allows("https", "graph.facebook.com", 8443));
+        assert!(local.allows("http", "127.0.0.1", 9000));
+        assert!(!local.allows("http", "127.0.0.1", 9001));
+        assert!(!local.allows("https", "127.0.0.1", 9000));
+        assert!(local.is_address() && !graph.is_address());
+        // No scheme: https only.
+        assert!(bare.allows("https", "api.example.com", 8443));
+        assert!(!bare.allows("http", "api.example.com", 8443));
+        assert_eq!(graph.to_string(), "https://graph.facebook.com:443");
+        assert!(!meta.allow_private_networks);
+        assert!(HostRule::parse("ftp://example.com").is_err());
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Admin endpoints (bearer PORTICO_ADMIN_TOKEN): the DLQ, tenants, lead sources.
+//! Admin endpoints: the DLQ, tenants, lead sources. Every route under
+//! `/api/admin` is behind the admin token, checked by `super::guard` before
+//! any handler runs or any body is read.
 
 use super::AppState;
 use super::error::ApiError;
@@ -7,40 +9,9 @@ use crate::store::types::EventStatus;
 use crate::store::{EventFilter, EventRow, Timestamp};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-/// Check `Authorization: Bearer <PORTICO_ADMIN_TOKEN>` in constant time.
-pub fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = app.admin_token.as_deref() else {
-        return Err(ApiError::unauthorized(
-            "admin endpoints are closed: set PORTICO_ADMIN_TOKEN on the server and send it as a bearer token",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .unwrap_or("");
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized(
-            "missing or wrong bearer token: send Authorization: Bearer <PORTICO_ADMIN_TOKEN>",
-        ))
-    }
-}
 
 /// This process as a replayer: replays hold leases like the worker's.
 fn replayer(app: &AppState) -> Replayer<'_> {
@@ -124,10 +95,8 @@ pub struct ListQuery {
 )]
 pub async fn list(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&app, &headers)?;
     let statuses = match q.status {
         Some(s) => {
             let names: Vec<String> = s
@@ -166,10 +135,8 @@ pub async fn list(
 )]
 pub async fn replay_one(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&app, &headers)?;
     let event = app.store.get_event(id).await?.ok_or_else(|| {
         ApiError::not_found(format!("no event {id}; list them with GET /api/admin/dlq"))
     })?;
@@ -195,10 +162,8 @@ pub async fn replay_one(
 )]
 pub async fn delivery(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&app, &headers)?;
     if let Some(report) = app.pipeline.report(id) {
         let mut body = serde_json::to_value(&report).unwrap_or(Value::Null);
         body["final"] = Value::Bool(true);
@@ -276,10 +241,8 @@ const REPLAYABLE: [EventStatus; 3] = [
 )]
 pub async fn replay_many(
     State(app): State<AppState>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&app, &headers)?;
     let body: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayBody::default()
     } else {
@@ -332,10 +295,8 @@ pub struct NewTenant {
 )]
 pub async fn add_tenant(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Json(body): Json<NewTenant>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&app, &headers)?;
     let name = body.name.trim();
     if name.is_empty() {
         return Err(ApiError::bad_request(
@@ -376,10 +337,8 @@ pub struct NewSource {
 )]
 pub async fn add_source(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Json(body): Json<NewSource>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&app, &headers)?;
     let (kind, key) = (body.kind.trim(), body.external_key.trim());
     if kind.is_empty() || key.is_empty() {
         return Err(ApiError::bad_request(

@@ -121,6 +121,16 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "try_again", message)
     }
 
+    /// Over a server-wide cap (connections, requests in flight): retry later.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+    }
+
+    /// Not done within the request deadline.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "request_timeout", message)
+    }
+
     /// The adapter failed before anything was stored: the provider should retry.
     pub fn adapter_failed(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "adapter_failed", message)
@@ -160,6 +170,14 @@ impl IntoResponse for ApiError {
         if let Some(fields) = self.fields {
             body["fields"] = Value::Object(fields);
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        // Every 503 is "not now": say when to come back.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }

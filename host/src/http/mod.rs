@@ -1,8 +1,10 @@
 //! HTTP: routes, correlation ids, and the mapping of outcomes to statuses.
 
 pub(crate) mod admin;
+pub mod auth;
 mod error;
 mod health;
+pub mod listener;
 pub mod openapi;
 mod webhook;
 
@@ -30,7 +32,7 @@ pub struct AppState {
     pub runtime: Arc<Runtime>,
     pub store: Store,
     pub toggles: IntegrationToggles,
-    pub admin_token: Option<String>,
+    pub credentials: auth::Credentials,
     pub tunables: Tunables,
     /// This process, as it signs event leases.
     pub owner: String,
@@ -44,6 +46,13 @@ pub struct AppState {
 pub struct CorrelationId(pub String);
 
 pub fn router(state: AppState) -> Router {
+    let limits = Arc::new(Guard {
+        in_flight: Arc::new(tokio::sync::Semaphore::new(
+            state.tunables.server.max_in_flight,
+        )),
+        server: state.tunables.server,
+        credentials: state.credentials.clone(),
+    });
     let (routes, mut api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
@@ -67,9 +76,13 @@ pub fn router(state: AppState) -> Router {
         // Matched routes only: their template is the label (never the raw path).
         .route_layer(middleware::from_fn(count_request))
         .fallback(webhook::fallback)
-        // Bodies are read by the webhook handler under each plugin's own limit.
-        .layer(DefaultBodyLimit::disable())
+        // Plugin routes read their bodies under each plugin's own limit; the
+        // admin routes' JSON is read under this one.
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(state.tunables.server.admin_body_bytes).unwrap_or(usize::MAX),
+        ))
         .layer(Extension(document))
+        .layer(middleware::from_fn_with_state(limits, guard))
         .layer(middleware::from_fn(correlate))
         .with_state(state)
 }
@@ -110,6 +123,68 @@ async fn count_request(req: Request, next: Next) -> Response {
         started.elapsed(),
     );
     response
+}
+
+/// What every request passes before its route: the cap on requests in flight,
+/// the request deadline, and for admin routes the token and the body size,
+/// both checked before a byte of the body is read.
+struct Guard {
+    in_flight: Arc<tokio::sync::Semaphore>,
+    server: crate::config::limits::ServerLimits,
+    credentials: auth::Credentials,
+}
+
+/// Routes an operator needs most when the server is overloaded.
+fn always_served(path: &str) -> bool {
+    path.starts_with("/api/health") || path == "/metrics"
+}
+
+async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let _place = if always_served(path) {
+        None
+    } else {
+        match guard.in_flight.clone().try_acquire_owned() {
+            Ok(place) => Some(place),
+            Err(_) => {
+                crate::telemetry::metrics::request_refused();
+                return ApiError::overloaded(format!(
+                    "{} requests are being served (PORTICO_MAX_IN_FLIGHT); retry in a moment",
+                    guard.server.max_in_flight
+                ))
+                .into_response();
+            }
+        }
+    };
+    if path == "/api/admin" || path.starts_with("/api/admin/") {
+        if let Err(e) = guard.credentials.check(auth::Access::Admin, req.headers()) {
+            return e.into_response();
+        }
+        let limit = guard.server.admin_body_bytes;
+        if declared_length(req.headers()).is_some_and(|n| n > limit) {
+            return ApiError::payload_too_large(format!(
+                "admin bodies are limited to {limit} bytes (PORTICO_ADMIN_MAX_BODY_BYTES)"
+            ))
+            .into_response();
+        }
+    }
+    let deadline = guard.server.request_timeout;
+    match tokio::time::timeout(deadline, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::request_timeout(format!(
+            "the request was not done in {} ms (PORTICO_REQUEST_TIMEOUT_MS): a body sent too slowly, or the server is overloaded; retry",
+            deadline.as_millis()
+        ))
+        .into_response(),
+    }
+}
+
+/// The body length a request declares, if it declares one.
+pub(crate) fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// Longest incoming X-Request-Id honoured; longer or odd ones are replaced.

@@ -8,6 +8,7 @@
 //!   right after the answer (jobs::pipeline), and failures wait in the DLQ;
 //! - the adapter traps before the delivery is stored → 500, so the provider retries.
 
+use super::auth::Access;
 use super::error::ApiError;
 use super::{AppState, CorrelationId};
 use crate::jobs::ingest::{self, ItemStatus, Pass};
@@ -113,7 +114,18 @@ async fn serve(
 ) -> Response {
     let (plugin, kind) = match resolved {
         Resolved::Found(plugin, kind, admin_only) => {
-            if admin_only && let Err(e) = super::admin::authorize(app, req.headers()) {
+            // Checked before a byte of the body is read. Intake routes are the
+            // CRM's own calls: never open to whoever reaches the port.
+            let access = if admin_only {
+                Some(Access::Admin)
+            } else if kind == RouteKind::Intake {
+                Some(Access::Intake)
+            } else {
+                None
+            };
+            if let Some(access) = access
+                && let Err(e) = app.credentials.check(access, req.headers())
+            {
                 return e.into_response();
             }
             (plugin.clone(), kind)
@@ -207,12 +219,7 @@ async fn read_request(
         ))
     };
     // Refuse on the declared length before reading a byte of the body.
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if super::declared_length(req.headers()).is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     let (parts, body) = req.into_parts();
@@ -248,7 +255,8 @@ async fn read_request(
 }
 
 /// A failed guest call before anything was stored: 503 when the plugin is only
-/// busy (the provider should retry), 500 otherwise.
+/// busy (the provider should retry), 500 otherwise. The details of a trap
+/// (stderr, paths) go to the log, not to the caller.
 fn call_failed(plugin: &LoadedPlugin, e: CallError) -> ApiError {
     if let CallError::Busy(_) = e {
         return ApiError::plugin_busy(format!(
@@ -256,7 +264,8 @@ fn call_failed(plugin: &LoadedPlugin, e: CallError) -> ApiError {
             plugin.spec.name
         ));
     }
-    adapter_failed(plugin, e)
+    tracing::error!(plugin = %plugin.spec.name, "adapter call failed: {e}");
+    adapter_failed(plugin, e.public())
 }
 
 fn adapter_failed(plugin: &LoadedPlugin, e: impl std::fmt::Display) -> ApiError {
@@ -264,8 +273,15 @@ fn adapter_failed(plugin: &LoadedPlugin, e: impl std::fmt::Display) -> ApiError 
 }
 
 async fn start(plugin: &LoadedPlugin, cid: &str) -> Result<Session, ApiError> {
-    Session::start(plugin, cid).await.map_err(|e| {
-        ApiError::plugin_unavailable(format!("plugin {} cannot start: {e}", plugin.spec.name))
+    Session::start(plugin, cid).await.map_err(|e| match e {
+        CallError::Busy(_) => call_failed(plugin, e),
+        e => {
+            tracing::error!(plugin = %plugin.spec.name, "cannot start an instance: {e}");
+            ApiError::plugin_unavailable(format!(
+                "plugin {} cannot start; the server log says why",
+                plugin.spec.name
+            ))
+        }
     })
 }
 
@@ -393,13 +409,13 @@ async fn intake(
                 ));
             }
             ItemStatus::Dead => {
-                let message = report.error.unwrap_or_default();
+                let message = report.public_error.unwrap_or_default();
                 return Err(ApiError::bad_request("invalid_request", message));
             }
             ItemStatus::Failed => {
                 return Ok(super::error::queued(
                     report.event_id,
-                    report.error.unwrap_or_default(),
+                    report.public_error.unwrap_or_default(),
                 ));
             }
             _ => records.extend(report.records),

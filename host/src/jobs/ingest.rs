@@ -80,6 +80,10 @@ pub struct ItemReport {
     pub status: ItemStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The error in words fit for the caller of an intake route: an adapter's
+    /// own message, never a trap's stderr or a path on this machine.
+    #[serde(skip)]
+    pub public_error: Option<String>,
     /// Records the item made or found (conversions and messages report theirs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<RecordRef>,
@@ -104,7 +108,10 @@ impl DeliveryReport {
 
 /// Why an item or a delivery failed, and whether a retry may help.
 pub struct Failure {
+    /// For operators: the DLQ and the logs.
     pub message: String,
+    /// For the caller of an intake route.
+    pub public: String,
     pub retryable: bool,
 }
 
@@ -112,17 +119,20 @@ impl From<AdapterError> for Failure {
     fn from(e: AdapterError) -> Self {
         Failure {
             message: e.to_string(),
+            public: e.to_string(),
             retryable: e.retryable,
         }
     }
 }
 
 impl From<CallError> for Failure {
-    // A trap or timeout may be fixed by a new plugin version: keep it retryable.
+    // A trap or timeout may be fixed by a new plugin version: keep it
+    // retryable. An output over the host's limits never fits: dead at once.
     fn from(e: CallError) -> Self {
         Failure {
             message: e.to_string(),
-            retryable: true,
+            public: e.public(),
+            retryable: !e.is_permanent(),
         }
     }
 }
@@ -131,6 +141,7 @@ impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Failure {
             retryable: e.is_retryable(),
+            public: e.to_string(),
             message: e.to_string(),
         }
     }
@@ -227,6 +238,7 @@ fn skipped(event_id: i64, item: &ParsedItem, status: ItemStatus) -> ItemReport {
         dedup_key: item.dedup_key.clone(),
         status,
         error: None,
+        public_error: None,
         records: Vec::new(),
     }
 }
@@ -361,6 +373,7 @@ async fn apply_one(
             }
             report.status = state.into();
             report.error = Some(f.message);
+            report.public_error = Some(f.public);
         }
     }
     report

@@ -4,7 +4,11 @@
 //! A cache file is named `{sha256 of the .wasm}-{engine compatibility hash}.cwasm`:
 //! a different wasmtime version or engine configuration never reads another's
 //! artifact. Files are written to a temporary name and renamed, so a crash
-//! never leaves half a file under a real name. Only this process writes there.
+//! never leaves half a file under a real name.
+//!
+//! What is in that folder runs as native code, so the folder must be this
+//! user's alone: it is created 0700, and one owned by another user or
+//! writable by group or others is refused (start-up stops and says how to fix it).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -19,14 +23,38 @@ pub struct ComponentCache {
     engine_key: String,
 }
 
+/// A cache folder that others could have written native code into.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(
+        "cannot create the component cache folder {path}: {source}; set PORTICO_CACHE_DIR to a folder you can write (or to off)"
+    )]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the component cache folder {path} belongs to user {owner}, not to this user ({me}): what is in it would run as native code; remove it or set PORTICO_CACHE_DIR to a folder of your own (or to off)"
+    )]
+    NotOurs { path: PathBuf, owner: u32, me: u32 },
+    #[error(
+        "the component cache folder {path} is writable by others (mode {mode:o}): what is in it would run as native code; run `chmod 700 {path}` or set PORTICO_CACHE_DIR elsewhere (or to off)"
+    )]
+    OpenToOthers { path: PathBuf, mode: u32 },
+}
+
 impl ComponentCache {
-    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
+    /// The cache in `dir`, created 0700 if missing and refused if others could write it.
+    pub fn open(engine: &Engine, dir: Option<PathBuf>) -> Result<Self, CacheError> {
+        if let Some(dir) = &dir {
+            check_folder(dir)?;
+        }
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        ComponentCache {
+        Ok(ComponentCache {
             dir,
             engine_key: format!("{:016x}", hasher.finish()),
-        }
+        })
     }
 
     fn path(&self, sha256: &str) -> Option<PathBuf> {
@@ -61,7 +89,7 @@ impl ComponentCache {
         };
         let write = || -> anyhow::Result<()> {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
+                check_folder(dir)?;
             }
             let bytes = component.serialize()?;
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -75,12 +103,48 @@ impl ComponentCache {
     }
 }
 
+/// Create `dir` (0700) if missing; refuse it if another user owns it or
+/// group or others may write it.
+fn check_folder(dir: &Path) -> Result<(), CacheError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| CacheError::Create {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|source| CacheError::Create {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(CacheError::NotOurs {
+            path: dir.to_path_buf(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(CacheError::OpenToOthers {
+            path: dir.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
 /// Load an artifact this module wrote.
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // SAFETY: wasmtime requires that the bytes come from `Component::serialize`
     // of a compatible engine. The file was written by `store` above (atomically,
-    // in a folder only Portico writes), and its name carries both the source's
+    // in a folder only this user may write, see `check_folder`), and its name carries both the source's
     // sha256 and the engine's compatibility hash; wasmtime also checks the
     // artifact's header against this engine before using it.
     unsafe { Component::deserialize_file(engine, path) }

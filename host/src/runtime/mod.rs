@@ -29,7 +29,9 @@ pub mod bindings {
         world: "adapter",
         path: "../wit",
         imports: {
-            "portico:adapter/outbound.send": async,
+            // Trappable: a call that cannot get its plugin's place back after
+            // waiting on the network ends there, rather than run without it.
+            "portico:adapter/outbound.send": async | trappable,
             "portico:adapter/directory.source-key": async,
         },
         exports: { default: async },

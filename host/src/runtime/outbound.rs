@@ -1,7 +1,11 @@
 //! The `outbound` interface: HTTP from adapters, only where plugins.toml allows.
 //!
-//! Invariants: a request goes out only to a host (and port, when the rule names
-//! one) of the plugin's `allowed_hosts`; redirects are never followed (they could
+//! Invariants: a request goes out only to a scheme, host and port of the
+//! plugin's `allowed_hosts`; a name is connected to only at public addresses
+//! (checked after resolution, so a DNS answer cannot point a plugin at the
+//! loopback, a private network or a cloud metadata address) unless the plugin
+//! has `allow_private_networks = true`, and an address named outright in
+//! `allowed_hosts` is allowed as named; redirects are never followed (they could
 //! leave the allow-list); the wait is capped by the current call's deadline and
 //! the response size by [`MAX_OUTBOUND_RESPONSE_BYTES`]. Error texts carry the URL
 //! without its query, where tokens travel.
@@ -13,15 +17,100 @@ use super::host_api::HostState;
 use crate::config::limits::{DEFAULT_OUTBOUND_TIMEOUT, MAX_OUTBOUND_RESPONSE_BYTES};
 use std::time::{Duration, Instant};
 
-/// The one HTTP client of the process (connection pools are shared by plugins).
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    // Several crates may race to install a provider; whichever wins is ring.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Ok(reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("portico/", env!("CARGO_PKG_VERSION")))
-        .build()?)
+/// The process's HTTP clients (connection pools are shared by plugins): one
+/// that connects to public addresses only, and one for plugins allowed private ones.
+#[derive(Clone)]
+pub struct Clients {
+    public_only: reqwest::Client,
+    any_address: reqwest::Client,
+}
+
+impl Clients {
+    pub fn new() -> anyhow::Result<Clients> {
+        // Several crates may race to install a provider; whichever wins is ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(5))
+                .user_agent(concat!("portico/", env!("CARGO_PKG_VERSION")))
+        };
+        Ok(Clients {
+            public_only: builder().dns_resolver(PublicOnly).build()?,
+            any_address: builder().build()?,
+        })
+    }
+
+    /// The client a plugin's outbound calls go through.
+    pub fn for_spec(&self, spec: &crate::config::plugins::PluginSpec) -> &reqwest::Client {
+        if spec.allow_private_networks {
+            &self.any_address
+        } else {
+            &self.public_only
+        }
+    }
+}
+
+/// A resolver that keeps public addresses only.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<std::net::SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            if public.is_empty() && !found.is_empty() {
+                let shown: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
+                return Err(format!(
+                    "{host} resolves only to private, loopback or link-local addresses ({}); name the address in allowed_hosts, or set allow_private_networks = true for this plugin in plugins.toml, if that is meant",
+                    shown.join(", ")
+                )
+                .into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Whether `ip` is an address on the public internet: not loopback, private,
+/// link-local (cloud metadata lives there), shared, unspecified, multicast or reserved.
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+                || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF protocol assignments
+                || (a == 198 && (18..20).contains(&b)) // benchmarking
+                || a >= 240) // reserved
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link-local
+                || (first == 0x2001 && v6.segments()[1] == 0xdb8)) // documentation
+        }
+    }
 }
 
 /// `scheme://host:port/path`, without query or credentials: safe to log.
@@ -36,7 +125,32 @@ fn shown(url: &url::Url) -> String {
 }
 
 impl outbound::Host for HostState {
-    async fn send(&mut self, req: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
+    async fn send(
+        &mut self,
+        req: OutboundRequest,
+    ) -> wasmtime::Result<Result<OutboundResponse, OutboundError>> {
+        // The plugin's place is given back while the network answers; the
+        // guest runs again only once it holds it again.
+        let had_permit = self.permit.take().is_some();
+        let result = self.exchange(req).await;
+        if had_permit && let Some(gate) = self.gate.clone() {
+            let left = self.deadline().saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, gate.acquire_owned()).await {
+                Ok(Ok(permit)) => self.permit = Some(permit),
+                _ => {
+                    self.timed_out = true;
+                    return Err(wasmtime::Error::msg(
+                        "the plugin's places (limits.max_concurrency) stayed taken until the call's deadline",
+                    ));
+                }
+            }
+        }
+        Ok(result)
+    }
+}
+
+impl HostState {
+    async fn exchange(&mut self, req: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
         let env = self.env().clone();
         let url = url::Url::parse(&req.url)
             .map_err(|e| OutboundError::Failed(format!("invalid URL: {e}")))?;
@@ -51,11 +165,12 @@ impl outbound::Host for HostState {
         if !env
             .allowed_hosts
             .iter()
-            .any(|rule| rule.allows(&host, port))
+            .any(|rule| rule.allows(url.scheme(), &host, port))
         {
             let allowed: Vec<String> = env.allowed_hosts.iter().map(ToString::to_string).collect();
             let message = format!(
-                "host {host}:{port} is not allowed for plugin {} (allowed_hosts in plugins.toml: [{}])",
+                "{}://{host}:{port} is not allowed for plugin {} (allowed_hosts in plugins.toml: [{}])",
+                url.scheme(),
                 env.name,
                 allowed.join(", ")
             );
@@ -84,8 +199,6 @@ impl outbound::Host for HostState {
         }
         let target = shown(&url);
         let started = Instant::now();
-        // Waiting on the network is not running: give the plugin's place back meanwhile.
-        let had_permit = self.permit.take().is_some();
         let exchange = async {
             let mut response = request
                 .send()
@@ -136,12 +249,6 @@ impl outbound::Host for HostState {
                 timeout.as_millis()
             ))),
         };
-        if had_permit && let Some(gate) = self.gate.clone() {
-            let left = self.deadline().saturating_duration_since(Instant::now());
-            if let Ok(Ok(permit)) = tokio::time::timeout(left, gate.acquire_owned()).await {
-                self.permit = Some(permit);
-            }
-        }
         let ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(r) => {
@@ -178,4 +285,43 @@ fn without_url(e: &reqwest::Error) -> String {
         source = err.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_count_as_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["8.8.8.8", "157.240.1.35", "2a03:2880:f10c::1"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_of_the_loopback_is_refused_after_resolution() {
+        use reqwest::dns::Resolve;
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let e = match PublicOnly.resolve(name).await {
+            Ok(_) => panic!("localhost resolved to something public"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("allow_private_networks"), "{e}");
+    }
 }

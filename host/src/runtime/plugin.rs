@@ -88,6 +88,9 @@ pub struct LoadedPlugin {
     pub from_cache: bool,
     /// The bulkhead: at most limits.max_concurrency guest calls at once.
     pub gate: Arc<tokio::sync::Semaphore>,
+    /// At most limits.max_instances instances of this plugin alive at once, so a
+    /// flood on one plugin's routes cannot take the whole pool from the others.
+    pub instances: Arc<tokio::sync::Semaphore>,
 }
 
 impl LoadedPlugin {
@@ -117,7 +120,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub async fn load(
     engine: &Engine,
     linker: &Linker<HostState>,
-    http: &reqwest::Client,
+    http: &super::outbound::Clients,
     cache: &ComponentCache,
     directory: Option<crate::store::Store>,
     spec: PluginSpec,
@@ -165,12 +168,13 @@ pub async fn load(
     let pre = AdapterPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
 
     let spec_concurrency = spec.limits.max_concurrency as usize;
+    let spec_instances = spec.limits.max_instances as usize;
     let env = Arc::new(PluginEnv {
         name: spec.name.clone(),
         config: spec.config.clone(),
         secrets: spec.secrets.clone(),
         allowed_hosts: spec.allowed_hosts.clone(),
-        http: http.clone(),
+        http: http.for_spec(&spec).clone(),
         directory,
     });
     let mut plugin = LoadedPlugin {
@@ -189,6 +193,7 @@ pub async fn load(
         loaded_at: SystemTime::now(),
         from_cache,
         gate: Arc::new(tokio::sync::Semaphore::new(spec_concurrency)),
+        instances: Arc::new(tokio::sync::Semaphore::new(spec_instances)),
     };
     let manifest = {
         let mut session = Session::start(&plugin, "load")

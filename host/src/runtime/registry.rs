@@ -123,7 +123,7 @@ impl PluginSet {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
-    http: reqwest::Client,
+    http: super::outbound::Clients,
     cache: ComponentCache,
     directory: Option<crate::store::Store>,
     current: ArcSwap<PluginSet>,
@@ -146,8 +146,8 @@ impl Runtime {
     ) -> anyhow::Result<Runtime> {
         let engine = build_engine()?;
         let linker = build_linker(&engine)?;
-        let http = super::outbound::http_client()?;
-        let cache = ComponentCache::new(&engine, cache_dir);
+        let http = super::outbound::Clients::new()?;
+        let cache = ComponentCache::open(&engine, cache_dir)?;
         Ok(Runtime {
             engine,
             linker,

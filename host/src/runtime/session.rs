@@ -39,6 +39,27 @@ pub enum CallError {
     Busy(String),
 }
 
+impl CallError {
+    /// The error as a caller may read it: a trap's details (the adapter's
+    /// stderr, paths on this machine) stay in the logs and the DLQ.
+    pub fn public(&self) -> String {
+        match self {
+            CallError::Trap(_) => {
+                "the adapter trapped; the server log has the details under this request's correlation id".into()
+            }
+            CallError::Instantiate(_) => {
+                "the adapter could not be started; the server log has the details".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether trying again can never help (the same input gives the same output).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, CallError::OutputTooLarge(_))
+    }
+}
+
 /// An adapter's own error for an item or a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdapterError {
@@ -105,6 +126,11 @@ pub struct Session {
     correlation_id: String,
     gate: Arc<tokio::sync::Semaphore>,
     max_concurrency: u32,
+    /// This session's place among the plugin's instances (limits.max_instances),
+    /// held from the first instance to the end of the session.
+    instance_place: Option<tokio::sync::OwnedSemaphorePermit>,
+    instances: Arc<tokio::sync::Semaphore>,
+    max_instances: u32,
     live: Option<(Store<HostState>, Adapter)>,
 }
 
@@ -121,6 +147,9 @@ impl Session {
             correlation_id: correlation_id.to_string(),
             gate: plugin.gate.clone(),
             max_concurrency: plugin.spec.limits.max_concurrency,
+            instance_place: None,
+            instances: plugin.instances.clone(),
+            max_instances: plugin.spec.limits.max_instances,
             live: None,
         };
         session.ensure_live().await?;
@@ -130,6 +159,21 @@ impl Session {
     async fn ensure_live(&mut self) -> Result<(), CallError> {
         if self.live.is_some() {
             return Ok(());
+        }
+        // The plugin's own place first, the shared pool's slot after: a plugin
+        // flooded with requests waits here without taking the others' slots.
+        if self.instance_place.is_none() {
+            let wait = self.timeout;
+            match tokio::time::timeout(wait, self.instances.clone().acquire_owned()).await {
+                Ok(Ok(place)) => self.instance_place = Some(place),
+                _ => {
+                    return Err(CallError::Busy(format!(
+                        "all {} instances (limits.max_instances) stayed taken for {} ms",
+                        self.max_instances,
+                        wait.as_millis()
+                    )));
+                }
+            }
         }
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.plugin_memory as usize)

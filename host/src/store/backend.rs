@@ -335,12 +335,12 @@ pub trait Tx: Send {
     -> Result<i64>;
 
     // Messages.
-    /// Insert a message; `None` when (channel, external id) exists already.
+    /// Insert a message; `None` when (tenant, channel, external id) exists already.
     async fn insert_message(&mut self, m: &NewMessage<'_>) -> Result<Option<i64>>;
-    /// An outbound message by its provider id (scoped to a tenant when given).
+    /// A tenant's outbound message by its provider id.
     async fn outbound_message(
         &mut self,
-        tenant_id: Option<i64>,
+        tenant_id: i64,
         channel: &str,
         external_id: &str,
     ) -> Result<Option<MessageState>>;

@@ -377,7 +377,7 @@ pub async fn inbound_messages_join_the_open_case_and_statuses_move_forward(store
     let unknown = apply(
         &store,
         event,
-        None,
+        Some(&tenant),
         &[status("wamid.NO", MessageStatus::Read)],
     )
     .await
@@ -385,6 +385,57 @@ pub async fn inbound_messages_join_the_open_case_and_statuses_move_forward(store
     assert!(
         matches!(&unknown, Applied::Ignored(why) if why.contains("unknown message wamid.NO")),
         "{unknown:?}"
+    );
+
+    // Messages are the tenant's own: another tenant's number with the same
+    // provider id neither finds this tenant's message nor collides with it.
+    let other = store.create_tenant("Other").await.unwrap();
+    store.add_lead_source(other, "meta", "p2").await.unwrap();
+    let theirs = page("p2");
+    let foreign = apply(
+        &store,
+        event,
+        Some(&theirs),
+        &[status("wamid.X", MessageStatus::Failed)],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&foreign, Applied::Ignored(why) if why.contains("unknown message wamid.X")),
+        "{foreign:?}"
+    );
+    let (created, _, _) = processed(
+        apply(&store, event, Some(&theirs), &[inbound("w1", None)])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        created, 1,
+        "the same provider id in another tenant is its own message"
+    );
+    let nobody = apply(
+        &store,
+        event,
+        None,
+        &[status("wamid.X", MessageStatus::Failed)],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&nobody, Applied::Ignored(why) if why.contains("named no tenant")),
+        "{nobody:?}"
+    );
+    let unmapped = apply(
+        &store,
+        event,
+        Some(&page("p404")),
+        &[status("wamid.X", MessageStatus::Failed)],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&unmapped, Applied::Ignored(why) if why.contains("portico source add")),
+        "{unmapped:?}"
     );
 }
 

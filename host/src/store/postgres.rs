@@ -666,7 +666,7 @@ impl Tx for PgTx {
             "INSERT INTO messages (tenant_id, contact_id, case_id, channel, direction, external_id, from_addr,
                 to_addr, kind, body, media_id, status, provider_timestamp, reply_to, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-             ON CONFLICT (channel, external_id) DO NOTHING
+             ON CONFLICT (tenant_id, channel, external_id) DO NOTHING
              RETURNING id",
         )
         .bind(m.tenant_id)
@@ -690,14 +690,13 @@ impl Tx for PgTx {
 
     async fn outbound_message(
         &mut self,
-        tenant_id: Option<i64>,
+        tenant_id: i64,
         channel: &str,
         external_id: &str,
     ) -> Result<Option<MessageState>> {
         let row = sqlx::query(
             "SELECT id, status, external_id, error FROM messages
-             WHERE channel = $1 AND external_id = $2 AND direction = 'outbound'
-               AND ($3::bigint IS NULL OR tenant_id = $3)
+             WHERE tenant_id = $3 AND channel = $1 AND external_id = $2 AND direction = 'outbound'
              FOR UPDATE",
         )
         .bind(channel)

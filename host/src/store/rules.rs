@@ -595,9 +595,24 @@ impl Store {
                     }
                 }
                 DomainOp::UpdateStatus(u) => {
+                    // A status names its number: only that number's tenant's
+                    // messages can match (another tenant may hold the same id).
+                    let Some(tenant) = mapped else {
+                        ignored.push(match ctx.tenant {
+                            Some(t) => format!(
+                                "status \"{}\" for {}: no tenant is mapped to {} key {:?}; add one with `portico source add --tenant ID --kind {} --key {}`",
+                                u.status, u.external_id, t.kind, t.key, t.kind, t.key
+                            ),
+                            None => format!(
+                                "status \"{}\" for {}: the adapter named no tenant for it",
+                                u.status, u.external_id
+                            ),
+                        });
+                        continue;
+                    };
                     // Statuses arrive out of order: only ever move forward.
                     match tx
-                        .outbound_message(mapped, &u.channel, &u.external_id)
+                        .outbound_message(tenant, &u.channel, &u.external_id)
                         .await?
                     {
                         None => ignored.push(format!(

@@ -565,7 +565,7 @@ impl Tx for SqliteTx {
             "INSERT INTO messages (tenant_id, contact_id, case_id, channel, direction, external_id, from_addr,
                 to_addr, kind, body, media_id, status, provider_timestamp, reply_to, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (channel, external_id) DO NOTHING
+             ON CONFLICT (tenant_id, channel, external_id) DO NOTHING
              RETURNING id",
         )
         .bind(m.tenant_id)
@@ -589,19 +589,17 @@ impl Tx for SqliteTx {
 
     async fn outbound_message(
         &mut self,
-        tenant_id: Option<i64>,
+        tenant_id: i64,
         channel: &str,
         external_id: &str,
     ) -> Result<Option<MessageState>> {
         let row = sqlx::query(
             "SELECT id, status, external_id, error FROM messages
-             WHERE channel = ? AND external_id = ? AND direction = 'outbound'
-               AND (? IS NULL OR tenant_id = ?)",
+             WHERE tenant_id = ? AND channel = ? AND external_id = ? AND direction = 'outbound'",
         )
+        .bind(tenant_id)
         .bind(channel)
         .bind(external_id)
-        .bind(tenant_id)
-        .bind(tenant_id)
         .fetch_optional(&mut *self.tx)
         .await?;
         row.as_ref().map(message_state).transpose()

@@ -170,6 +170,10 @@ fn describe() {
         "portico_plugin_reloads_total",
         "Plugin reloads by result (loaded, refused)"
     );
+    describe_counter!(
+        "portico_http_refused_total",
+        "Connections and requests refused with 503 over a server cap, by reason (connections, in_flight)"
+    );
 }
 
 /// Bounded method labels: the usual methods, else "other".
@@ -201,6 +205,16 @@ pub fn http_request(route: &str, method: &str, status: u16, took: Duration) {
         "method" => method
     )
     .record(took.as_secs_f64());
+}
+
+/// A connection answered 503 over PORTICO_MAX_CONNECTIONS.
+pub fn connection_refused() {
+    counter!("portico_http_refused_total", "reason" => "connections").increment(1);
+}
+
+/// A request answered 503 over PORTICO_MAX_IN_FLIGHT.
+pub fn request_refused() {
+    counter!("portico_http_refused_total", "reason" => "in_flight").increment(1);
 }
 
 pub fn webhook_delivery(plugin: &str, outcome: DeliveryOutcome) {

@@ -69,7 +69,8 @@ mod component {
         }
 
         fn verify(_req: Request) -> Verdict {
-            // The caller is the CRM itself, inside the operator's network.
+            // The caller is the CRM itself: the host has checked its bearer
+            // token (PORTICO_INTAKE_TOKEN) before this call.
             Verdict::Accept
         }
 

@@ -264,10 +264,16 @@ pub fn validate(
             if bad.0.is_empty() =>
         {
             let named = action.as_deref().unwrap_or_default();
-            let idempotency_key = match (idempotency_header, &order_id) {
+            let key = match (idempotency_header, &order_id) {
                 (Some(h), _) => format!("key:{h}"),
                 (None, Some(order)) => format!("order:{named}:{order}"),
                 (None, None) => format!("click:{kind}:{id}:{time}:{named}"),
+            };
+            // Keys are the tenant's own: two tenants may pick the same one.
+            // (Without a tenant_id the key keeps the form it always had.)
+            let idempotency_key = match tenant_id {
+                Some(t) => format!("tenant:{t}:{key}"),
+                None => key,
             };
             Ok(Conversion {
                 click_id_kind: kind,
@@ -647,6 +653,18 @@ mod tests {
         .unwrap();
         assert_eq!(k.conversion_time, "2025-09-20 15:12:08+00:00");
         assert_eq!(k.idempotency_key, "key:abc");
+        // The same key from two tenants names two conversions.
+        let of = |tenant: u32| {
+            validate(
+                format!(r#"{{"wbraid":"W","timestamp":1758381128,"value":0,"currency":"USD","tenant_id":{tenant}}}"#).as_bytes(),
+                Some("abc"),
+                &config(),
+            )
+            .unwrap()
+            .idempotency_key
+        };
+        assert_eq!(of(1), "tenant:1:key:abc");
+        assert_ne!(of(1), of(2));
     }
 
     #[test]

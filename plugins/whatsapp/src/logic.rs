@@ -130,8 +130,9 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                     timestamp: s(&msg["timestamp"]).and_then(|t| t.parse().ok()),
                     reply_to: s(&msg["context"]["id"]),
                 };
+                // Scoped by the number: two tenants' numbers may see the same id.
                 items.push(Parsed {
-                    dedup_key: format!("msg:{wamid}"),
+                    dedup_key: format!("msg:{}:{wamid}", pnid.as_deref().unwrap_or("-")),
                     tenant_key: pnid.clone(),
                     kind: "message",
                     payload: serde_json::to_vec(&inbound).unwrap_or_default(),
@@ -162,7 +163,10 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                     error,
                 };
                 items.push(Parsed {
-                    dedup_key: format!("status:{wamid}:{status}"),
+                    dedup_key: format!(
+                        "status:{}:{wamid}:{status}",
+                        pnid.as_deref().unwrap_or("-")
+                    ),
                     tenant_key: pnid.clone(),
                     kind: "status",
                     payload: serde_json::to_vec(&item).unwrap_or_default(),
@@ -619,7 +623,13 @@ mod tests {
             (sys.body.as_str(), sys.name.as_deref()),
             ("User changed number", None)
         );
-        assert_eq!(items[1].dedup_key, "status:wamid.O:failed");
+        assert_eq!(
+            items[1].dedup_key,
+            format!(
+                "status:{}:wamid.O:failed",
+                items[1].tenant_key.as_deref().unwrap_or("-")
+            )
+        );
         let st: Status = serde_json::from_slice(&items[1].payload).unwrap();
         assert_eq!(st.error.as_deref(), Some("131047: Re-engagement message"));
     }

@@ -1,6 +1,8 @@
-//! An adapter that misbehaves on purpose in map-to-domain, chosen by its
-//! `behaviour` config: `loop`, `trap`, `memory`, `forbidden`, `huge`, or `fine`.
-//! It accepts every request (no signature) and makes one item per delivery.
+//! An adapter that misbehaves on purpose, chosen by its `behaviour` config: in
+//! map-to-domain `loop`, `trap`, `memory`, `forbidden`, `huge`, or `fine`; in
+//! verify `verify-loop` and `verify-trap`; in parse `many-items` (one more item
+//! than the host takes from a delivery). Otherwise it accepts every request
+//! (no signature) and makes one item per delivery.
 
 #[cfg(target_arch = "wasm32")]
 #[allow(clippy::panic)]
@@ -30,10 +32,32 @@ mod component {
         }
 
         fn verify(_req: Request) -> Verdict {
-            Verdict::Accept
+            match host::config("behaviour").unwrap_or_default().as_str() {
+                "verify-loop" => {
+                    let mut n: u64 = 0;
+                    loop {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                }
+                // A panic message that names a path on the build machine.
+                "verify-trap" => {
+                    panic!("deliberate trap in verify at /home/builder/secret/src/lib.rs")
+                }
+                _ => Verdict::Accept,
+            }
         }
 
         fn parse(req: Request) -> Result<Vec<Item>, AdapterError> {
+            if host::config("behaviour").as_deref() == Some("many-items") {
+                return Ok((0..10_001)
+                    .map(|n| Item {
+                        dedup_key: format!("item-{n}"),
+                        tenant: None,
+                        kind: "thing".into(),
+                        payload: Vec::new(),
+                    })
+                    .collect());
+            }
             Ok(vec![Item {
                 dedup_key: signature::hmac_sha256_hex(b"dedup", &req.body),
                 tenant: Some(TenantRef {

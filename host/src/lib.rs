@@ -11,5 +11,6 @@ pub mod domain;
 pub mod http;
 pub mod jobs;
 pub mod runtime;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;

@@ -5,6 +5,8 @@
 mod common;
 
 use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -194,7 +196,7 @@ fn plugin_check_reports_the_world_and_refuses_what_is_not_an_adapter() {
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["manifest"]["name"], "standard-webhooks");
-    assert_eq!(json["world"], "portico:adapter/adapter@0.2.0");
+    assert_eq!(json["world"], "portico:adapter/adapter@0.2.1");
 
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not wasm").unwrap();
@@ -205,12 +207,12 @@ fn plugin_check_reports_the_world_and_refuses_what_is_not_an_adapter() {
 
 #[test]
 fn plugin_check_refuses_another_wit_major_version() {
-    // The same adapter with its WIT package renumbered 0.2.0 -> 0.3.0 (same length, so
+    // The same adapter with its WIT package renumbered 0.2.1 -> 0.3.0 (same length, so
     // the binary stays well formed): what a component built against a future WIT looks like.
     let err = check_renumbered("0.3.0");
     assert!(
         err.contains("portico:adapter/host@0.3.0")
-            && err.contains("this host speaks portico:adapter@0.2.0"),
+            && err.contains("this host speaks portico:adapter@0.2.1"),
         "{err}"
     );
 }
@@ -228,9 +230,19 @@ fn plugin_check_says_what_an_adapter_built_for_0_1_lacks() {
 
 /// `portico plugin check` of the standard-webhooks adapter renumbered to `version`; its stderr.
 fn check_renumbered(version: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = renumbered(dir.path(), "portico:adapter/host@", version);
+    let out = portico(dir.path(), &["plugin", "check", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The standard-webhooks adapter with every `{prefix}0.2.1` renumbered to
+/// `{prefix}{version}`, written into `dir`.
+fn renumbered(dir: &Path, prefix: &str, version: &str) -> PathBuf {
     let mut bytes = std::fs::read(plugin_wasm("portico-standard-webhooks")).unwrap();
-    let from = b"portico:adapter/host@0.2.0".to_vec();
-    let to = format!("portico:adapter/host@{version}").into_bytes();
+    let from = format!("{prefix}0.2.1").into_bytes();
+    let to = format!("{prefix}{version}").into_bytes();
     let mut replaced = 0;
     for i in 0..bytes.len().saturating_sub(from.len()) {
         if bytes[i..i + from.len()] == from[..] {
@@ -239,12 +251,60 @@ fn check_renumbered(version: &str) -> String {
         }
     }
     assert!(replaced > 0);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("renumbered.wasm");
+    let file = dir.join("renumbered.wasm");
     std::fs::write(&file, &bytes).unwrap();
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_built_against_0_2_0_loads_and_serves() {
+    // Every interface of the adapter renumbered to 0.2.0: what a component built
+    // before 0.2.1 (no source-secret, no source-setting) looks like.
+    let dir = tempfile::tempdir().unwrap();
+    let file = renumbered(dir.path(), "@", "0.2.0");
     let out = portico(dir.path(), &["plugin", "check", file.to_str().unwrap()]);
-    assert!(!out.status.success());
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        json["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.as_str().unwrap().ends_with("@0.2.0")),
+        "{json}"
+    );
+    assert!(
+        json["notes"][0].as_str().unwrap().contains("Since 0.2.1"),
+        "{json}"
+    );
+    // And it serves in a running 0.2.1 host.
+    let server = Server::start(
+        &format!(
+            "[plugins.standard-webhooks]\npath = \"{}\"\nmount = \"standard\"\n[plugins.standard-webhooks.secrets]\nsigning_secret = {{ env = \"STANDARD_WEBHOOK_SECRET\" }}\n",
+            file.display()
+        ),
+        &[("STANDARD_WEBHOOK_SECRET", WHSEC)],
+    );
+    let tenant = server.cli(&["tenant", "add", "Old"]).trim().to_string();
+    server.cli(&[
+        "source", "add", "--tenant", &tenant, "--kind", "standard", "--key", "crm-1",
+    ]);
+    let body = r#"{"type":"lead.created","timestamp":"2026-11-28T12:00:00Z","data":{"id":"OLD-1","source_key":"crm-1","full_name":"Ana Silva"}}"#;
+    let ts = now();
+    let answer = post_standard(
+        &server,
+        "msg_old_1",
+        ts,
+        body,
+        &standard_signature("msg_old_1", ts, body),
+    )
+    .await;
+    let outcome = server.processed(answer).await;
+    assert_eq!(outcome["items"][0]["status"], "processed", "{outcome}");
 }
 
 #[test]

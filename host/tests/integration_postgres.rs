@@ -671,7 +671,9 @@ async fn pool_size_and_statement_timeout_come_from_the_url() {
     for post in posts {
         assert_eq!(post.await.unwrap(), 200);
         let now: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'portico'",
+            // This test's database only: other tests share the cluster.
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE application_name = 'portico' AND datname = current_database()",
         )
         .fetch_one(&db)
         .await

@@ -85,8 +85,9 @@ pub struct ReplayArgs {
 pub async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
     let store = super::open_store(settings).await?;
     let file = load_plugins_file(&settings.plugins_path, FileCheck::Require)?;
-    let runtime = Runtime::new(file.cache_dir(), Some(store.clone()))
-        .context("cannot start the wasm runtime")?;
+    let directory = super::source::directory(&store).await?;
+    let runtime =
+        Runtime::new(file.cache_dir(), Some(directory)).context("cannot start the wasm runtime")?;
     let plugins = runtime.load_all(&file).await;
     if let Some(id) = args.id {
         let event = store

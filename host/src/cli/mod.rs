@@ -5,6 +5,7 @@ mod dev;
 mod dlq;
 mod plugin;
 mod serve;
+pub(crate) mod source;
 mod toolchain;
 
 use crate::config::Settings;
@@ -142,7 +143,8 @@ enum TenantCommand {
 
 #[derive(Debug, Subcommand)]
 enum SourceCommand {
-    /// Map a provider's id (page id, phone number id, customer id, ...) to a tenant.
+    /// Map a provider's id (page id, phone number id, customer id, ...) to a tenant,
+    /// with the source's own credentials and settings.
     Add {
         #[arg(long)]
         tenant: i64,
@@ -152,7 +154,36 @@ enum SourceCommand {
         /// The provider's id.
         #[arg(long)]
         key: String,
+        /// A credential of this source, sealed with PORTICO_SECRET_KEY:
+        /// NAME=VALUE, NAME=@FILE or NAME=env:VAR (e.g. page_access_token=@token.txt).
+        #[arg(long = "secret", value_name = "NAME=VALUE|NAME=@FILE|NAME=env:VAR")]
+        secrets: Vec<String>,
+        /// A setting of this source, e.g. conversion_action=123.
+        #[arg(long = "setting", value_name = "NAME=VALUE")]
+        settings: Vec<String>,
     },
+    /// The sources, one JSON object a line, with the names (never the values) of their secrets.
+    List {
+        #[arg(long)]
+        tenant: Option<i64>,
+    },
+    /// Change a source's secrets and settings; the next item uses them.
+    Set {
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long = "secret", value_name = "NAME=VALUE|NAME=@FILE|NAME=env:VAR")]
+        secrets: Vec<String>,
+        #[arg(long = "setting", value_name = "NAME=VALUE")]
+        settings: Vec<String>,
+        /// Remove the secret or setting of this name.
+        #[arg(long = "remove", value_name = "NAME")]
+        remove: Vec<String>,
+    },
+    /// Seal every source's secrets again under the first key of PORTICO_SECRET_KEY
+    /// (list the new key first, the old one after it; drop the old one afterwards).
+    Rekey,
 }
 
 impl Cli {
@@ -257,18 +288,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             dlq::replay(&settings, args).await
         }
-        Command::Source(SourceCommand::Add { tenant, kind, key }) => {
-            let (kind, key) = (kind.trim(), key.trim());
-            anyhow::ensure!(
-                !kind.is_empty() && !key.is_empty(),
-                "--kind and --key must not be empty"
-            );
-            let id = open_store(&settings)
-                .await?
-                .add_lead_source(*tenant, kind, key)
-                .await?;
-            println!("{id}");
-            Ok(())
+        Command::Source(SourceCommand::Add {
+            tenant,
+            kind,
+            key,
+            secrets,
+            settings: setting_args,
+        }) => {
+            let store = open_store(&settings).await?;
+            source::add(&store, *tenant, kind, key, secrets, setting_args).await
         }
+        Command::Source(SourceCommand::List { tenant }) => {
+            source::list(&open_store(&settings).await?, *tenant).await
+        }
+        Command::Source(SourceCommand::Set {
+            kind,
+            key,
+            secrets,
+            settings: setting_args,
+            remove,
+        }) => {
+            let store = open_store(&settings).await?;
+            source::set(&store, kind, key, secrets, setting_args, remove).await
+        }
+        Command::Source(SourceCommand::Rekey) => source::rekey(&open_store(&settings).await?).await,
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The WIT package this host speaks.
 pub const WIT_PACKAGE: &str = "portico:adapter";
-use crate::runtime::{WHAT_0_2_CHANGED, WIT_VERSION};
+use crate::runtime::{WHAT_0_2_1_ADDED, WHAT_0_2_CHANGED, WIT_VERSION};
 
 const TEMPLATE_CARGO: &str = include_str!("../../templates/plugin/Cargo.toml.tmpl");
 const TEMPLATE_LIB: &str = include_str!("../../templates/plugin/lib.rs.tmpl");
@@ -105,6 +105,16 @@ fn compatible(name: &str) -> bool {
     }
 }
 
+/// What a compatible adapter built against an older patch of the WIT cannot do.
+fn notes(interfaces: &[String]) -> Vec<&'static str> {
+    let older = interfaces.iter().any(|n| n.ends_with("@0.2.0"));
+    if older {
+        vec![WHAT_0_2_1_ADDED]
+    } else {
+        Vec::new()
+    }
+}
+
 /// `portico plugin check FILE.wasm`
 pub async fn check(file: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -153,6 +163,7 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
         aliases: Default::default(),
         allowed_hosts: Vec::new(),
         allow_private_networks: false,
+        source_kinds: Vec::new(),
         watch: Vec::new(),
         config: Default::default(),
         secrets: Default::default(),
@@ -168,6 +179,7 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
         "ok": true,
         "world": format!("{WIT_PACKAGE}/adapter@{WIT_VERSION}"),
         "interfaces": interfaces,
+        "notes": notes(&interfaces),
         "sha256": plugin.sha256,
         "bytes": bytes.len(),
         "manifest": {

@@ -19,9 +19,11 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         shared = !store.single_process(),
         "database open and migrated"
     );
+    // Stops here when a key is malformed or sealed secrets have no key to open them.
+    let directory = super::source::directory(&store).await?;
+    let secret_keys = directory.keys.clone();
     let runtime = Arc::new(
-        Runtime::new(file.cache_dir(), Some(store.clone()))
-            .context("cannot start the wasm runtime")?,
+        Runtime::new(file.cache_dir(), Some(directory)).context("cannot start the wasm runtime")?,
     );
     let started = std::time::Instant::now();
     let set = runtime.load_all(&file).await;
@@ -93,6 +95,7 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
         store,
         toggles,
         credentials,
+        secret_keys,
         tunables,
         owner,
         outbox,

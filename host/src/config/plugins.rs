@@ -124,6 +124,8 @@ struct EntrySpec {
     allowed_hosts: Vec<ValueSpec>,
     #[serde(default)]
     allow_private_networks: Option<ValueSpec>,
+    #[serde(default)]
+    source_kinds: Option<Vec<String>>,
     /// Source folders `portico dev` watches to rebuild this plugin.
     #[serde(default)]
     watch: Vec<PathBuf>,
@@ -169,6 +171,9 @@ pub struct PluginSpec {
     /// Whether a name in `allowed_hosts` may resolve to a private, loopback or
     /// link-local address (an address named outright is always allowed).
     pub allow_private_networks: bool,
+    /// Kinds of lead sources whose secrets and settings the plugin may read
+    /// through the directory (by default its mount: `meta`, `whatsapp`, `google`).
+    pub source_kinds: Vec<String>,
     /// Absolute source folders that `portico dev` watches for this plugin.
     pub watch: Vec<PathBuf>,
     pub config: BTreeMap<String, String>,
@@ -423,6 +428,10 @@ pub fn resolve(
                 allowed_hosts.push(rule);
             }
         }
+        let source_kinds = entry
+            .source_kinds
+            .clone()
+            .unwrap_or_else(|| vec![mount.clone()]);
         let allow_private_networks = match &entry.allow_private_networks {
             None => false,
             Some(v) => {
@@ -454,6 +463,7 @@ pub fn resolve(
             aliases: entry.aliases,
             allowed_hosts,
             allow_private_networks,
+            source_kinds,
             watch: entry
                 .watch
                 .iter()

@@ -12,6 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// This process as a replayer: replays hold leases like the worker's.
 fn replayer(app: &AppState) -> Replayer<'_> {
@@ -318,9 +319,47 @@ pub struct NewSource {
     #[serde(alias = "key")]
     #[schema(min_length = 1)]
     external_key: String,
+    /// The source's own credentials, e.g. `{"page_access_token": "EAAB…"}`: sealed with
+    /// PORTICO_SECRET_KEY, never shown again (only their names).
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+    /// The source's settings, e.g. `{"conversion_action": "123"}`.
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
 }
 
-/// `POST /api/admin/lead-sources {"tenant_id","kind","external_key"}`
+/// Names of secrets and settings, checked.
+fn check_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Result<(), ApiError> {
+    match names.into_iter().find(|n| !crate::secrets::valid_name(n)) {
+        Some(bad) => Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "{bad:?} is not a secret or setting name: use a-z, A-Z, 0-9, '_' and '-' (at most 64)"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn secrets_error(e: crate::secrets::SecretsError) -> ApiError {
+    match e {
+        // The request cannot be honoured as sent: without secrets it can.
+        crate::secrets::SecretsError::MissingKey => ApiError::bad_request(
+            "secret_key_missing",
+            format!(
+                "this server cannot keep secrets (send the source without them, or have the operator set the key): {e}"
+            ),
+        ),
+        e => {
+            tracing::error!("source secrets: {e}");
+            ApiError::not_configured(
+                "the source's secrets cannot be opened with PORTICO_SECRET_KEY; the server log says why",
+            )
+        }
+    }
+}
+
+/// `POST /api/admin/lead-sources {"tenant_id","kind","external_key","secrets"?,"settings"?}`
 #[utoipa::path(
     post,
     path = "/api/admin/lead-sources",
@@ -328,8 +367,8 @@ pub struct NewSource {
     request_body = NewSource,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "`{\"id\", \"tenant_id\", \"kind\", \"external_key\"}`", body = serde_json::Value),
-        (status = 400, description = "An empty kind or key", body = super::openapi::ErrorBody),
+        (status = 201, description = "The source: `{\"id\", \"tenant_id\", \"kind\", \"external_key\", \"settings\", \"secrets\": [names]}`", body = serde_json::Value),
+        (status = 400, description = "An empty kind or key, a bad secret or setting name, or secrets while PORTICO_SECRET_KEY is not set", body = super::openapi::ErrorBody),
         (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody),
         (status = 404, description = "No such tenant", body = super::openapi::ErrorBody),
         (status = 409, description = "The key is mapped already", body = super::openapi::ErrorBody)
@@ -346,9 +385,120 @@ pub async fn add_source(
             "kind and external_key must not be empty",
         ));
     }
-    let id = app.store.add_lead_source(body.tenant_id, kind, key).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": id, "tenant_id": body.tenant_id, "kind": kind, "external_key": key})),
-    ))
+    check_names(body.secrets.keys().chain(body.settings.keys()))?;
+    let credentials = if body.secrets.is_empty() && body.settings.is_empty() {
+        None
+    } else {
+        Some(
+            crate::secrets::stored(
+                app.secret_keys.as_deref(),
+                kind,
+                key,
+                &body.settings,
+                &body.secrets,
+            )
+            .map_err(secrets_error)?,
+        )
+    };
+    let id = app
+        .store
+        .add_lead_source_with(body.tenant_id, kind, key, credentials)
+        .await?;
+    let row = app
+        .store
+        .source(kind, key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("source {id} vanished")))?;
+    Ok((StatusCode::CREATED, Json(crate::secrets::source_view(&row))))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SourcesQuery {
+    /// Only this tenant's sources.
+    tenant_id: Option<i64>,
+}
+
+/// `GET /api/admin/lead-sources?tenant_id=1`
+#[utoipa::path(
+    get,
+    path = "/api/admin/lead-sources",
+    tag = "admin",
+    params(SourcesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{\"sources\": [...]}`: each with its settings and the names (never the values) of its secrets", body = serde_json::Value),
+        (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody)
+    )
+)]
+pub async fn list_sources(
+    State(app): State<AppState>,
+    Query(q): Query<SourcesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let rows = app.store.sources(q.tenant_id).await?;
+    let sources: Vec<Value> = rows.iter().map(crate::secrets::source_view).collect();
+    Ok(Json(json!({ "sources": sources })))
+}
+
+/// Secrets and settings to set (a value) or remove (null).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceChanges {
+    #[serde(default)]
+    secrets: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    settings: BTreeMap<String, Option<String>>,
+}
+
+/// `PATCH /api/admin/lead-sources/{id} {"secrets": {"access_token": "…"|null}, "settings": {…}}`
+#[utoipa::path(
+    patch,
+    path = "/api/admin/lead-sources/{id}",
+    tag = "admin",
+    params(("id" = i64, Path, description = "The source's id")),
+    request_body = SourceChanges,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The source as changed; the next item uses it", body = serde_json::Value),
+        (status = 400, description = "A bad secret or setting name, or secrets while PORTICO_SECRET_KEY is not set", body = super::openapi::ErrorBody),
+        (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such source", body = super::openapi::ErrorBody),
+        (status = 500, description = "PORTICO_SECRET_KEY does not open the source's secrets", body = super::openapi::ErrorBody)
+    )
+)]
+pub async fn change_source(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+    Json(body): Json<SourceChanges>,
+) -> Result<Json<Value>, ApiError> {
+    check_names(body.secrets.keys().chain(body.settings.keys()))?;
+    let row = app
+        .store
+        .sources(None)
+        .await?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no source {id}; see GET /api/admin/lead-sources"))
+        })?;
+    let changes = crate::cli::source::Changes {
+        secrets: body.secrets,
+        settings: body.settings,
+    };
+    let row = crate::cli::source::change(
+        &app.store,
+        app.secret_keys.as_deref(),
+        &row.kind,
+        &row.external_key,
+        &changes,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::cli::source::ChangeError::NoSource(what) => {
+            ApiError::not_found(format!("no source {what}"))
+        }
+        crate::cli::source::ChangeError::Secrets(e) => secrets_error(e),
+        crate::cli::source::ChangeError::Store(e) => ApiError::from(e),
+    })?;
+    Ok(Json(crate::secrets::source_view(&row)))
 }

@@ -126,6 +126,11 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
     }
 
+    /// The server lacks a setting this request needs (named in the message).
+    pub fn not_configured(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "not_configured", message)
+    }
+
     /// Not done within the request deadline.
     pub fn request_timeout(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "request_timeout", message)

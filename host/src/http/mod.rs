@@ -33,6 +33,8 @@ pub struct AppState {
     pub store: Store,
     pub toggles: IntegrationToggles,
     pub credentials: auth::Credentials,
+    /// The keys of PORTICO_SECRET_KEY: sources' secrets are sealed with them.
+    pub secret_keys: Option<Arc<crate::secrets::SecretKeys>>,
     pub tunables: Tunables,
     /// This process, as it signs event leases.
     pub owner: String,
@@ -63,7 +65,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::replay_one))
         .routes(routes!(admin::delivery))
         .routes(routes!(admin::add_tenant))
-        .routes(routes!(admin::add_source))
+        .routes(routes!(admin::add_source, admin::list_sources))
+        .routes(routes!(admin::change_source))
         .routes(routes!(webhook::integration))
         .split_for_parts();
     openapi::normalize(&mut api);

@@ -21,7 +21,17 @@ pub struct PluginEnv {
     /// The process's shared HTTP client, for the outbound interface.
     pub http: reqwest::Client,
     /// The store behind the directory interface (none offline: lookups find nothing).
-    pub directory: Option<crate::store::Store>,
+    pub directory: Option<Directory>,
+    /// Kinds of sources whose secrets and settings this plugin may read.
+    pub source_kinds: Vec<String>,
+}
+
+/// What the directory interface reads: the store, and the keys that open
+/// sources' secrets (none when PORTICO_SECRET_KEY is unset).
+#[derive(Clone, Debug)]
+pub struct Directory {
+    pub store: crate::store::Store,
+    pub keys: Option<Arc<crate::secrets::SecretKeys>>,
 }
 
 /// The data of one store (one instance, one webhook).
@@ -94,13 +104,57 @@ impl types::Host for HostState {}
 
 impl directory::Host for HostState {
     async fn source_key(&mut self, tenant_id: i64, kind: String) -> Option<String> {
-        let store = self.env.directory.clone()?;
-        match store.source_key(tenant_id, &kind).await {
+        let directory = self.env.directory.clone()?;
+        match directory.store.source_key(tenant_id, &kind).await {
             Ok(key) => key,
             Err(e) => {
                 tracing::warn!(plugin = %self.env.name, correlation_id = %self.correlation_id, "directory lookup failed: {e}");
                 None
             }
+        }
+    }
+
+    async fn source_secret(&mut self, kind: String, key: String, name: String) -> Option<String> {
+        let row = own_source(self.env.clone(), self.correlation_id.clone(), &kind, &key).await?;
+        let keys = self.env.directory.as_ref()?.keys.clone();
+        match crate::secrets::secrets_of(keys.as_deref(), &row) {
+            // Read fresh for every call: a secret changed while serving is used by the next item.
+            Ok(mut secrets) => secrets.remove(&name),
+            Err(e) => {
+                tracing::error!(plugin = %self.env.name, correlation_id = %self.correlation_id, source_kind = %kind, "cannot open the source's secrets: {e}");
+                None
+            }
+        }
+    }
+
+    async fn source_setting(&mut self, kind: String, key: String, name: String) -> Option<String> {
+        let row = own_source(self.env.clone(), self.correlation_id.clone(), &kind, &key).await?;
+        crate::secrets::settings_of(&row).remove(&name)
+    }
+}
+
+/// The source `kind` + `key`, if the plugin of `env` may read its kind.
+async fn own_source(
+    env: Arc<PluginEnv>,
+    correlation_id: String,
+    kind: &str,
+    key: &str,
+) -> Option<crate::store::SourceRow> {
+    if !env.source_kinds.iter().any(|k| k == kind) {
+        tracing::warn!(
+            plugin = %env.name,
+            correlation_id = %correlation_id,
+            "refused a read of a {kind:?} source: this plugin reads only sources of kind {:?} (source_kinds in plugins.toml)",
+            env.source_kinds
+        );
+        return None;
+    }
+    let directory = env.directory.as_ref()?;
+    match directory.store.source(kind, key).await {
+        Ok(row) => row,
+        Err(e) => {
+            tracing::warn!(plugin = %env.name, correlation_id = %correlation_id, "directory lookup failed: {e}");
+            None
         }
     }
 }

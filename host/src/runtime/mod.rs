@@ -18,7 +18,10 @@ pub mod session;
 pub mod watch;
 
 /// The version of `wit/adapter.wit` this host speaks.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.2.1";
+
+/// What an adapter built for 0.2.0 cannot do (it loads and runs as it did), said by `plugin check`.
+pub const WHAT_0_2_1_ADDED: &str = "Since 0.2.1 adapters can read per-source credentials and settings (directory.source-secret, directory.source-setting): an adapter built against 0.2.0 loads and runs as before, with plugins.toml's secrets only; rebuild it against this host's wit/ to use them.";
 
 /// What an adapter built for 0.1 lacks, said by `plugin check` and at load.
 pub const WHAT_0_2_CHANGED: &str = " Since 0.1: adapters export `respond` (the answer of an intake route), `record-outbound` became `send-message` (queued in the outbox and sent by `deliver`, never from map-to-domain), `row-outcome` has `delivered(option<string>)` and `unknown`, `outbox-decl` has `immediate` and `idempotent`, `status-update.status` is the `delivery-status` enum, and a conversion's action is optional.";
@@ -33,6 +36,8 @@ pub mod bindings {
             // waiting on the network ends there, rather than run without it.
             "portico:adapter/outbound.send": async | trappable,
             "portico:adapter/directory.source-key": async,
+            "portico:adapter/directory.source-secret": async,
+            "portico:adapter/directory.source-setting": async,
         },
         exports: { default: async },
     });

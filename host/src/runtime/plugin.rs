@@ -122,7 +122,7 @@ pub async fn load(
     linker: &Linker<HostState>,
     http: &super::outbound::Clients,
     cache: &ComponentCache,
-    directory: Option<crate::store::Store>,
+    directory: Option<super::host_api::Directory>,
     spec: PluginSpec,
 ) -> Result<LoadedPlugin, LoadError> {
     let bytes = tokio::fs::read(&spec.wasm_path)
@@ -176,6 +176,7 @@ pub async fn load(
         allowed_hosts: spec.allowed_hosts.clone(),
         http: http.for_spec(&spec).clone(),
         directory,
+        source_kinds: spec.source_kinds.clone(),
     });
     let mut plugin = LoadedPlugin {
         spec,

@@ -125,7 +125,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     http: super::outbound::Clients,
     cache: ComponentCache,
-    directory: Option<crate::store::Store>,
+    directory: Option<super::host_api::Directory>,
     current: ArcSwap<PluginSet>,
     /// The manifest the current set came from (for reloads).
     manifest_path: std::sync::Mutex<Option<PathBuf>>,
@@ -142,7 +142,7 @@ impl Runtime {
     /// `directory`: the store adapters' lookups read (None offline).
     pub fn new(
         cache_dir: Option<PathBuf>,
-        directory: Option<crate::store::Store>,
+        directory: Option<super::host_api::Directory>,
     ) -> anyhow::Result<Runtime> {
         let engine = build_engine()?;
         let linker = build_linker(&engine)?;

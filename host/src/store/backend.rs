@@ -213,6 +213,30 @@ pub struct OutboxBacklog {
     pub oldest: Option<Timestamp>,
 }
 
+/// A lead source as stored: its settings in clear, its secrets' names in
+/// clear and their values sealed (see `crate::secrets`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRow {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub kind: String,
+    pub external_key: String,
+    /// A JSON object of strings.
+    pub settings_json: String,
+    /// A JSON array of names.
+    pub secret_names: String,
+    pub secrets_sealed: Option<Vec<u8>>,
+    pub created_at: Timestamp,
+}
+
+/// A source's settings and sealed secrets, as written.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceCredentials<'a> {
+    pub settings_json: &'a str,
+    pub secret_names: &'a str,
+    pub secrets_sealed: Option<&'a [u8]>,
+}
+
 /// A database behind Portico.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {
@@ -235,6 +259,10 @@ pub trait Backend: Send + Sync {
 
     // Reads.
     async fn source_key(&self, tenant_id: i64, kind: &str) -> Result<Option<String>>;
+    /// Every source, or one tenant's, in the order they were added.
+    async fn sources(&self, tenant_id: Option<i64>) -> Result<Vec<SourceRow>>;
+    /// The source `kind` + `key`.
+    async fn source(&self, kind: &str, key: &str) -> Result<Option<SourceRow>>;
     async fn event(&self, id: i64) -> Result<Option<EventRow>>;
     /// Oldest first.
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>>;
@@ -294,6 +322,12 @@ pub trait Tx: Send {
         key: &str,
         now: Timestamp,
     ) -> Result<i64>;
+    /// Replace a source's settings and secrets; false when there is no such source.
+    async fn set_source_credentials(
+        &mut self,
+        id: i64,
+        credentials: &SourceCredentials<'_>,
+    ) -> Result<bool>;
 
     // Events.
     /// Insert an event; `None` when an item's (source, dedup_key) exists already.

@@ -211,6 +211,60 @@ pub async fn tenants_and_sources(store: Store) {
         store.add_lead_source(9999, "meta", "p2").await,
         Err(StoreError::TenantNotFound(9999))
     ));
+
+    // A source's settings and sealed secrets: written with it, read back, replaced.
+    let sealed = super::StoredCredentials {
+        settings_json: r#"{"conversion_action":"7"}"#.into(),
+        secret_names: r#"["access_token"]"#.into(),
+        secrets_sealed: Some(vec![0, 1, 2, 255]),
+    };
+    let id = store
+        .add_lead_source_with(t, "google", "123", Some(sealed.clone()))
+        .await
+        .unwrap();
+    let row = store.source("google", "123").await.unwrap().unwrap();
+    assert_eq!((row.id, row.tenant_id), (id, t));
+    assert_eq!(row.settings_json, sealed.settings_json);
+    assert_eq!(row.secret_names, sealed.secret_names);
+    assert_eq!(row.secrets_sealed, sealed.secrets_sealed);
+    let plain = store.source("meta", "p1").await.unwrap().unwrap();
+    assert_eq!(
+        (plain.settings_json.as_str(), plain.secret_names.as_str()),
+        ("{}", "[]")
+    );
+    assert_eq!(plain.secrets_sealed, None);
+    assert!(
+        store
+            .set_source_credentials(
+                id,
+                super::StoredCredentials {
+                    settings_json: "{}".into(),
+                    secret_names: "[]".into(),
+                    secrets_sealed: None,
+                },
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .source("google", "123")
+            .await
+            .unwrap()
+            .unwrap()
+            .secrets_sealed,
+        None
+    );
+    assert!(
+        !store
+            .set_source_credentials(999_999, sealed.clone())
+            .await
+            .unwrap()
+    );
+    let all = store.sources(None).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>().len(), 2);
+    assert_eq!(store.sources(Some(t + 1000)).await.unwrap().len(), 0);
+    assert_eq!(store.sources(Some(t)).await.unwrap().len(), 2);
 }
 
 pub async fn leads_are_idempotent_and_need_a_mapped_tenant(store: Store) {

@@ -25,10 +25,10 @@ mod rules;
 mod sqlite;
 pub mod types;
 
-pub use backend::{EventFilter, EventRow, OutboxRow};
+pub use backend::{EventFilter, EventRow, OutboxRow, SourceRow};
 pub use rules::{
     Applied, DlqStats, FailState, ItemContext, ItemSlot, MAY_HAVE_BEEN_ACCEPTED, NewDelivery,
-    OutboxBacklogView, OutboxOutcome,
+    OutboxBacklogView, OutboxOutcome, StoredCredentials,
 };
 pub use types::Timestamp;
 
@@ -163,6 +163,16 @@ impl Store {
         kind: &str,
     ) -> Result<Option<String>, StoreError> {
         self.db.source_key(tenant_id, kind).await
+    }
+
+    /// Every source, or one tenant's.
+    pub async fn sources(&self, tenant_id: Option<i64>) -> Result<Vec<SourceRow>, StoreError> {
+        self.db.sources(tenant_id).await
+    }
+
+    /// The source `kind` + `key`.
+    pub async fn source(&self, kind: &str, key: &str) -> Result<Option<SourceRow>, StoreError> {
+        self.db.source(kind, key).await
     }
 
     /// Events matching `filter`, oldest first.

@@ -4,7 +4,8 @@
 //! only names its row type: `row_readers!(SqliteRow)`.
 
 /// Defines `get_enum`, `event_row`, `event_state`, `outbox_row`,
-/// `message_state` and `conversion_state` for rows of type `$row`.
+/// `message_state`, `conversion_state`, `source_row` and `outbox_backlog_row`
+/// for rows of type `$row`.
 macro_rules! row_readers {
     ($row:ty) => {
         fn get_enum<E: std::str::FromStr<Err = super::types::UnknownName>>(
@@ -80,6 +81,19 @@ macro_rules! row_readers {
                 id: row.try_get("id")?,
                 status: get_enum(row, "status")?,
                 error: row.try_get("error")?,
+            })
+        }
+
+        fn source_row(row: &$row) -> Result<SourceRow> {
+            Ok(SourceRow {
+                id: row.try_get("id")?,
+                tenant_id: row.try_get("tenant_id")?,
+                kind: row.try_get("kind")?,
+                external_key: row.try_get("external_key")?,
+                settings_json: row.try_get("settings_json")?,
+                secret_names: row.try_get("secret_names")?,
+                secrets_sealed: row.try_get("secrets_sealed")?,
+                created_at: row.try_get("created_at")?,
             })
         }
 

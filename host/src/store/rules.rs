@@ -129,6 +129,24 @@ pub enum OutboxOutcome {
 /// The phrase every record that may have reached its provider carries.
 pub const MAY_HAVE_BEEN_ACCEPTED: &str = "the provider may have accepted it";
 
+/// A source's settings and sealed secrets, owned (see `crate::secrets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCredentials {
+    pub settings_json: String,
+    pub secret_names: String,
+    pub secrets_sealed: Option<Vec<u8>>,
+}
+
+impl StoredCredentials {
+    fn as_written(&self) -> super::backend::SourceCredentials<'_> {
+        super::backend::SourceCredentials {
+            settings_json: &self.settings_json,
+            secret_names: &self.secret_names,
+            secrets_sealed: self.secrets_sealed.as_deref(),
+        }
+    }
+}
+
 impl Store {
     pub async fn create_tenant(&self, name: &str) -> Result<i64> {
         let name: Arc<str> = name.into();
@@ -141,13 +159,46 @@ impl Store {
     }
 
     pub async fn add_lead_source(&self, tenant_id: i64, kind: &str, key: &str) -> Result<i64> {
-        let data = Arc::new((kind.to_string(), key.to_string()));
+        self.add_lead_source_with(tenant_id, kind, key, None).await
+    }
+
+    /// Add a source with its settings and sealed secrets, in one transaction.
+    pub async fn add_lead_source_with(
+        &self,
+        tenant_id: i64,
+        kind: &str,
+        key: &str,
+        credentials: Option<StoredCredentials>,
+    ) -> Result<i64> {
+        let data = Arc::new((kind.to_string(), key.to_string(), credentials));
         self.writer
             .write(move |tx| {
                 let data = data.clone();
                 Box::pin(async move {
-                    let (kind, key) = &*data;
-                    Store::add_lead_source_in(tx, tenant_id, kind, key).await
+                    let (kind, key, credentials) = &*data;
+                    let id = Store::add_lead_source_in(tx, tenant_id, kind, key).await?;
+                    if let Some(c) = credentials {
+                        tx.set_source_credentials(id, &c.as_written()).await?;
+                    }
+                    Ok(id)
+                })
+            })
+            .await
+    }
+
+    /// Replace source `id`'s settings and secrets; false when it does not exist.
+    pub async fn set_source_credentials(
+        &self,
+        id: i64,
+        credentials: StoredCredentials,
+    ) -> Result<bool> {
+        let credentials = Arc::new(credentials);
+        self.writer
+            .write(move |tx| {
+                let credentials = credentials.clone();
+                Box::pin(async move {
+                    tx.set_source_credentials(id, &credentials.as_written())
+                        .await
                 })
             })
             .await

@@ -9,7 +9,7 @@ use super::StoreError;
 use super::backend::{
     Backend, ConversionState, EventCounts, EventEnd, EventFilter, EventRow, EventState, Lease,
     MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxBacklog, OutboxEnd,
-    OutboxRow, Result, Tx,
+    OutboxRow, Result, SourceCredentials, SourceRow, Tx,
 };
 use super::types::Timestamp;
 use crate::domain::NewLead;
@@ -74,6 +74,13 @@ fn opt_ts(t: Option<Timestamp>) -> Option<String> {
 
 super::rows::row_readers!(SqliteRow);
 
+/// The columns `source_row` reads.
+macro_rules! source_columns {
+    () => {
+        "id, tenant_id, kind, external_key, settings_json, secret_names, secrets_sealed, created_at"
+    };
+}
+
 /// Times are RFC 3339 text with milliseconds: text order is time order.
 impl Type<Sqlite> for Timestamp {
     fn type_info() -> SqliteTypeInfo {
@@ -128,6 +135,31 @@ impl Backend for SqliteBackend {
         .bind(kind)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    async fn sources(&self, tenant_id: Option<i64>) -> Result<Vec<SourceRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            source_columns!(),
+            " FROM lead_sources WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY id"
+        ))
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(source_row).collect()
+    }
+
+    async fn source(&self, kind: &str, key: &str) -> Result<Option<SourceRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            source_columns!(),
+            " FROM lead_sources WHERE kind = ? AND external_key = ?"
+        ))
+        .bind(kind)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(source_row).transpose()
     }
 
     async fn event(&self, id: i64) -> Result<Option<EventRow>> {
@@ -370,6 +402,19 @@ impl Tx for SqliteTx {
         .bind(ts(now))
         .fetch_one(&mut *self.tx)
         .await?)
+    }
+
+    async fn set_source_credentials(&mut self, id: i64, c: &SourceCredentials<'_>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE lead_sources SET settings_json = ?, secret_names = ?, secrets_sealed = ? WHERE id = ?",
+        )
+        .bind(c.settings_json)
+        .bind(c.secret_names)
+        .bind(c.secrets_sealed)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_event(&mut self, e: &NewEvent<'_>) -> Result<Option<i64>> {

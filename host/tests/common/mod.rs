@@ -625,6 +625,7 @@ pub fn base_command(dir: &Path, db_url: &str, env: &[(String, String)]) -> Comma
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "PORTICO_ADMIN_TOKEN",
         "PORTICO_INTAKE_TOKEN",
+        "PORTICO_SECRET_KEY",
         "PORTICO_HEADER_TIMEOUT_MS",
         "PORTICO_REQUEST_TIMEOUT_MS",
         "PORTICO_MAX_CONNECTIONS",

@@ -15,7 +15,8 @@ mod component {
     use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
     use portico_sdk::{
         AdapterError, BatchError, Conversion, DomainOp, Item, Manifest, OutboxDecl, OutboxRow,
-        RecordRef, Request, Response, Route, RouteKind, RowOutcome, Verdict, host, http, outbound,
+        RecordRef, Request, Response, Route, RouteKind, RowOutcome, Verdict, directory, host, http,
+        outbound,
     };
 
     struct GoogleAds;
@@ -75,9 +76,15 @@ mod component {
         }
 
         fn parse(req: Request) -> Result<Vec<Item>, AdapterError> {
+            let customer = customer_id();
+            // The customer's source may name its own conversion action.
+            let default_action = match &customer {
+                Some(cid) => directory::setting_for(logic::TENANT_KIND, cid, "conversion_action"),
+                None => host::config("conversion_action"),
+            };
             let config = IntakeConfig {
-                customer_id: customer_id(),
-                default_action: host::config("conversion_action"),
+                customer_id: customer,
+                default_action,
                 upload_enabled: host::config_bool("upload_enabled", false),
             };
             let conversion =
@@ -154,7 +161,7 @@ mod component {
         let Some(cid) = customer_id() else {
             return Err(BatchError::Stop("GOOGLE_ADS_CUSTOMER_ID is not set".into()));
         };
-        let token = host::secret("access_token")
+        let token = directory::secret_for(logic::TENANT_KIND, &cid, "access_token")
             .ok_or_else(|| BatchError::Stop("GOOGLE_ADS_ACCESS_TOKEN is not set".into()))?;
         let base = host::config("api_base_url")
             .unwrap_or_else(|| "https://googleads.googleapis.com".into());
@@ -169,10 +176,11 @@ mod component {
             ("content-type".to_string(), "application/json".to_string()),
         ];
         // Sent only when set: a proxy in front of the API may add its own.
-        if let Some(developer) = host::secret("developer_token") {
+        if let Some(developer) = directory::secret_for(logic::TENANT_KIND, &cid, "developer_token")
+        {
             headers.push(("developer-token".to_string(), developer));
         }
-        if let Some(login) = host::config("login_customer_id")
+        if let Some(login) = directory::setting_for(logic::TENANT_KIND, &cid, "login_customer_id")
             .map(|c| logic::clean_customer_id(&c))
             .filter(|c| !c.is_empty())
         {

@@ -3,7 +3,9 @@
 //! Config (plugins.toml): `verify_signature` (default true), `graph_base_url`
 //! (default https://graph.facebook.com), `graph_api_version` (default 25.0).
 //! Secrets: `app_secret` (comma-separated for rotation), `verify_token` (GET
-//! handshake), `page_access_token` (Graph lead retrieval; unset → ids only).
+//! handshake), `page_access_token` (Graph lead retrieval; unset → ids only). A page's
+//! own `page_access_token` (`portico source add --kind meta --key PAGE_ID --secret
+//! page_access_token=...`) is used before the host-wide one.
 
 pub mod logic;
 
@@ -29,7 +31,7 @@ mod component {
     use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
     use portico_sdk::{
         AdapterError, DomainOp, Item, Manifest, RecordRef, Request, Response, Route, RouteKind,
-        Verdict, host, http, outbound, signature,
+        Verdict, directory, host, http, outbound, signature,
     };
 
     struct MetaAdapter;
@@ -104,8 +106,14 @@ mod component {
                 Mapped::Lead(lead) => lead,
                 Mapped::Ignore(reason) => return Ok(vec![DomainOp::Ignore(reason)]),
             };
-            // Without a page token the lead is stored with the webhook's ids only.
-            if let Some(token) = host::secret("page_access_token") {
+            // The page's own token (a page token reads only its own page's
+            // leads), else the host-wide one; without either the lead is stored
+            // with the webhook's ids only.
+            let token = match &item.tenant {
+                Some(page) => directory::secret_for(&page.kind, &page.key, "page_access_token"),
+                None => host::secret("page_access_token"),
+            };
+            if let Some(token) = token {
                 let graph = fetch_lead(&lead.external_id, &token)?;
                 logic::enrich(&mut lead, graph);
             }

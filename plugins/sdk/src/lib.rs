@@ -1,7 +1,7 @@
 //! Guest-side crate for Portico adapter authors.
 //!
 //! An adapter is a Rust crate built for `wasm32-wasip2` that implements the
-//! `portico:adapter/plugin` interface of `wit/adapter.wit` (0.2.0). This crate gives it:
+//! `portico:adapter/plugin` interface of `wit/adapter.wit` (0.2.1). This crate gives it:
 //!
 //! - [`bindings`]: the generated WIT bindings and the [`export_adapter!`] macro;
 //! - [`signature`]: HMAC-SHA256 signature checks with constant-time comparison;

@@ -39,7 +39,10 @@ mod component {
                 );
             }
             if host::secret("access_token").is_none() {
-                warnings.push("WHATSAPP_ACCESS_TOKEN is not set: sends will fail".into());
+                warnings.push(
+                    "WHATSAPP_ACCESS_TOKEN is not set: sends fail unless the number's source has its own access_token secret"
+                        .into(),
+                );
             }
             Manifest {
                 name: "whatsapp".into(),
@@ -47,7 +50,8 @@ mod component {
                 routes: vec![
                     route("GET", "webhook", RouteKind::Custom, RouteAuth::None),
                     route("POST", "webhook", RouteKind::Webhook, RouteAuth::None),
-                    route("POST", "send", RouteKind::Intake, RouteAuth::Admin),
+                    // An intake route: the host demands PORTICO_INTAKE_TOKEN (or the admin token).
+                    route("POST", "send", RouteKind::Intake, RouteAuth::None),
                 ],
                 // The caller waits for the wamid; WhatsApp does not deduplicate sends.
                 outbox: vec![OutboxDecl {
@@ -153,13 +157,12 @@ mod component {
             if kind != logic::OUTBOX_KIND {
                 return portico_sdk::no_outbox(&kind);
             }
-            let token = host::secret("access_token");
             let base =
                 host::config("api_base_url").unwrap_or_else(|| "https://graph.facebook.com".into());
             let version = host::config("api_version").unwrap_or_else(|| "25.0".into());
             Ok(rows
                 .iter()
-                .map(|row| deliver_one(row, token.as_deref(), &base, &version))
+                .map(|row| deliver_one(row, &base, &version))
                 .collect())
         }
 
@@ -173,16 +176,22 @@ mod component {
     }
 
     /// Send one queued message through the Cloud API.
-    fn deliver_one(row: &OutboxRow, token: Option<&str>, base: &str, version: &str) -> RowOutcome {
-        let Some(token) = token else {
-            return RowOutcome::Rejected((
-                "no_access_token".into(),
-                "WHATSAPP_ACCESS_TOKEN is not set".into(),
-            ));
-        };
+    fn deliver_one(row: &OutboxRow, base: &str, version: &str) -> RowOutcome {
         let delivery = match logic::read_delivery(&row.payload) {
             Ok(d) => d,
             Err(end) => return end,
+        };
+        // The number's own token, else the host-wide one.
+        let token = directory::secret_for(
+            logic::TENANT_KIND,
+            &delivery.phone_number_id,
+            "access_token",
+        );
+        let Some(token) = token else {
+            return RowOutcome::Rejected((
+                "no_access_token".into(),
+                "neither the number's source has an access_token secret nor is WHATSAPP_ACCESS_TOKEN set".into(),
+            ));
         };
         let path = format!("{}/messages", delivery.phone_number_id);
         let answer = outbound::send(&outbound::OutboundRequest {

@@ -257,9 +257,9 @@ pub fn read_secret_arg(arg: &str) -> anyhow::Result<(String, String)> {
         .split_once('=')
         .filter(|(n, _)| valid_name(n))
         .ok_or_else(|| {
+            // The argument itself is not repeated: it may be a bare secret.
             anyhow::anyhow!(
-                "--secret {:?}: use NAME=VALUE, NAME=@FILE or NAME=env:VAR (names use a-z, 0-9, '_' and '-')",
-                arg.split('=').next().unwrap_or_default()
+                "a --secret argument is not NAME=VALUE, NAME=@FILE or NAME=env:VAR (names use a-z, A-Z, 0-9, '_' and '-')"
             )
         })?;
     let value = if let Some(path) = value.strip_prefix('@') {

@@ -112,7 +112,8 @@ async fn intake_routes_take_only_bearer_tokens_and_keys_are_the_tenant_s() {
         .unwrap();
     assert_eq!(r.status(), 401);
 
-    // Without a token, a tenant that exists and one that does not get the same answer.
+    // Without a token nothing is said about tenants: one that exists and one that does not
+    // get the same 401 (intake tokens are host-wide: a holder may address any tenant).
     let of = |t: &str| CONVERSION.replace('}', &format!(r#","tenant_id":{t}}}"#));
     let (s1, b1) = convert(&server, &of(&t1), None, None).await;
     let (s2, b2) = convert(&server, &of("987654"), None, None).await;
@@ -318,7 +319,7 @@ async fn connections_and_requests_over_their_caps_get_503_with_retry_after() {
     // Health is served whatever the load.
     let health = reqwest::get(server.url("/api/health")).await.unwrap();
     assert_eq!(health.status(), 200);
-    // The stuck ones end at the request deadline.
+    // The stuck ones end at the request deadline (receiving the body): 408.
     for mut s in stuck {
         let mut buf = vec![0u8; 2048];
         let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
@@ -326,10 +327,9 @@ async fn connections_and_requests_over_their_caps_get_503_with_retry_after() {
             .unwrap()
             .unwrap();
         let answer = String::from_utf8_lossy(&buf[..n]);
-        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-        assert!(answer.contains("request_timeout"), "{answer}");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(
-            answer.to_ascii_lowercase().contains("retry-after: 1"),
+            answer.contains("request_timeout") && answer.contains("PORTICO_REQUEST_TIMEOUT_MS"),
             "{answer}"
         );
     }
@@ -409,10 +409,12 @@ async fn a_trap_s_details_stay_in_the_log_and_permanent_failures_go_dead_at_once
         "{body}"
     );
     assert!(body.contains("server log"), "{body}");
-    assert!(
-        server.log_text().contains("/home/builder/secret"),
-        "the operator still sees it"
-    );
+    // The operator still sees it (the log is read as the server writes it).
+    let seen = Instant::now();
+    while !server.log_text().contains("/home/builder/secret") {
+        assert!(seen.elapsed() < Duration::from_secs(5), "the trap is not in the log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // One item more than the host takes from a delivery: that never fits.
     let r = reqwest::Client::new()

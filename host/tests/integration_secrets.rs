@@ -458,6 +458,29 @@ async fn the_key_is_required_once_a_source_has_secrets_and_rotates_with_rekey() 
             .output()
             .unwrap()
     };
+    // `portico serve` itself stops at start-up without the key.
+    let mut child = base_command(dir.path(), &db, &[])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("portico serve started without the key its sources need");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        !status.success() && err.contains("PORTICO_SECRET_KEY is not set"),
+        "{err}"
+    );
     // Without the key, or with another one, start-up stops with one line.
     let out = serve(None);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -517,4 +540,140 @@ async fn the_key_is_required_once_a_source_has_secrets_and_rotates_with_rekey() 
     assert_eq!(row["settings"], json!({"label": "x"}));
     // No secrets left: no key needed.
     assert!(serve(None).status.success());
+}
+
+/// What a fake Google Ads API saw: (customer, bearer token, conversion actions).
+type Uploads = Arc<Mutex<Vec<(String, String, Vec<String>)>>>;
+
+async fn fake_google_ads() -> (String, Uploads) {
+    let seen: Uploads = Arc::default();
+    async fn upload(
+        State(seen): State<Uploads>,
+        AxPath((_v, target)): AxPath<(String, String)>,
+        headers: HeaderMap,
+        axum::Json(body): axum::Json<Value>,
+    ) -> axum::response::Response {
+        let customer = target
+            .trim_end_matches(":uploadClickConversions")
+            .to_string();
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .trim_start_matches("Bearer ")
+            .to_string();
+        let conversions = body["conversions"].as_array().cloned().unwrap_or_default();
+        let actions = conversions
+            .iter()
+            .map(|c| {
+                c["conversionAction"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        seen.lock().unwrap().push((customer, token, actions));
+        let results: Vec<Value> = conversions
+            .iter()
+            .map(|c| json!({"gclid": c["gclid"]}))
+            .collect();
+        axum::Json(json!({"results": results})).into_response()
+    }
+    let app = axum::Router::new()
+        .route("/{v}/customers/{target}", axum::routing::post(upload))
+        .with_state(seen.clone());
+    (serve_fake(app).await, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_s_conversions_go_to_its_own_google_account() {
+    let (base, seen) = fake_google_ads().await;
+    let toml = format!(
+        r#"
+[plugins.google-ads]
+path = "{}"
+mount = "google"
+allowed_hosts = ["{base}"]
+[plugins.google-ads.config]
+upload_enabled = true
+api_base_url = "{base}"
+api_version = "21"
+customer_id = "999"
+conversion_action = "9"
+[plugins.google-ads.secrets]
+access_token = "host-wide-token"
+"#,
+        plugin_wasm("portico-google-ads").display()
+    );
+    let server = Server::start(
+        &toml,
+        &[
+            ("PORTICO_SECRET_KEY", KEY_ONE),
+            ("PORTICO_INTAKE_TOKEN", "crm-token"),
+            ("PORTICO_OUTBOX_POLL_MS", "100"),
+        ],
+    );
+    let mut tenants = Vec::new();
+    for (name, customer, action) in [("A", "111", "11"), ("B", "222", "22")] {
+        let id: i64 = server.cli(&["tenant", "add", name]).trim().parse().unwrap();
+        server.cli(&[
+            "source",
+            "add",
+            "--tenant",
+            &id.to_string(),
+            "--kind",
+            "google",
+            "--key",
+            customer,
+            "--secret",
+            &format!("access_token=token-{customer}"),
+            "--setting",
+            &format!("conversion_action={action}"),
+        ]);
+        tenants.push(id);
+    }
+    for (n, tenant) in tenants.iter().chain(tenants.iter()).enumerate() {
+        let r = reqwest::Client::new()
+            .post(server.url("/api/integrations/google/offline-conversion"))
+            .bearer_auth("crm-token")
+            .json(&json!({"gclid": format!("g-{n}"), "timestamp": "2026-11-20T10:00:00Z", "value": 1, "currency": "EUR", "tenant_id": tenant}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let db = server.db().await;
+    assert_eq!(
+        wait_count(
+            &db,
+            "SELECT COUNT(*) FROM conversion_uploads WHERE status = 'uploaded'",
+            4
+        )
+        .await,
+        4
+    );
+    let seen = seen.lock().unwrap().clone();
+    let mut by_customer: HashMap<String, (String, Vec<String>)> = HashMap::new();
+    for (customer, token, actions) in seen {
+        let entry = by_customer
+            .entry(customer)
+            .or_insert((token.clone(), Vec::new()));
+        assert_eq!(entry.0, token, "one customer, one token");
+        entry.1.extend(actions);
+    }
+    assert_eq!(by_customer.len(), 2, "{by_customer:?}");
+    assert_eq!(by_customer["111"].0, "token-111");
+    assert_eq!(by_customer["222"].0, "token-222");
+    assert!(
+        by_customer["111"]
+            .1
+            .iter()
+            .all(|a| a == "customers/111/conversionActions/11")
+    );
+    assert!(
+        by_customer["222"]
+            .1
+            .iter()
+            .all(|a| a == "customers/222/conversionActions/22")
+    );
 }

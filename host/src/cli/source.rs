@@ -3,7 +3,7 @@
 
 use crate::runtime::host_api::Directory;
 use crate::secrets::{self, SecretKeys, SecretsError};
-use crate::store::Store;
+use crate::store::{Store, StoredCredentials};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -106,6 +106,8 @@ pub struct Changes {
 pub enum ChangeError {
     #[error("no source {0}; see `portico source list`")]
     NoSource(String),
+    #[error("source {0} kept changing while this change was made; try again")]
+    Busy(String),
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     #[error(transparent)]
@@ -113,7 +115,9 @@ pub enum ChangeError {
 }
 
 /// Apply `changes` to the source `kind` + `key` (its secrets opened, changed
-/// and sealed again, under the current key); the next item reads them.
+/// and sealed again, under the current key); the next item reads them. A
+/// compare-and-swap: a change made meanwhile by someone else is read again
+/// and kept, never overwritten.
 pub async fn change(
     store: &Store,
     keys: Option<&SecretKeys>,
@@ -121,32 +125,37 @@ pub async fn change(
     key: &str,
     changes: &Changes,
 ) -> Result<crate::store::SourceRow, ChangeError> {
-    let row = store
-        .source(kind, key)
-        .await?
-        .ok_or_else(|| ChangeError::NoSource(format!("{kind} {key}")))?;
-    let mut secrets = secrets::secrets_of(keys, &row)?;
-    let mut settings = secrets::settings_of(&row);
-    for (name, value) in &changes.secrets {
-        match value {
-            Some(v) => secrets.insert(name.clone(), v.clone()),
-            None => secrets.remove(name),
-        };
+    for _ in 0..5 {
+        let row = store
+            .source(kind, key)
+            .await?
+            .ok_or_else(|| ChangeError::NoSource(format!("{kind} {key}")))?;
+        let mut secrets = secrets::secrets_of(keys, &row)?;
+        let mut settings = secrets::settings_of(&row);
+        for (name, value) in &changes.secrets {
+            match value {
+                Some(v) => secrets.insert(name.clone(), v.clone()),
+                None => secrets.remove(name),
+            };
+        }
+        for (name, value) in &changes.settings {
+            match value {
+                Some(v) => settings.insert(name.clone(), v.clone()),
+                None => settings.remove(name),
+            };
+        }
+        let stored = secrets::stored(keys, kind, key, &settings, &secrets)?;
+        if store
+            .set_source_credentials(row.id, stored, Some(StoredCredentials::of(&row)))
+            .await?
+        {
+            return store
+                .source(kind, key)
+                .await?
+                .ok_or_else(|| ChangeError::NoSource(format!("{kind} {key}")));
+        }
     }
-    for (name, value) in &changes.settings {
-        match value {
-            Some(v) => settings.insert(name.clone(), v.clone()),
-            None => settings.remove(name),
-        };
-    }
-    let stored = secrets::stored(keys, kind, key, &settings, &secrets)?;
-    if !store.set_source_credentials(row.id, stored).await? {
-        return Err(ChangeError::NoSource(format!("{kind} {key}")));
-    }
-    store
-        .source(kind, key)
-        .await?
-        .ok_or_else(|| ChangeError::NoSource(format!("{kind} {key}")))
+    Err(ChangeError::Busy(format!("{kind} {key}")))
 }
 
 /// `portico source set`: change a source's secrets and settings.
@@ -200,8 +209,15 @@ pub async fn rekey(store: &Store) -> anyhow::Result<()> {
             &secrets::settings_of(row),
             &opened,
         )?;
-        store.set_source_credentials(row.id, stored).await?;
-        resealed += 1;
+        // Changed meanwhile: whoever changed it sealed it under the current key.
+        if store
+            .set_source_credentials(row.id, stored, Some(StoredCredentials::of(row)))
+            .await?
+        {
+            resealed += 1;
+        } else {
+            current += 1;
+        }
     }
     println!(
         "{resealed} sources sealed again under the first key of PORTICO_SECRET_KEY; {current} already were. The other keys can go now."

@@ -498,6 +498,7 @@ pub async fn change_source(
             ApiError::not_found(format!("no source {what}"))
         }
         crate::cli::source::ChangeError::Secrets(e) => secrets_error(e),
+        e @ crate::cli::source::ChangeError::Busy(_) => ApiError::try_again(e.to_string()),
         crate::cli::source::ChangeError::Store(e) => ApiError::from(e),
     })?;
     Ok(Json(crate::secrets::source_view(&row)))

@@ -131,9 +131,9 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "not_configured", message)
     }
 
-    /// Not done within the request deadline.
+    /// A request whose body did not arrive in time.
     pub fn request_timeout(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "request_timeout", message)
+        Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
     }
 
     /// The adapter failed before anything was stored: the provider should retry.

@@ -18,6 +18,57 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+/// A request body that must have arrived whole within a limit
+/// (PORTICO_REQUEST_TIMEOUT_MS) from when its head was read.
+pub struct DeadlineBody {
+    inner: axum::body::Body,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl DeadlineBody {
+    pub fn new(inner: axum::body::Body, limit: Duration) -> Self {
+        DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        }
+    }
+}
+
+/// A body not received in time; its text names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0} ms (PORTICO_REQUEST_TIMEOUT_MS)")]
+pub struct BodyTimeout(pub u128);
+
+impl http_body::Body for DeadlineBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future;
+        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            return std::task::Poll::Ready(frame);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let ms = self.limit.as_millis();
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(BodyTimeout(ms)))));
+        }
+        std::task::Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// How long a clean stop waits for the requests in flight.
 const DRAIN: Duration = Duration::from_secs(30);
 

@@ -171,15 +171,12 @@ async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Res
             .into_response();
         }
     }
-    let deadline = guard.server.request_timeout;
-    match tokio::time::timeout(deadline, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::request_timeout(format!(
-            "the request was not done in {} ms (PORTICO_REQUEST_TIMEOUT_MS): a body sent too slowly, or the server is overloaded; retry",
-            deadline.as_millis()
-        ))
-        .into_response(),
-    }
+    // The deadline bounds receiving the request, not serving it: cutting a
+    // handler short could leave work committed behind a "timed out" answer
+    // (a send that then goes out while the caller sends it again).
+    let limit = guard.server.request_timeout;
+    let req = req.map(|body| axum::body::Body::new(listener::DeadlineBody::new(body, limit)));
+    next.run(req).await
 }
 
 /// The body length a request declares, if it declares one.

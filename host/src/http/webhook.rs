@@ -143,9 +143,11 @@ async fn serve(
             ))
             .into_response();
         }
-        Resolved::Unavailable(spec, error) => {
+        Resolved::Unavailable(spec, _) => {
+            // The load error names paths on this machine: it stays in the
+            // log and in health for operators.
             return ApiError::plugin_unavailable(format!(
-                "the {} plugin is not loaded: {error}",
+                "the {} plugin is not loaded; GET /api/health says why",
                 spec.name
             ))
             .into_response();
@@ -229,6 +231,8 @@ async fn read_request(
             let text = format!("{e:#}");
             if text.contains("length limit") {
                 too_large()
+            } else if text.contains("PORTICO_REQUEST_TIMEOUT_MS") {
+                ApiError::request_timeout(text)
             } else {
                 ApiError::bad_request("bad_body", format!("cannot read the request body: {text}"))
             }

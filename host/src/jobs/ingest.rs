@@ -141,7 +141,7 @@ impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Failure {
             retryable: e.is_retryable(),
-            public: e.to_string(),
+            public: e.public(),
             message: e.to_string(),
         }
     }

@@ -114,32 +114,52 @@ impl directory::Host for HostState {
         }
     }
 
-    async fn source_secret(&mut self, kind: String, key: String, name: String) -> Option<String> {
-        let row = own_source(self.env.clone(), self.correlation_id.clone(), &kind, &key).await?;
-        let keys = self.env.directory.as_ref()?.keys.clone();
+    async fn source_secret(
+        &mut self,
+        kind: String,
+        key: String,
+        name: String,
+    ) -> wasmtime::Result<Option<String>> {
+        let Some(row) =
+            own_source(self.env.clone(), self.correlation_id.clone(), &kind, &key).await?
+        else {
+            return Ok(None);
+        };
+        if !crate::secrets::secret_names_of(&row).contains(&name) {
+            return Ok(None);
+        }
+        let keys = self.env.directory.as_ref().and_then(|d| d.keys.clone());
+        // Read fresh for every call: a secret changed while serving is used by the next item.
         match crate::secrets::secrets_of(keys.as_deref(), &row) {
-            // Read fresh for every call: a secret changed while serving is used by the next item.
-            Ok(mut secrets) => secrets.remove(&name),
+            Ok(mut secrets) => Ok(secrets.remove(&name)),
             Err(e) => {
                 tracing::error!(plugin = %self.env.name, correlation_id = %self.correlation_id, source_kind = %kind, "cannot open the source's secrets: {e}");
-                None
+                Err(wasmtime::Error::msg(format!(
+                    "the {kind} source's secret {name:?} cannot be opened: {e}"
+                )))
             }
         }
     }
 
-    async fn source_setting(&mut self, kind: String, key: String, name: String) -> Option<String> {
+    async fn source_setting(
+        &mut self,
+        kind: String,
+        key: String,
+        name: String,
+    ) -> wasmtime::Result<Option<String>> {
         let row = own_source(self.env.clone(), self.correlation_id.clone(), &kind, &key).await?;
-        crate::secrets::settings_of(&row).remove(&name)
+        Ok(row.and_then(|row| crate::secrets::settings_of(&row).remove(&name)))
     }
 }
 
-/// The source `kind` + `key`, if the plugin of `env` may read its kind.
+/// The source `kind` + `key`, if the plugin of `env` may read its kind; an
+/// error (the call traps, the item is retried) when the store cannot answer.
 async fn own_source(
     env: Arc<PluginEnv>,
     correlation_id: String,
     kind: &str,
     key: &str,
-) -> Option<crate::store::SourceRow> {
+) -> wasmtime::Result<Option<crate::store::SourceRow>> {
     if !env.source_kinds.iter().any(|k| k == kind) {
         tracing::warn!(
             plugin = %env.name,
@@ -147,16 +167,15 @@ async fn own_source(
             "refused a read of a {kind:?} source: this plugin reads only sources of kind {:?} (source_kinds in plugins.toml)",
             env.source_kinds
         );
-        return None;
+        return Ok(None);
     }
-    let directory = env.directory.as_ref()?;
-    match directory.store.source(kind, key).await {
-        Ok(row) => row,
-        Err(e) => {
-            tracing::warn!(plugin = %env.name, correlation_id = %correlation_id, "directory lookup failed: {e}");
-            None
-        }
-    }
+    let Some(directory) = env.directory.as_ref() else {
+        return Ok(None);
+    };
+    directory.store.source(kind, key).await.map_err(|e| {
+        tracing::warn!(plugin = %env.name, correlation_id = %correlation_id, "directory lookup failed: {e}");
+        wasmtime::Error::msg(format!("the directory cannot be read now: {e}"))
+    })
 }
 
 /// Longest adapter log line kept; the rest is cut so a chatty plugin cannot flood the logs.

@@ -36,8 +36,12 @@ pub mod bindings {
             // waiting on the network ends there, rather than run without it.
             "portico:adapter/outbound.send": async | trappable,
             "portico:adapter/directory.source-key": async,
-            "portico:adapter/directory.source-secret": async,
-            "portico:adapter/directory.source-setting": async,
+            // Trappable: a secret that exists but cannot be read now (no key,
+            // another key, the database down) fails the call, to be retried,
+            // rather than look absent and let the adapter fall back to the
+            // host-wide credential.
+            "portico:adapter/directory.source-secret": async | trappable,
+            "portico:adapter/directory.source-setting": async | trappable,
         },
         exports: { default: async },
     });

@@ -31,6 +31,8 @@ impl Clients {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let builder = || {
             reqwest::Client::builder()
+                // A proxy would resolve names itself, past the address check.
+                .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(Duration::from_secs(5))
                 .user_agent(concat!("portico/", env!("CARGO_PKG_VERSION")))
@@ -102,13 +104,30 @@ pub fn is_public(ip: std::net::IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let seg = v6.segments();
+            // Forms that carry an IPv4 address: judged by that address.
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d))
+            };
+            if seg[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified() {
+                return is_public(embedded(seg[6], seg[7])); // IPv4-compatible ::a.b.c.d
+            }
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(embedded(seg[6], seg[7])); // NAT64 64:ff9b::/96
+            }
+            if seg[0] == 0x2002 {
+                return is_public(embedded(seg[1], seg[2])); // 6to4 2002::/16
+            }
+            let first = seg[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
-                || (first == 0x2001 && v6.segments()[1] == 0xdb8)) // documentation
+                || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside)
+                || (first == 0x2001 && seg[1] == 0xdb8)) // documentation
         }
     }
 }
@@ -306,10 +325,20 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:c0a8:0101::1",
+            "fec0::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["8.8.8.8", "157.240.1.35", "2a03:2880:f10c::1"] {
+        for public in [
+            "8.8.8.8",
+            "157.240.1.35",
+            "2a03:2880:f10c::1",
+            "64:ff9b::808:808",
+            "2002:0808:0808::1",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }

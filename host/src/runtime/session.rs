@@ -199,11 +199,25 @@ impl Session {
             }
         });
         arm_store(&mut store, self.timeout);
+        // Instantiating runs guest code (its start functions): it takes one of
+        // the plugin's places (limits.max_concurrency) like any call.
+        let running =
+            match tokio::time::timeout(self.timeout, self.gate.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    return Err(CallError::Busy(format!(
+                        "all {} places (limits.max_concurrency) stayed taken for {} ms",
+                        self.max_concurrency,
+                        self.timeout.as_millis()
+                    )));
+                }
+            };
         let adapter = self
             .pre
             .instantiate_async(&mut store)
             .await
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        drop(running);
         self.live = Some((store, adapter));
         Ok(())
     }

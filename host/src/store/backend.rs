@@ -322,11 +322,14 @@ pub trait Tx: Send {
         key: &str,
         now: Timestamp,
     ) -> Result<i64>;
-    /// Replace a source's settings and secrets; false when there is no such source.
+    /// Replace a source's settings and secrets, if they are still `expected`
+    /// (when given: a compare-and-swap, so two concurrent changes cannot
+    /// lose one); false when there is no such source or it changed meanwhile.
     async fn set_source_credentials(
         &mut self,
         id: i64,
         credentials: &SourceCredentials<'_>,
+        expected: Option<&SourceCredentials<'_>>,
     ) -> Result<bool>;
 
     // Events.

@@ -233,31 +233,36 @@ pub async fn tenants_and_sources(store: Store) {
         ("{}", "[]")
     );
     assert_eq!(plain.secrets_sealed, None);
+    let cleared = super::StoredCredentials {
+        settings_json: "{}".into(),
+        secret_names: "[]".into(),
+        secrets_sealed: None,
+    };
+    // A compare-and-swap: against a stale view, nothing is written.
     assert!(
-        store
-            .set_source_credentials(
-                id,
-                super::StoredCredentials {
-                    settings_json: "{}".into(),
-                    secret_names: "[]".into(),
-                    secrets_sealed: None,
-                },
-            )
+        !store
+            .set_source_credentials(id, cleared.clone(), Some(cleared.clone()))
             .await
             .unwrap()
     );
-    assert_eq!(
+    assert!(
         store
-            .source("google", "123")
+            .set_source_credentials(id, cleared.clone(), Some(sealed.clone()))
             .await
             .unwrap()
-            .unwrap()
-            .secrets_sealed,
-        None
+    );
+    let now = store.source("google", "123").await.unwrap().unwrap();
+    assert_eq!(now.secrets_sealed, None);
+    assert!(
+        store
+            .set_source_credentials(id, sealed.clone(), Some(cleared.clone()))
+            .await
+            .unwrap(),
+        "a NULL sealed value compares equal to NULL"
     );
     assert!(
         !store
-            .set_source_credentials(999_999, sealed.clone())
+            .set_source_credentials(999_999, sealed.clone(), None)
             .await
             .unwrap()
     );

@@ -92,6 +92,23 @@ impl StoreError {
                 | StoreError::UnknownTenant { .. }
         )
     }
+
+    /// The error as a caller may read it: the database's own words (which
+    /// may name tables, hosts or files) stay in the logs and the DLQ.
+    pub fn public(&self) -> String {
+        match self {
+            StoreError::Db(_)
+            | StoreError::Migrate(_)
+            | StoreError::Batch(_)
+            | StoreError::Closed
+            | StoreError::Slow(_)
+            | StoreError::Corrupt(_)
+            | StoreError::BadUrl(_) => {
+                "the database could not take the request now; retry later".into()
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 /// `read`, or [`StoreError::Slow`] after `limit`: for figures (health,

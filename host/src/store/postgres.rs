@@ -518,14 +518,23 @@ impl Tx for PgTx {
         .await?)
     }
 
-    async fn set_source_credentials(&mut self, id: i64, c: &SourceCredentials<'_>) -> Result<bool> {
+    async fn set_source_credentials(
+        &mut self,
+        id: i64,
+        c: &SourceCredentials<'_>,
+        expected: Option<&SourceCredentials<'_>>,
+    ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE lead_sources SET settings_json = $1, secret_names = $2, secrets_sealed = $3 WHERE id = $4",
+            "UPDATE lead_sources SET settings_json = $1, secret_names = $2, secrets_sealed = $3
+             WHERE id = $4 AND (NOT $5 OR (settings_json = $6 AND secrets_sealed IS NOT DISTINCT FROM $7))",
         )
         .bind(c.settings_json)
         .bind(c.secret_names)
         .bind(c.secrets_sealed)
         .bind(id)
+        .bind(expected.is_some())
+        .bind(expected.map(|e| e.settings_json))
+        .bind(expected.and_then(|e| e.secrets_sealed))
         .execute(&mut *self.tx)
         .await?;
         Ok(done.rows_affected() == 1)

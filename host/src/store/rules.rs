@@ -138,6 +138,15 @@ pub struct StoredCredentials {
 }
 
 impl StoredCredentials {
+    /// What `row` holds now (to compare against when changing it).
+    pub fn of(row: &super::SourceRow) -> StoredCredentials {
+        StoredCredentials {
+            settings_json: row.settings_json.clone(),
+            secret_names: row.secret_names.clone(),
+            secrets_sealed: row.secrets_sealed.clone(),
+        }
+    }
+
     fn as_written(&self) -> super::backend::SourceCredentials<'_> {
         super::backend::SourceCredentials {
             settings_json: &self.settings_json,
@@ -178,7 +187,7 @@ impl Store {
                     let (kind, key, credentials) = &*data;
                     let id = Store::add_lead_source_in(tx, tenant_id, kind, key).await?;
                     if let Some(c) = credentials {
-                        tx.set_source_credentials(id, &c.as_written()).await?;
+                        tx.set_source_credentials(id, &c.as_written(), None).await?;
                     }
                     Ok(id)
                 })
@@ -186,18 +195,22 @@ impl Store {
             .await
     }
 
-    /// Replace source `id`'s settings and secrets; false when it does not exist.
+    /// Replace source `id`'s settings and secrets if they are still
+    /// `expected` (when given); false when it does not exist or changed meanwhile.
     pub async fn set_source_credentials(
         &self,
         id: i64,
         credentials: StoredCredentials,
+        expected: Option<StoredCredentials>,
     ) -> Result<bool> {
-        let credentials = Arc::new(credentials);
+        let data = Arc::new((credentials, expected));
         self.writer
             .write(move |tx| {
-                let credentials = credentials.clone();
+                let data = data.clone();
                 Box::pin(async move {
-                    tx.set_source_credentials(id, &credentials.as_written())
+                    let (credentials, expected) = &*data;
+                    let expected = expected.as_ref().map(StoredCredentials::as_written);
+                    tx.set_source_credentials(id, &credentials.as_written(), expected.as_ref())
                         .await
                 })
             })

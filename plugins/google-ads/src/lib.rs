@@ -76,7 +76,14 @@ mod component {
         }
 
         fn parse(req: Request) -> Result<Vec<Item>, AdapterError> {
-            let customer = customer_id();
+            // The tenant's own Google account (its `google` source's key) when
+            // the request names a tenant that has one, else the host-wide one.
+            let tenant = logic::tenant_of(&req.body);
+            let customer = tenant
+                .and_then(|t| directory::source_key(t, logic::TENANT_KIND))
+                .map(|c| logic::clean_customer_id(&c))
+                .filter(|c| !c.is_empty())
+                .or_else(customer_id);
             // The customer's source may name its own conversion action.
             let default_action = match &customer {
                 Some(cid) => directory::setting_for(logic::TENANT_KIND, cid, "conversion_action"),
@@ -147,8 +154,31 @@ mod component {
             if good.is_empty() {
                 return Ok(logic::row_outcomes(read, Vec::new()));
             }
-            let ends = upload(&good)?;
-            Ok(logic::row_outcomes(read, ends))
+            // One upload per customer: a batch never mixes accounts, and
+            // each goes out with its customer's own credentials.
+            let groups = logic::by_customer(&good, customer_id().as_deref());
+            if let [(cid, _)] = groups.as_slice() {
+                let ends = upload(cid.as_deref(), &good)?;
+                return Ok(logic::row_outcomes(read, ends));
+            }
+            let mut ends: Vec<Option<logic::RowEnd>> = vec![None; good.len()];
+            for (cid, idxs) in &groups {
+                let batch: Vec<logic::Conversion> = idxs.iter().map(|i| good[*i].clone()).collect();
+                // One customer's failure is its rows' alone.
+                let group_ends = match upload(cid.as_deref(), &batch) {
+                    Ok(e) => e,
+                    Err(BatchError::Retry((why, _)) | BatchError::Stop(why)) => {
+                        vec![logic::RowEnd::Retry(why); batch.len()]
+                    }
+                };
+                for (i, end) in idxs.iter().zip(group_ends) {
+                    ends[*i] = Some(end);
+                }
+            }
+            Ok(logic::row_outcomes(
+                read,
+                ends.into_iter().flatten().collect(),
+            ))
         }
 
         fn respond(_req: Request, records: Vec<RecordRef>) -> Response {
@@ -157,8 +187,11 @@ mod component {
     }
 
     /// One uploadClickConversions call; the row ends in order, or the batch's error.
-    fn upload(good: &[logic::Conversion]) -> Result<Vec<logic::RowEnd>, BatchError> {
-        let Some(cid) = customer_id() else {
+    fn upload(
+        cid: Option<&str>,
+        good: &[logic::Conversion],
+    ) -> Result<Vec<logic::RowEnd>, BatchError> {
+        let Some(cid) = cid.map(str::to_string) else {
             return Err(BatchError::Stop("GOOGLE_ADS_CUSTOMER_ID is not set".into()));
         };
         let token = directory::secret_for(logic::TENANT_KIND, &cid, "access_token")

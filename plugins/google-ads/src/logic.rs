@@ -81,6 +81,43 @@ pub fn action_resource(action: &str, customer_id: Option<&str>) -> Result<String
     )
 }
 
+/// The `tenant_id` a request body names, if it names a valid one (validation says the rest).
+pub fn tenant_of(body: &[u8]) -> Option<i64> {
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("tenant_id")?
+        .as_i64()
+        .filter(|t| *t > 0)
+}
+
+/// The customer a conversion action resource (`customers/{id}/conversionActions/{id}`) belongs to.
+pub fn action_customer(action: &str) -> Option<String> {
+    let rest = action.trim().strip_prefix("customers/")?;
+    let (cid, _) = rest.split_once("/conversionActions/")?;
+    (!cid.is_empty() && cid.bytes().all(|b| b.is_ascii_digit())).then(|| cid.to_string())
+}
+
+/// Indexes of `rows` grouped by the customer their action belongs to, in the
+/// order each customer first appears: one upload per customer, never mixed.
+pub fn by_customer(
+    rows: &[Conversion],
+    fallback: Option<&str>,
+) -> Vec<(Option<String>, Vec<usize>)> {
+    let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cid = row
+            .conversion_action
+            .as_deref()
+            .and_then(action_customer)
+            .or_else(|| fallback.map(str::to_string));
+        match groups.iter_mut().find(|(c, _)| *c == cid) {
+            Some((_, idxs)) => idxs.push(i),
+            None => groups.push((cid, vec![i])),
+        }
+    }
+    groups
+}
+
 /// Customer ids without dashes.
 pub fn clean_customer_id(raw: &str) -> String {
     raw.chars().filter(char::is_ascii_digit).collect()
@@ -576,6 +613,40 @@ pub fn row_outcomes(rows: Vec<RowRead>, uploaded: Vec<RowEnd>) -> Vec<RowOutcome
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uploads_never_mix_customers() {
+        let row = |action: Option<&str>| Conversion {
+            click_id_kind: "gclid".into(),
+            click_id: "g".into(),
+            conversion_time: "2026-01-01 00:00:00+00:00".into(),
+            value: 1.0,
+            currency: "EUR".into(),
+            conversion_action: action.map(str::to_string),
+            order_id: None,
+            idempotency_key: String::new(),
+            tenant_id: None,
+        };
+        let rows = [
+            row(Some("customers/111/conversionActions/1")),
+            row(Some("customers/222/conversionActions/2")),
+            row(Some("customers/111/conversionActions/3")),
+            row(None),
+        ];
+        assert_eq!(
+            by_customer(&rows, Some("999")),
+            vec![
+                (Some("111".to_string()), vec![0, 2]),
+                (Some("222".to_string()), vec![1]),
+                (Some("999".to_string()), vec![3]),
+            ]
+        );
+        assert_eq!(
+            action_customer("customers/12/conversionActions/3").as_deref(),
+            Some("12")
+        );
+        assert_eq!(action_customer("conversionActions/3"), None);
+    }
 
     fn config() -> IntakeConfig {
         IntakeConfig {

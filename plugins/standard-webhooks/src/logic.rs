@@ -66,8 +66,9 @@ pub fn verify(
     let signatures =
         header("webhook-signature").ok_or(VerifyError::MissingHeader("webhook-signature"))?;
     let stamp: i64 = ts.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
-    let skew = stamp - now;
-    if skew.abs() > TOLERANCE_SECS {
+    // Saturating: a timestamp near i64's ends must be refused, not overflow (found by fuzzing).
+    let skew = stamp.saturating_sub(now);
+    if skew.unsigned_abs() > TOLERANCE_SECS.unsigned_abs() {
         return Err(VerifyError::OutsideTolerance { skew });
     }
     if secrets.is_empty() {
@@ -234,6 +235,24 @@ mod tests {
             Err(VerifyError::MissingHeader("webhook-id"))
         );
         assert_eq!(base64_encode(&secret_key("whsec_aGkh").unwrap()), "aGkh");
+    }
+
+    #[test]
+    fn timestamps_at_i64_s_ends_are_refused_not_overflowed() {
+        // Found by fuzzing (fuzz/regressions/standard_webhooks): `stamp - now` overflowed.
+        let secrets = vec![SECRET.to_string()];
+        for stamp in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let h = |name: &str| match name {
+                "webhook-id" => Some("msg_1".to_string()),
+                "webhook-timestamp" => Some(stamp.to_string()),
+                "webhook-signature" => Some("v1,AAAA".to_string()),
+                _ => None,
+            };
+            assert!(matches!(
+                verify(&h, BODY, &secrets, 1_800_000_000),
+                Err(VerifyError::OutsideTolerance { .. })
+            ));
+        }
     }
 
     #[test]

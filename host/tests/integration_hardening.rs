@@ -412,7 +412,10 @@ async fn a_trap_s_details_stay_in_the_log_and_permanent_failures_go_dead_at_once
     // The operator still sees it (the log is read as the server writes it).
     let seen = Instant::now();
     while !server.log_text().contains("/home/builder/secret") {
-        assert!(seen.elapsed() < Duration::from_secs(5), "the trap is not in the log");
+        assert!(
+            seen.elapsed() < Duration::from_secs(5),
+            "the trap is not in the log"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 

@@ -167,7 +167,7 @@ enum SourceCommand {
         #[arg(long)]
         tenant: Option<i64>,
     },
-    /// Change a source's secrets and settings; the next item uses them.
+    /// Change a source's secrets and settings; a running server uses them within a second.
     Set {
         #[arg(long)]
         kind: String,

@@ -115,7 +115,8 @@ pub enum ChangeError {
 }
 
 /// Apply `changes` to the source `kind` + `key` (its secrets opened, changed
-/// and sealed again, under the current key); the next item reads them. A
+/// and sealed again, under the current key); items read them from then on
+/// (a server caches sources for up to a second; its own changes at once). A
 /// compare-and-swap: a change made meanwhile by someone else is read again
 /// and kept, never overwritten.
 pub async fn change(

@@ -172,7 +172,7 @@ async fn own_source(
     let Some(directory) = env.directory.as_ref() else {
         return Ok(None);
     };
-    directory.store.source(kind, key).await.map_err(|e| {
+    directory.store.source_for_directory(kind, key).await.map_err(|e| {
         tracing::warn!(plugin = %env.name, correlation_id = %correlation_id, "directory lookup failed: {e}");
         wasmtime::Error::msg(format!("the directory cannot be read now: {e}"))
     })

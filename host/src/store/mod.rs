@@ -140,6 +140,54 @@ pub struct Store {
     db: Arc<dyn Backend>,
     /// Every write goes through it (group commit).
     writer: Arc<batch::GroupCommit>,
+    /// Sources as the adapters' directory reads them, for a moment.
+    sources: Arc<SourceCache>,
+}
+
+/// How long a source read for the directory is reused. Changes made through
+/// this process are seen at once (the cache is dropped); through another
+/// process (the CLI, another server), within this time.
+pub const SOURCE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Sources read recently, by (kind, key): the directory is asked on every item
+/// (a page's token for each lead), and the answer rarely changes.
+#[derive(Default)]
+struct SourceCache {
+    entries: std::sync::Mutex<std::collections::HashMap<SourceId, CachedSource>>,
+}
+
+/// A source's (kind, key).
+type SourceId = (String, String);
+/// When a source was read, and what was found.
+type CachedSource = (std::time::Instant, Option<SourceRow>);
+
+/// Most entries kept; past that the cache starts afresh (an adapter may ask for any key).
+const SOURCE_CACHE_ENTRIES: usize = 10_000;
+
+impl SourceCache {
+    fn get(&self, kind: &str, key: &str) -> Option<Option<SourceRow>> {
+        let entries = self.entries.lock().ok()?;
+        let (at, row) = entries.get(&(kind.to_string(), key.to_string()))?;
+        (at.elapsed() < SOURCE_CACHE_TTL).then(|| row.clone())
+    }
+
+    fn put(&self, kind: &str, key: &str, row: Option<SourceRow>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= SOURCE_CACHE_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(
+                (kind.to_string(), key.to_string()),
+                (std::time::Instant::now(), row),
+            );
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -160,7 +208,11 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(scheme.to_string()));
         };
         let writer = Arc::new(batch::GroupCommit::start(db.clone(), db.writers()));
-        let store = Store { db, writer };
+        let store = Store {
+            db,
+            writer,
+            sources: Arc::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -190,6 +242,26 @@ impl Store {
     /// The source `kind` + `key`.
     pub async fn source(&self, kind: &str, key: &str) -> Result<Option<SourceRow>, StoreError> {
         self.db.source(kind, key).await
+    }
+
+    /// The source `kind` + `key` as the adapters' directory reads it: reused
+    /// for [`SOURCE_CACHE_TTL`], dropped at once when this process changes a source.
+    pub async fn source_for_directory(
+        &self,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<SourceRow>, StoreError> {
+        if let Some(row) = self.sources.get(kind, key) {
+            return Ok(row);
+        }
+        let row = self.db.source(kind, key).await?;
+        self.sources.put(kind, key, row.clone());
+        Ok(row)
+    }
+
+    /// Forget the sources read for the directory (after a change here).
+    pub(crate) fn sources_changed(&self) {
+        self.sources.clear();
     }
 
     /// Events matching `filter`, oldest first.

@@ -180,7 +180,8 @@ impl Store {
         credentials: Option<StoredCredentials>,
     ) -> Result<i64> {
         let data = Arc::new((kind.to_string(), key.to_string(), credentials));
-        self.writer
+        let added = self
+            .writer
             .write(move |tx| {
                 let data = data.clone();
                 Box::pin(async move {
@@ -192,7 +193,9 @@ impl Store {
                     Ok(id)
                 })
             })
-            .await
+            .await;
+        self.sources_changed();
+        added
     }
 
     /// Replace source `id`'s settings and secrets if they are still
@@ -204,7 +207,8 @@ impl Store {
         expected: Option<StoredCredentials>,
     ) -> Result<bool> {
         let data = Arc::new((credentials, expected));
-        self.writer
+        let changed = self
+            .writer
             .write(move |tx| {
                 let data = data.clone();
                 Box::pin(async move {
@@ -214,7 +218,9 @@ impl Store {
                         .await
                 })
             })
-            .await
+            .await;
+        self.sources_changed();
+        changed
     }
 
     /// Store a verified delivery, leased to its receiver; must succeed before any 2xx.

@@ -26,13 +26,6 @@ upload_enabled = false
     )
 }
 
-fn misbehaving(name: &str, behaviour: &str, limits: &str) -> String {
-    format!(
-        "\n[plugins.{name}]\npath = \"{}\"\nlimits = {{ {limits} }}\nconfig = {{ behaviour = \"{behaviour}\" }}\n",
-        plugin_wasm("portico-test-misbehaving").display()
-    )
-}
-
 const CONVERSION: &str =
     r#"{"gclid":"Cj0KCQ","timestamp":"2026-11-20T10:00:00Z","value":12.5,"currency":"EUR"}"#;
 

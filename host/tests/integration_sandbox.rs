@@ -7,13 +7,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn misbehaving(name: &str, behaviour: &str, limits: &str) -> String {
-    format!(
-        "\n[plugins.{name}]\npath = \"{}\"\nlimits = {{ {limits} }}\nconfig = {{ behaviour = \"{behaviour}\" }}\n",
-        plugin_wasm("portico-test-misbehaving").display()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_fault_fails_its_own_item_and_the_host_keeps_serving() {
     let toml = [

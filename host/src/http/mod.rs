@@ -175,7 +175,14 @@ async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Res
     // handler short could leave work committed behind a "timed out" answer
     // (a send that then goes out while the caller sends it again).
     let limit = guard.server.request_timeout;
-    let req = req.map(|body| axum::body::Body::new(listener::DeadlineBody::new(body, limit)));
+    let req = req.map(|body| {
+        // A request without a body (most GETs) has nothing to wait for.
+        if http_body::Body::is_end_stream(&body) {
+            body
+        } else {
+            axum::body::Body::new(listener::DeadlineBody::new(body, limit))
+        }
+    });
     next.run(req).await
 }
 

@@ -167,6 +167,15 @@ page_access_token = {{ env = "META_PAGE_ACCESS_TOKEN" }}
     )
 }
 
+/// The plugins.toml entry of the test adapter that misbehaves on purpose
+/// (`behaviour`: see host/tests/adapters/misbehaving), mounted at `name`.
+pub fn misbehaving(name: &str, behaviour: &str, limits: &str) -> String {
+    format!(
+        "\n[plugins.{name}]\npath = \"{}\"\nlimits = {{ {limits} }}\nconfig = {{ behaviour = \"{behaviour}\" }}\n",
+        plugin_wasm("portico-test-misbehaving").display()
+    )
+}
+
 /// The database a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -204,9 +204,12 @@ async fn cli_replay_all_failed_processes_failed_events_once_graph_is_back() {
         )
         .await;
     }
-    let (status, error) = item_row(&server, "leadgen:41").await;
-    assert_eq!(status, "failed");
-    assert!(error.unwrap().contains("HTTP 500"));
+    // Items are processed after the answers: wait for both to have failed.
+    for key in ["leadgen:41", "leadgen:42"] {
+        let (status, error) = item_row(&server, key).await;
+        assert_eq!(status, "failed");
+        assert!(error.unwrap().contains("HTTP 500"));
+    }
 
     let listed = server.cli(&["dlq", "list", "--status", "failed"]);
     assert!(

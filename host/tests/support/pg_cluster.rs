@@ -140,7 +140,7 @@ impl Cluster {
             );
         }
         let extra_options = extra(&dir);
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             port: free_port(),
             dir,
             bin,
@@ -160,7 +160,19 @@ impl Cluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        cluster.start();
+        // The free port may be taken by another process before the server
+        // binds it (tests run side by side): take another one then.
+        let mut attempts = 0;
+        loop {
+            match cluster.try_start() {
+                Ok(()) => break,
+                Err(why) if why.contains("Address already in use") && attempts < 5 => {
+                    attempts += 1;
+                    cluster.port = free_port();
+                }
+                Err(why) => panic!("pg_ctl start failed: {why}"),
+            }
+        }
         cluster.spawn_watchdog();
         cluster
     }
@@ -185,6 +197,13 @@ impl Cluster {
 
     /// Start the server (again) on its port; returns once it accepts connections.
     pub fn start(&self) {
+        if let Err(why) = self.try_start() {
+            panic!("pg_ctl start failed: {why}");
+        }
+    }
+
+    /// Start the server on its port, or say why it did not (pg_ctl's words and the server's log).
+    fn try_start(&self) -> Result<(), String> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 \
              -c shared_buffers=32MB {}",
@@ -202,12 +221,14 @@ impl Cluster {
             .stdout(Stdio::null())
             .output()
             .expect("run pg_ctl start");
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}\n{}",
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "{}\n{}",
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-        );
+        ))
     }
 
     /// Stop the server (fast: connections are cut, as a crash or failover would).

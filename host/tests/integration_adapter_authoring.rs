@@ -521,11 +521,13 @@ async fn portico_dev_rebuilds_a_changed_plugin_and_keeps_serving_through_a_broke
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let log = server.log_text();
-    assert!(
-        log.contains("error") && log.contains("the running version of acme-dev keeps serving"),
-        "{log}"
-    );
+    let log = server
+        .wait_for_log("the keeps-serving line", |l| {
+            l.contains("the running version of acme-dev keeps serving")
+        })
+        .await
+        .join("\n");
+    assert!(log.contains("error"), "{log}");
     let h = server.plugin_health("acme-dev").await;
     assert_eq!(
         (h["state"].as_str(), h["sha256"].as_str()),

@@ -83,11 +83,11 @@ async fn a_failed_item_is_retried_once_the_operator_fixes_the_cause() {
         .await,
         1
     );
-    let log = server.log_text();
-    assert!(
-        log.contains("retry attempt finished") && log.contains("correlation_id"),
-        "{log}"
-    );
+    let log = server
+        .wait_for_log("the retry's line", |l| l.contains("retry attempt finished"))
+        .await
+        .join("\n");
+    assert!(log.contains("correlation_id"), "{log}");
 }
 
 async fn an_item_out_of_attempts_goes_dead_and_health_counts_it() {

@@ -204,11 +204,11 @@ async fn intake_validates_every_field_and_is_idempotent() {
         "customers/1234567890/conversionActions/987654321"
     );
     assert_eq!(row.get::<String, _>("status"), "logged");
-    assert!(
-        server
-            .log_text()
-            .contains("not uploaded (GOOGLE_ADS_OFFLINE_ENABLED=false)")
-    );
+    server
+        .wait_for_log("the logged-only line", |l| {
+            l.contains("not uploaded (GOOGLE_ADS_OFFLINE_ENABLED=false)")
+        })
+        .await;
     let health: Value = reqwest::get(server.url("/api/health"))
         .await
         .unwrap()

@@ -337,6 +337,15 @@ async fn json_logs_are_one_object_a_line_with_the_span_fields() {
     )
     .await;
     assert_eq!(refused.status(), 401);
+    server
+        .wait_for_log("the refusal", |l| {
+            l.contains("WARN") && l.contains("refused")
+        })
+        .await;
+    // The item's line may follow the outcome the test saw through the API.
+    server
+        .wait_for_log("the item's line", |l| l.contains("item processed"))
+        .await;
     let lines = server.logs.lock().unwrap().clone();
     assert!(!lines.is_empty());
     let mut objects = Vec::new();

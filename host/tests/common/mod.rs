@@ -554,6 +554,25 @@ impl Server {
     pub fn log_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
+
+    /// The log once a line satisfies `wanted` (or panic after 10 s naming
+    /// `what`): the server's stderr is read by a thread, so a line written
+    /// just before an answer can reach the test just after it.
+    pub async fn wait_for_log(&self, what: &str, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+        let started = std::time::Instant::now();
+        loop {
+            let lines = self.logs.lock().unwrap().clone();
+            if lines.iter().any(|l| wanted(l)) {
+                return lines;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{what}: not in the log after 10 s:\n{}",
+                lines.join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for Server {

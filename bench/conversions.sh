@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline conversions on a release Portico: accepted per second at concurrency 8
 # (GET /api/health in the same run is the baseline), then the outbox worker's rows per
-# second against a fake Google Ads API on 127.0.0.1.   bench/conversions.sh [N]
+# second against a fake Google on 127.0.0.1, through the Data Manager API (the default;
+# UPLOAD_API=ads-api for the Google Ads API).   bench/conversions.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-2000}
@@ -17,7 +18,9 @@ mount = "google"
 allowed_hosts = [{ env = "GOOGLE_ADS_API_BASE_URL" }]
 [plugins.google-ads.config]
 upload_enabled = true
+upload_api = "${UPLOAD_API:-data-manager}"
 api_base_url = { env = "GOOGLE_ADS_API_BASE_URL" }
+data_manager_base_url = { env = "GOOGLE_ADS_API_BASE_URL" }
 customer_id = "1234567890"
 conversion_action = "987654321"
 [plugins.google-ads.secrets]

@@ -16,7 +16,7 @@
 use clap::Parser;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -122,7 +122,7 @@ async fn baseline(addr: &str) {
     axum::serve(listener, app).await.unwrap();
 }
 
-/// A fake Google Ads API: every conversion of a batch is accepted.
+/// A fake Google: every conversion of a batch is accepted, by either API.
 async fn fake_google(addr: &str) {
     async fn upload(body: String) -> axum::response::Response {
         use axum::response::IntoResponse;
@@ -134,10 +134,45 @@ async fn fake_google(addr: &str) {
             (0..n).map(|_| serde_json::json!({"gclid": "x"})).collect();
         axum::Json(serde_json::json!({"results": results, "jobId": "1"})).into_response()
     }
-    let app = axum::Router::new().route("/{v}/customers/{target}", axum::routing::post(upload));
+    // The Data Manager API: every request taken, and SUCCESS for each of its destinations.
+    type Requests = Arc<Mutex<HashMap<String, serde_json::Value>>>;
+    async fn ingest(
+        axum::extract::State(requests): axum::extract::State<Requests>,
+        body: String,
+    ) -> axum::Json<serde_json::Value> {
+        let destinations = serde_json::from_str::<serde_json::Value>(&body)
+            .map(|v| v["destinations"].clone())
+            .unwrap_or_default();
+        let mut requests = requests.lock().unwrap_or_else(|e| e.into_inner());
+        let id = format!("req-{}", requests.len() + 1);
+        requests.insert(id.clone(), destinations);
+        axum::Json(serde_json::json!({"requestId": id}))
+    }
+    async fn status(
+        axum::extract::State(requests): axum::extract::State<Requests>,
+        axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+    ) -> axum::Json<serde_json::Value> {
+        let requests = requests.lock().unwrap_or_else(|e| e.into_inner());
+        let per: Vec<serde_json::Value> = q
+            .get("requestId")
+            .and_then(|id| requests.get(id))
+            .and_then(|d| d.as_array())
+            .map(|d| {
+                d.iter()
+                    .map(|d| serde_json::json!({"destination": d, "requestStatus": "SUCCESS"}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        axum::Json(serde_json::json!({"requestStatusPerDestination": per}))
+    }
+    let app = axum::Router::new()
+        .route("/{v}/customers/{target}", axum::routing::post(upload))
+        .route("/v1/events:ingest", axum::routing::post(ingest))
+        .route("/v1/requestStatus:retrieve", axum::routing::get(status))
+        .with_state(Requests::default());
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     println!(
-        "fake Google Ads API on http://{}",
+        "fake Google Ads and Data Manager APIs on http://{}",
         listener.local_addr().unwrap()
     );
     axum::serve(listener, app).await.unwrap();

@@ -196,7 +196,7 @@ fn plugin_check_reports_the_world_and_refuses_what_is_not_an_adapter() {
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["manifest"]["name"], "standard-webhooks");
-    assert_eq!(json["world"], "portico:adapter/adapter@0.2.1");
+    assert_eq!(json["world"], "portico:adapter/adapter@0.2.2");
 
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not wasm").unwrap();
@@ -207,12 +207,12 @@ fn plugin_check_reports_the_world_and_refuses_what_is_not_an_adapter() {
 
 #[test]
 fn plugin_check_refuses_another_wit_major_version() {
-    // The same adapter with its WIT package renumbered 0.2.1 -> 0.3.0 (same length, so
+    // The same adapter with its WIT package renumbered 0.2.2 -> 0.3.0 (same length, so
     // the binary stays well formed): what a component built against a future WIT looks like.
     let err = check_renumbered("0.3.0");
     assert!(
         err.contains("portico:adapter/host@0.3.0")
-            && err.contains("this host speaks portico:adapter@0.2.1"),
+            && err.contains("this host speaks portico:adapter@0.2.2"),
         "{err}"
     );
 }
@@ -237,11 +237,11 @@ fn check_renumbered(version: &str) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// The standard-webhooks adapter with every `{prefix}0.2.1` renumbered to
+/// The standard-webhooks adapter with every `{prefix}0.2.2` renumbered to
 /// `{prefix}{version}`, written into `dir`.
 fn renumbered(dir: &Path, prefix: &str, version: &str) -> PathBuf {
     let mut bytes = std::fs::read(plugin_wasm("portico-standard-webhooks")).unwrap();
-    let from = format!("{prefix}0.2.1").into_bytes();
+    let from = format!("{prefix}0.2.2").into_bytes();
     let to = format!("{prefix}{version}").into_bytes();
     let mut replaced = 0;
     for i in 0..bytes.len().saturating_sub(from.len()) {
@@ -278,10 +278,11 @@ async fn an_adapter_built_against_0_2_0_loads_and_serves() {
         "{json}"
     );
     assert!(
-        json["notes"][0].as_str().unwrap().contains("Since 0.2.1"),
+        json["notes"][0].as_str().unwrap().contains("Since 0.2.1")
+            && json["notes"][1].as_str().unwrap().contains("Since 0.2.2"),
         "{json}"
     );
-    // And it serves in a running 0.2.1 host.
+    // And it serves in a running 0.2.2 host.
     let server = Server::start(
         &format!(
             "[plugins.standard-webhooks]\npath = \"{}\"\nmount = \"standard\"\n[plugins.standard-webhooks.secrets]\nsigning_secret = {{ env = \"STANDARD_WEBHOOK_SECRET\" }}\n",

@@ -1,5 +1,6 @@
 //! Google Ads offline conversions: validated idempotent intake, the logged stub,
-//! and the uploader against a fake Google Ads API on 127.0.0.1.
+//! and the uploader's Google Ads API path (v26) against a fake Google Ads API
+//! on 127.0.0.1. The Data Manager path and OAuth: integration_google_uploads.rs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -68,12 +69,12 @@ async fn fake_google() -> (String, Arc<Mutex<FakeGoogle>>) {
         }
         let mut answer = json!({"results": results, "jobId": "2147483998"});
         if !errors.is_empty() {
-            answer["partialFailureError"] = json!({"code": 3, "message": "partial failure", "details": [{"@type": "type.googleapis.com/google.ads.googleads.v21.errors.GoogleAdsFailure", "errors": errors, "requestId": "r1"}]});
+            answer["partialFailureError"] = json!({"code": 3, "message": "partial failure", "details": [{"@type": "type.googleapis.com/google.ads.googleads.v26.errors.GoogleAdsFailure", "errors": errors, "requestId": "r1"}]});
         }
         axum::Json(answer).into_response()
     }
     let app = axum::Router::new()
-        .route("/v21/customers/{target}", axum::routing::post(upload))
+        .route("/v26/customers/{target}", axum::routing::post(upload))
         .with_state(state.clone());
     (serve_fake(app).await, state)
 }
@@ -90,8 +91,9 @@ mount = "google"
 allowed_hosts = [{{ env = "GOOGLE_ADS_API_BASE_URL", default = "https://googleads.googleapis.com" }}]
 [plugins.google-ads.config]
 upload_enabled = {{ env = "GOOGLE_ADS_OFFLINE_ENABLED", default = false }}
+upload_api = "ads-api"
 api_base_url = {{ env = "GOOGLE_ADS_API_BASE_URL", default = "https://googleads.googleapis.com" }}
-api_version = "21"
+api_version = {{ env = "GOOGLE_ADS_API_VERSION", default = "26" }}
 customer_id = {{ env = "GOOGLE_ADS_CUSTOMER_ID" }}
 login_customer_id = {{ env = "GOOGLE_ADS_LOGIN_CUSTOMER_ID" }}
 conversion_action = {{ env = "GOOGLE_ADS_CONVERSION_ACTION" }}

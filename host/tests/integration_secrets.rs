@@ -596,8 +596,9 @@ mount = "google"
 allowed_hosts = ["{base}"]
 [plugins.google-ads.config]
 upload_enabled = true
+upload_api = "ads-api"
 api_base_url = "{base}"
-api_version = "21"
+api_version = "26"
 customer_id = "999"
 conversion_action = "9"
 [plugins.google-ads.secrets]

@@ -660,11 +660,32 @@ fn check_conversion(c: &portico_google_ads::logic::Conversion, upload_enabled: b
             assert_eq!(code, "NO_CONVERSION_ACTION");
         }
     }
-    let request = logic::upload_request(std::slice::from_ref(c));
+    let request = portico_google_ads::ads_api::upload_request(std::slice::from_ref(c));
     let sent = &request["conversions"][0];
     assert_eq!(sent[c.click_id_kind.as_str()], c.click_id.as_str());
     assert_eq!(sent["conversionDateTime"], c.conversion_time.as_str());
     assert_eq!(request["partialFailure"], true);
+}
+
+/// The Data Manager API's answers: to `events:ingest` and to `requestStatus:retrieve`.
+fn data_manager_answers(status: u16, retry_after: Option<&str>, body: &[u8], rows: usize) {
+    use portico_google_ads::data_manager::{self, IngestEnd};
+    match data_manager::read_ingest_answer(status, retry_after, body) {
+        IngestEnd::Accepted { .. } => assert!((200..300).contains(&status)),
+        IngestEnd::Unauthorized(m) => assert!(status == 401 && !m.is_empty()),
+        IngestEnd::Retry(m, _) | IngestEnd::Stop(m) => {
+            assert!(!(200..300).contains(&status) && !m.is_empty())
+        }
+        IngestEnd::Refused { message, .. } => {
+            assert!(!(200..300).contains(&status) && !message.is_empty())
+        }
+    }
+    let references: Vec<String> = (0..rows.min(10)).map(|i| format!("d{}", i + 1)).collect();
+    let statuses = data_manager::read_status(body, &references);
+    assert_eq!(statuses.len(), references.len());
+    for s in &statuses {
+        let _ = data_manager::rows_end(s, rows, "r");
+    }
 }
 
 /// Google Ads offline conversions: intake validation (its parse), times, outbox rows,
@@ -721,24 +742,28 @@ pub fn google_ads(data: &[u8]) {
         .unwrap_or(1)
         .min(64);
     let retry_after = words.next();
-    let ends = match logic::read_upload_answer(status, retry_after, body, rows) {
-        BatchEnd::Rows(ends) => {
-            assert_eq!(ends.len(), rows);
-            assert!(!matches!(status, 401 | 403 | 408 | 429) && status < 500);
-            ends
-        }
-        BatchEnd::Retry(message, after) => {
-            assert!(matches!(status, 408 | 429) || status >= 500);
-            assert_eq!(after, retry_after.and_then(|r| r.parse::<u32>().ok()));
-            assert!(!message.is_empty());
-            Vec::new()
-        }
-        BatchEnd::Stop(message) => {
-            assert!(matches!(status, 401 | 403));
-            assert!(!message.is_empty());
-            Vec::new()
-        }
-    };
+    let ends =
+        match portico_google_ads::ads_api::read_upload_answer(status, retry_after, body, rows) {
+            BatchEnd::Rows(ends) => {
+                assert_eq!(ends.len(), rows);
+                assert!(!matches!(status, 401 | 403 | 404 | 408 | 429) && status < 500);
+                ends
+            }
+            BatchEnd::Retry(message, after) => {
+                assert!(matches!(status, 408 | 429) || status >= 500);
+                assert_eq!(after, retry_after.and_then(|r| r.parse::<u32>().ok()));
+                assert!(!message.is_empty());
+                Vec::new()
+            }
+            BatchEnd::Stop(message) => {
+                let shut_out = String::from_utf8_lossy(body)
+                    .contains(portico_google_ads::ads_api::NOT_ALLOWLISTED);
+                assert!(matches!(status, 401 | 403 | 404) || shut_out);
+                assert!(!message.is_empty());
+                Vec::new()
+            }
+        };
+    data_manager_answers(status, retry_after, body, rows);
     let row = logic::read_row(body);
     if let Ok(c) = &row {
         assert!(

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The WIT package this host speaks.
 pub const WIT_PACKAGE: &str = "portico:adapter";
-use crate::runtime::{WHAT_0_2_1_ADDED, WHAT_0_2_CHANGED, WIT_VERSION};
+use crate::runtime::{WHAT_0_2_1_ADDED, WHAT_0_2_2_ADDED, WHAT_0_2_CHANGED, WIT_VERSION};
 
 const TEMPLATE_CARGO: &str = include_str!("../../templates/plugin/Cargo.toml.tmpl");
 const TEMPLATE_LIB: &str = include_str!("../../templates/plugin/lib.rs.tmpl");
@@ -107,12 +107,15 @@ fn compatible(name: &str) -> bool {
 
 /// What a compatible adapter built against an older patch of the WIT cannot do.
 fn notes(interfaces: &[String]) -> Vec<&'static str> {
-    let older = interfaces.iter().any(|n| n.ends_with("@0.2.0"));
-    if older {
-        vec![WHAT_0_2_1_ADDED]
-    } else {
-        Vec::new()
+    let built_for = |v: &str| interfaces.iter().any(|n| n.ends_with(v));
+    let mut notes = Vec::new();
+    if built_for("@0.2.0") {
+        notes.push(WHAT_0_2_1_ADDED);
     }
+    if built_for("@0.2.0") || built_for("@0.2.1") {
+        notes.push(WHAT_0_2_2_ADDED);
+    }
+    notes
 }
 
 /// `portico plugin check FILE.wasm`

@@ -210,7 +210,7 @@ pub fn spawn(
     let status: SharedStatus = Arc::default();
     let shared = status.clone();
     tokio::spawn(async move {
-        // "plugin/kind" → sha256 of the plugin version that said stop.
+        // "plugin/kind" → the load of the plugin that said stop.
         let mut stopped_at: HashMap<String, String> = HashMap::new();
         loop {
             let mut busy = false;
@@ -261,7 +261,10 @@ async fn poll_kind(
         }
         Err(e) => tracing::warn!(plugin = %name, "cannot recover cut-off outbox attempts: {e}"),
     }
-    if stopped_at.get(&key) == Some(&plugin.sha256) {
+    // A new load (new code, or a plugins.toml change to its config or
+    // secrets) is what an operator does to act on a stop: it tries again.
+    let this_load = format!("{} {:?}", plugin.sha256, plugin.loaded_at);
+    if stopped_at.get(&key) == Some(&this_load) {
         return false;
     }
     if stopped_at.remove(&key).is_some()
@@ -305,7 +308,7 @@ async fn poll_kind(
         }
     }
     if result.stop.is_some() {
-        stopped_at.insert(key, plugin.sha256.clone());
+        stopped_at.insert(key, this_load);
         return false;
     }
     true

@@ -1,7 +1,7 @@
 //! What the host gives each instance: its store data and the `host` interface
 //! (log, config, secret). A plugin sees only its own config and secrets.
 
-use super::bindings::portico::adapter::{directory, host, types};
+use super::bindings::portico::adapter::{cache, directory, host, types};
 use crate::config::plugins::{HostRule, Secret};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub struct PluginEnv {
     pub directory: Option<Directory>,
     /// Kinds of sources whose secrets and settings this plugin may read.
     pub source_kinds: Vec<String>,
+    /// What the plugin keeps between calls (the `cache` interface).
+    pub values: super::value_cache::ValueCache,
 }
 
 /// What the directory interface reads: the store, and the keys that open
@@ -149,6 +151,53 @@ impl directory::Host for HostState {
     ) -> wasmtime::Result<Option<String>> {
         let row = own_source(self.env.clone(), self.correlation_id.clone(), &kind, &key).await?;
         Ok(row.and_then(|row| crate::secrets::settings_of(&row).remove(&name)))
+    }
+
+    async fn sources(
+        &mut self,
+        kind: String,
+        limit: u32,
+    ) -> wasmtime::Result<Vec<directory::SourceRef>> {
+        if !self.env.source_kinds.contains(&kind) {
+            tracing::warn!(plugin = %self.env.name, correlation_id = %self.correlation_id, "refused a listing of {kind:?} sources: this plugin reads only sources of kind {:?} (source_kinds in plugins.toml)", self.env.source_kinds);
+            return Ok(Vec::new());
+        }
+        let Some(directory) = self.env.directory.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let rows = directory
+            .store
+            .sources_of_kind(&kind, limit.min(MAX_SOURCES_LISTED))
+            .await
+            .map_err(|e| {
+                tracing::warn!(plugin = %self.env.name, correlation_id = %self.correlation_id, "directory lookup failed: {e}");
+                wasmtime::Error::msg(format!("the directory cannot be read now: {e}"))
+            })?;
+        Ok(rows
+            .into_iter()
+            .map(|(tenant_id, key)| directory::SourceRef { tenant_id, key })
+            .collect())
+    }
+}
+
+/// Most sources one `directory.sources` call lists.
+const MAX_SOURCES_LISTED: u32 = 100;
+
+impl cache::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.env.values.get(&key)
+    }
+
+    fn put(&mut self, key: String, value: String, ttl_ms: u32) {
+        self.env.values.put(
+            key,
+            value,
+            std::time::Duration::from_millis(u64::from(ttl_ms)),
+        );
+    }
+
+    fn remove(&mut self, key: String) {
+        self.env.values.remove(&key);
     }
 }
 

@@ -15,13 +15,17 @@ pub mod outbound;
 pub mod plugin;
 pub mod registry;
 pub mod session;
+pub mod value_cache;
 pub mod watch;
 
 /// The version of `wit/adapter.wit` this host speaks.
-pub const WIT_VERSION: &str = "0.2.1";
+pub const WIT_VERSION: &str = "0.2.2";
 
 /// What an adapter built for 0.2.0 cannot do (it loads and runs as it did), said by `plugin check`.
 pub const WHAT_0_2_1_ADDED: &str = "Since 0.2.1 adapters can read per-source credentials and settings (directory.source-secret, directory.source-setting): an adapter built against 0.2.0 loads and runs as before, with plugins.toml's secrets only; rebuild it against this host's wit/ to use them.";
+
+/// What an adapter built for 0.2.0 or 0.2.1 cannot do, said by `plugin check`.
+pub const WHAT_0_2_2_ADDED: &str = "Since 0.2.2 adapters can keep short-lived values between calls (the cache interface, e.g. an OAuth access token until it expires) and list the sources of a kind (directory.sources): an adapter built against an earlier 0.2 loads and runs as before; rebuild it against this host's wit/ to use them.";
 
 /// What an adapter built for 0.1 lacks, said by `plugin check` and at load.
 pub const WHAT_0_2_CHANGED: &str = " Since 0.1: adapters export `respond` (the answer of an intake route), `record-outbound` became `send-message` (queued in the outbox and sent by `deliver`, never from map-to-domain), `row-outcome` has `delivered(option<string>)` and `unknown`, `outbox-decl` has `immediate` and `idempotent`, `status-update.status` is the `delivery-status` enum, and a conversion's action is optional.";
@@ -42,6 +46,7 @@ pub mod bindings {
             // host-wide credential.
             "portico:adapter/directory.source-secret": async | trappable,
             "portico:adapter/directory.source-setting": async | trappable,
+            "portico:adapter/directory.sources": async | trappable,
         },
         exports: { default: async },
     });

@@ -177,6 +177,7 @@ pub async fn load(
         http: http.for_spec(&spec).clone(),
         directory,
         source_kinds: spec.source_kinds.clone(),
+        values: Default::default(),
     });
     let mut plugin = LoadedPlugin {
         spec,

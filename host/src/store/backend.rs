@@ -261,6 +261,8 @@ pub trait Backend: Send + Sync {
     async fn source_key(&self, tenant_id: i64, kind: &str) -> Result<Option<String>>;
     /// Every source, or one tenant's, in the order they were added.
     async fn sources(&self, tenant_id: Option<i64>) -> Result<Vec<SourceRow>>;
+    /// The first `limit` sources of `kind`, oldest first: (tenant id, key).
+    async fn sources_of_kind(&self, kind: &str, limit: u32) -> Result<Vec<(i64, String)>>;
     /// The source `kind` + `key`.
     async fn source(&self, kind: &str, key: &str) -> Result<Option<SourceRow>>;
     async fn event(&self, id: i64) -> Result<Option<EventRow>>;

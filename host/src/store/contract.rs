@@ -270,6 +270,16 @@ pub async fn tenants_and_sources(store: Store) {
     assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>().len(), 2);
     assert_eq!(store.sources(Some(t + 1000)).await.unwrap().len(), 0);
     assert_eq!(store.sources(Some(t)).await.unwrap().len(), 2);
+
+    // Sources of one kind, oldest first, as many as asked.
+    let u = store.create_tenant("Beta").await.unwrap();
+    store.add_lead_source(u, "google", "456").await.unwrap();
+    assert_eq!(
+        store.sources_of_kind("google", 10).await.unwrap(),
+        vec![(t, "123".to_string()), (u, "456".to_string())]
+    );
+    assert_eq!(store.sources_of_kind("google", 1).await.unwrap().len(), 1);
+    assert!(store.sources_of_kind("nope", 10).await.unwrap().is_empty());
 }
 
 pub async fn leads_are_idempotent_and_need_a_mapped_tenant(store: Store) {

@@ -234,6 +234,15 @@ impl Store {
         self.db.source_key(tenant_id, kind).await
     }
 
+    /// The first `limit` sources of `kind`, oldest first: (tenant id, key).
+    pub async fn sources_of_kind(
+        &self,
+        kind: &str,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.db.sources_of_kind(kind, limit).await
+    }
+
     /// Every source, or one tenant's.
     pub async fn sources(&self, tenant_id: Option<i64>) -> Result<Vec<SourceRow>, StoreError> {
         self.db.sources(tenant_id).await

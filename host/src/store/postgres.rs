@@ -249,6 +249,16 @@ impl Backend for PostgresBackend {
         .await?)
     }
 
+    async fn sources_of_kind(&self, kind: &str, limit: u32) -> Result<Vec<(i64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT tenant_id, external_key FROM lead_sources WHERE kind = $1 ORDER BY id LIMIT $2",
+        )
+        .bind(kind)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn sources(&self, tenant_id: Option<i64>) -> Result<Vec<SourceRow>> {
         let rows = sqlx::query(concat!(
             "SELECT ",

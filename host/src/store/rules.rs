@@ -593,7 +593,7 @@ impl Store {
                         Some(id) => {
                             created += 1;
                             if c.upload {
-                                let payload = conversion_payload(id, c);
+                                let payload = conversion_payload(id, owner, c);
                                 tx.insert_outbox(&NewOutbox {
                                     source: ctx.source,
                                     kind: RecordKind::Conversion.as_str(),
@@ -1126,9 +1126,15 @@ async fn end_record(
 }
 
 /// What `deliver` receives for a conversion: its stored fields as JSON.
-fn conversion_payload(id: i64, c: &crate::domain::NewConversion) -> Vec<u8> {
+fn conversion_payload(
+    id: i64,
+    tenant_id: Option<i64>,
+    c: &crate::domain::NewConversion,
+) -> Vec<u8> {
     serde_json::json!({
         "id": id,
+        "tenant_id": tenant_id,
+        "idempotency_key": c.idempotency_key,
         "click_id_kind": c.click_id_kind,
         "click_id": c.click_id,
         "conversion_time": c.conversion_time,

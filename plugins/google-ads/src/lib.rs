@@ -1,25 +1,61 @@
-//! Google Ads offline click conversions: a thin component wrapper over [`logic`].
+//! Google Ads offline click conversions: a thin component wrapper over
+//! [`logic`] (intake), [`data_manager`] and [`ads_api`] (the two ways up).
 //!
 //! Route: POST offline-conversion (intake: bad input is a 400 naming each field).
-//! Outbox: `conversion` records, uploaded in batches of at most 2000 by the outbox
-//! worker (Google deduplicates them, so a cut-off attempt may be sent again).
-//! Config: `upload_enabled` (GOOGLE_ADS_OFFLINE_ENABLED), `api_base_url`,
-//! `api_version`, `customer_id`, `login_customer_id`, `conversion_action` (needed
-//! only for uploads). Secrets: `developer_token`, `access_token`.
+//! Outbox: `conversion` records, uploaded in batches by the outbox worker,
+//! one request per customer (Google deduplicates them by transaction or
+//! order id, so a cut-off attempt may be sent again).
+//! Config: `upload_enabled` (GOOGLE_ADS_OFFLINE_ENABLED), `upload_api`
+//! (`data-manager` or `ads-api`), `data_manager_base_url`, `api_base_url`,
+//! `api_version`, `customer_id`, `login_customer_id`, `conversion_action`,
+//! `event_source`, `ad_user_data_consent`, `ad_personalization_consent`,
+//! `token_url`, `client_id`. Secrets: `refresh_token`, `client_secret`,
+//! `access_token`, `developer_token`. A tenant's `google` source (its key is
+//! the customer id) may carry its own of each.
 
+pub mod ads_api;
+pub mod data_manager;
 pub mod logic;
 
 #[cfg(target_arch = "wasm32")]
 mod component {
-    use crate::logic::{self, BatchEnd, IntakeConfig};
+    use crate::ads_api;
+    use crate::data_manager::{self, IngestEnd, Planned, RowOutcomeHint, Target};
+    use crate::logic::{self, BatchEnd, Conversion, IntakeConfig, RowEnd, TENANT_KIND};
     use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
+    use portico_sdk::oauth::{self, RefreshGrant, TokenError};
     use portico_sdk::{
-        AdapterError, BatchError, Conversion, DomainOp, Item, Manifest, OutboxDecl, OutboxRow,
-        RecordRef, Request, Response, Route, RouteKind, RowOutcome, Verdict, directory, host, http,
+        AdapterError, BatchError, DomainOp, Item, Manifest, OutboxDecl, OutboxRow, RecordRef,
+        Request, Response, Route, RouteKind, RowOutcome, Verdict, cache, directory, host, http,
         outbound,
     };
 
     struct GoogleAds;
+
+    const TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+    const DATA_MANAGER: &str = "https://datamanager.googleapis.com";
+
+    /// Where uploads go.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum UploadApi {
+        DataManager,
+        AdsApi,
+    }
+
+    fn upload_api() -> Result<UploadApi, String> {
+        match host::config("upload_api")
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "" | "data-manager" => Ok(UploadApi::DataManager),
+            "ads-api" => Ok(UploadApi::AdsApi),
+            other => Err(format!(
+                "GOOGLE_ADS_UPLOAD_API = {other:?} is neither data-manager nor ads-api"
+            )),
+        }
+    }
 
     fn customer_id() -> Option<String> {
         host::config("customer_id")
@@ -31,21 +67,27 @@ mod component {
         fn manifest() -> Manifest {
             let mut warnings = Vec::new();
             if host::config_bool("upload_enabled", false) {
-                for (what, missing) in [
-                    ("GOOGLE_ADS_CUSTOMER_ID", customer_id().is_none()),
-                    (
-                        "GOOGLE_ADS_DEVELOPER_TOKEN",
-                        host::secret("developer_token").is_none(),
-                    ),
-                    (
-                        "GOOGLE_ADS_ACCESS_TOKEN",
-                        host::secret("access_token").is_none(),
-                    ),
-                ] {
-                    if missing {
-                        warnings.push(format!(
-                            "uploads are on but {what} is not set: uploads will fail"
-                        ));
+                if let Err(why) = upload_api() {
+                    warnings.push(format!("{why}: uploads stop until it is fixed"));
+                }
+                if customer_id().is_none() {
+                    warnings.push("uploads are on but GOOGLE_ADS_CUSTOMER_ID is not set: only conversions of tenants with a google source (its key is their customer id) upload".into());
+                }
+                let refresh = host::secret("refresh_token").is_some();
+                if !refresh && host::secret("access_token").is_none() {
+                    warnings.push("uploads are on but neither GOOGLE_ADS_REFRESH_TOKEN (with GOOGLE_ADS_CLIENT_ID and GOOGLE_ADS_CLIENT_SECRET) nor GOOGLE_ADS_ACCESS_TOKEN is set: only sources with their own credentials upload".into());
+                }
+                if refresh
+                    && (host::config("client_id").is_none()
+                        || host::secret("client_secret").is_none())
+                {
+                    warnings.push("GOOGLE_ADS_REFRESH_TOKEN is set without GOOGLE_ADS_CLIENT_ID and GOOGLE_ADS_CLIENT_SECRET: no access token can be minted".into());
+                }
+                if upload_api() == Ok(UploadApi::AdsApi) {
+                    let version = host::config("api_version").unwrap_or_default();
+                    let number: u32 = version.trim().trim_start_matches('v').parse().unwrap_or(0);
+                    if number < 23 {
+                        warnings.push(format!("GOOGLE_ADS_API_VERSION = {version:?}: versions before 23 are sunset (v22 on 2026-10-07); use {}", ads_api::LATEST_VERSION));
                     }
                 }
             }
@@ -76,17 +118,31 @@ mod component {
         }
 
         fn parse(req: Request) -> Result<Vec<Item>, AdapterError> {
-            // The tenant's own Google account (its `google` source's key) when
-            // the request names a tenant that has one, else the host-wide one.
-            let tenant = logic::tenant_of(&req.body);
-            let customer = tenant
-                .and_then(|t| directory::source_key(t, logic::TENANT_KIND))
-                .map(|c| logic::clean_customer_id(&c))
+            // The tenant the request names, else the only tenant with a
+            // Google account; its `google` source's key is its customer id.
+            let named = logic::tenant_of(&req.body);
+            // (implied tenant, the source's key as it was added, if any)
+            let (implied, source) = match named {
+                Some(t) => (None, directory::source_key(t, TENANT_KIND)),
+                None => match directory::sources(TENANT_KIND, 2).as_slice() {
+                    [] => (None, None),
+                    [only] => (Some(only.tenant_id), Some(only.key.clone())),
+                    _ => {
+                        return Err(AdapterError::invalid(
+                            "invalid_request",
+                            vec![("tenant_id".into(), "is required: more than one tenant has a Google Ads account (a google source), so name the tenant this conversion belongs to".into())],
+                        ));
+                    }
+                },
+            };
+            let customer = source
+                .as_deref()
+                .map(logic::clean_customer_id)
                 .filter(|c| !c.is_empty())
                 .or_else(customer_id);
             // The customer's source may name its own conversion action.
-            let default_action = match &customer {
-                Some(cid) => directory::setting_for(logic::TENANT_KIND, cid, "conversion_action"),
+            let default_action = match &source {
+                Some(key) => directory::setting_for(TENANT_KIND, key, "conversion_action"),
                 None => host::config("conversion_action"),
             };
             let config = IntakeConfig {
@@ -94,21 +150,24 @@ mod component {
                 default_action,
                 upload_enabled: host::config_bool("upload_enabled", false),
             };
-            let conversion =
+            let mut conversion =
                 logic::validate(&req.body, http::header(&req, "idempotency-key"), &config)?;
+            if conversion.tenant_id.is_none() {
+                conversion.tenant_id = implied;
+            }
             let payload = serde_json::to_vec(&conversion)
                 .map_err(|e| AdapterError::permanent("internal", e.to_string()))?;
             Ok(vec![Item::new(
                 conversion.idempotency_key.clone(),
-                logic::TENANT_KIND,
-                config.customer_id,
+                TENANT_KIND,
+                source.or(config.customer_id),
                 "conversion",
                 payload,
             )])
         }
 
         fn map_to_domain(item: Item) -> Result<Vec<DomainOp>, AdapterError> {
-            let c: logic::Conversion = serde_json::from_slice(&item.payload).map_err(|e| {
+            let c: Conversion = serde_json::from_slice(&item.payload).map_err(|e| {
                 AdapterError::permanent("invalid_item", format!("conversion item payload: {e}"))
             })?;
             let enabled = host::config_bool("upload_enabled", false);
@@ -125,7 +184,7 @@ mod component {
                     c.idempotency_key
                 ));
             }
-            Ok(vec![DomainOp::QueueConversion(Conversion {
+            Ok(vec![DomainOp::QueueConversion(portico_sdk::Conversion {
                 click_id_kind: c.click_id_kind,
                 click_id: c.click_id,
                 conversion_time: c.conversion_time,
@@ -147,38 +206,54 @@ mod component {
             if kind != "conversion" {
                 return portico_sdk::no_outbox(&kind);
             }
-            // Rows that cannot be uploaded end alone; the rest go in one request.
+            let api = upload_api().map_err(BatchError::Stop)?;
+            // Rows that cannot be uploaded end alone; the rest go by customer.
             let read: Vec<logic::RowRead> =
                 rows.iter().map(|r| logic::read_row(&r.payload)).collect();
-            let good: Vec<logic::Conversion> = read.iter().flatten().cloned().collect();
+            let good: Vec<Conversion> = read.iter().flatten().cloned().collect();
             if good.is_empty() {
                 return Ok(logic::row_outcomes(read, Vec::new()));
             }
-            // One upload per customer: a batch never mixes accounts, and
+            // One request per customer: a batch never mixes accounts, and
             // each goes out with its customer's own credentials.
             let groups = logic::by_customer(&good, customer_id().as_deref());
-            if let [(cid, _)] = groups.as_slice() {
-                let ends = upload(cid.as_deref(), &good)?;
-                return Ok(logic::row_outcomes(read, ends));
-            }
-            let mut ends: Vec<Option<logic::RowEnd>> = vec![None; good.len()];
+            let single = groups.len() == 1;
+            let mut ends: Vec<Option<RowEnd>> = vec![None; good.len()];
             for (cid, idxs) in &groups {
-                let batch: Vec<logic::Conversion> = idxs.iter().map(|i| good[*i].clone()).collect();
-                // One customer's failure is its rows' alone.
-                let group_ends = match upload(cid.as_deref(), &batch) {
-                    Ok(e) => e,
-                    Err(BatchError::Retry((why, _)) | BatchError::Stop(why)) => {
-                        vec![logic::RowEnd::Retry(why); batch.len()]
+                let result = match cid {
+                    None => Err(BatchError::Stop(
+                        "GOOGLE_ADS_CUSTOMER_ID is not set and the conversion's action names no customer".into(),
+                    )),
+                    Some(cid) => {
+                        let account = Account::of(cid, &good, idxs);
+                        match api {
+                            UploadApi::DataManager => upload_data_manager(&account, &good, idxs),
+                            UploadApi::AdsApi => upload_ads_api(&account, &good, idxs),
+                        }
                     }
                 };
-                for (i, end) in idxs.iter().zip(group_ends) {
-                    ends[*i] = Some(end);
+                match result {
+                    Ok(group_ends) => {
+                        for (i, end) in group_ends {
+                            ends[i] = Some(end);
+                        }
+                    }
+                    // One customer alone: its trouble is the batch's (a stop
+                    // shows in health until someone acts).
+                    Err(e) if single => return Err(e),
+                    // Several: one customer's trouble is its rows' alone.
+                    Err(BatchError::Retry((why, _)) | BatchError::Stop(why)) => {
+                        for i in idxs {
+                            ends[*i] = Some(RowEnd::Retry(why.clone()));
+                        }
+                    }
                 }
             }
-            Ok(logic::row_outcomes(
-                read,
-                ends.into_iter().flatten().collect(),
-            ))
+            let ends = ends
+                .into_iter()
+                .map(|e| e.unwrap_or_else(|| RowEnd::Retry("no answer for this row".into())))
+                .collect();
+            Ok(logic::row_outcomes(read, ends))
         }
 
         fn respond(_req: Request, records: Vec<RecordRef>) -> Response {
@@ -186,61 +261,479 @@ mod component {
         }
     }
 
-    /// One uploadClickConversions call; the row ends in order, or the batch's error.
-    fn upload(
-        cid: Option<&str>,
-        good: &[logic::Conversion],
-    ) -> Result<Vec<logic::RowEnd>, BatchError> {
-        let Some(cid) = cid.map(str::to_string) else {
-            return Err(BatchError::Stop("GOOGLE_ADS_CUSTOMER_ID is not set".into()));
+    /// A customer, and the key its `google` source was added under (which
+    /// may be written with dashes): its credentials and settings are read by that.
+    struct Account {
+        customer_id: String,
+        source_key: String,
+    }
+
+    impl Account {
+        fn of(cid: &str, rows: &[Conversion], idxs: &[usize]) -> Account {
+            let source_key = idxs
+                .iter()
+                .filter_map(|i| rows[*i].tenant_id)
+                .find_map(|t| directory::source_key(t, TENANT_KIND))
+                .filter(|key| logic::clean_customer_id(key) == cid)
+                .unwrap_or_else(|| cid.to_string());
+            Account {
+                customer_id: cid.to_string(),
+                source_key,
+            }
+        }
+
+        fn secret(&self, name: &str) -> Option<String> {
+            directory::secret_for(TENANT_KIND, &self.source_key, name)
+        }
+
+        fn setting(&self, name: &str) -> Option<String> {
+            directory::setting_for(TENANT_KIND, &self.source_key, name)
+        }
+    }
+
+    /// How a customer's calls are authorized.
+    enum Auth {
+        /// A token someone else renews (GOOGLE_ADS_ACCESS_TOKEN).
+        Fixed(String),
+        /// Minted from a refresh token, kept until shortly before it expires.
+        Refresh(RefreshGrant),
+    }
+
+    /// The customer's own credentials (its source's secrets), else the host's.
+    fn auth_for(account: &Account) -> Result<Auth, BatchError> {
+        if let Some(refresh_token) = account.secret("refresh_token") {
+            let client_id = account.setting("client_id");
+            let client_secret = account.secret("client_secret");
+            let (Some(client_id), Some(client_secret)) = (client_id, client_secret) else {
+                return Err(BatchError::Stop("a refresh token is set but GOOGLE_ADS_CLIENT_ID or GOOGLE_ADS_CLIENT_SECRET is not: set both (the OAuth client the refresh token was made with)".into()));
+            };
+            return Ok(Auth::Refresh(RefreshGrant {
+                token_url: host::config("token_url").unwrap_or_else(|| TOKEN_URL.into()),
+                client_id,
+                client_secret,
+                refresh_token,
+            }));
+        }
+        let cid = &account.customer_id;
+        account
+            .secret("access_token")
+            .map(Auth::Fixed)
+            .ok_or_else(|| BatchError::Stop(format!("no Google credentials for customer {cid}: set GOOGLE_ADS_REFRESH_TOKEN with GOOGLE_ADS_CLIENT_ID and GOOGLE_ADS_CLIENT_SECRET (or the source's own refresh_token), or GOOGLE_ADS_ACCESS_TOKEN")))
+    }
+
+    fn token(auth: &Auth, renew: bool) -> Result<String, BatchError> {
+        match auth {
+            Auth::Fixed(t) => Ok(t.clone()),
+            Auth::Refresh(grant) => oauth::access_token(grant, renew).map_err(|e| match e {
+                TokenError::Unavailable(_) => BatchError::Retry((e.describe(), None)),
+                TokenError::Refused { .. } => BatchError::Stop(format!(
+                    "{}: make a new refresh token (GOOGLE_ADS_REFRESH_TOKEN, or the google source's refresh_token) and reload the plugin",
+                    e.describe()
+                )),
+                TokenError::NotAllowed(_) => BatchError::Stop(e.describe()),
+            }),
+        }
+    }
+
+    /// Send with a bearer token; after a 401, once more with a new token
+    /// (the kept one may have been revoked or expired early).
+    fn send_authorized(
+        auth: &Auth,
+        build: impl Fn(&str) -> outbound::OutboundRequest,
+    ) -> Result<outbound::OutboundResponse, BatchError> {
+        let send = |token: &str| match outbound::send(&build(token)) {
+            Ok(a) => Ok(a),
+            Err(outbound::OutboundError::NotAllowed(why)) => Err(BatchError::Stop(why)),
+            Err(e) => Err(BatchError::Retry((outbound::describe(&e), None))),
         };
-        let token = directory::secret_for(logic::TENANT_KIND, &cid, "access_token")
-            .ok_or_else(|| BatchError::Stop("GOOGLE_ADS_ACCESS_TOKEN is not set".into()))?;
+        let answer = send(&token(auth, false)?)?;
+        if answer.status == 401 && matches!(auth, Auth::Refresh(_)) {
+            host::info("Google answered 401 to the kept access token: minting a new one");
+            return send(&token(auth, true)?);
+        }
+        Ok(answer)
+    }
+
+    fn header<'a>(answer: &'a outbound::OutboundResponse, name: &str) -> Option<&'a str> {
+        answer
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// One uploadClickConversions call for a customer's rows.
+    fn upload_ads_api(
+        account: &Account,
+        rows: &[Conversion],
+        idxs: &[usize],
+    ) -> Result<Vec<(usize, RowEnd)>, BatchError> {
+        let cid = &account.customer_id;
+        let batch: Vec<Conversion> = idxs.iter().map(|i| rows[*i].clone()).collect();
+        let auth = auth_for(account)?;
         let base = host::config("api_base_url")
             .unwrap_or_else(|| "https://googleads.googleapis.com".into());
-        let version = host::config("api_version").unwrap_or_else(|| "21".into());
+        let version = host::config("api_version")
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| ads_api::LATEST_VERSION.into());
         let url = outbound::api_url(
             &base,
             &version,
             &format!("customers/{cid}:uploadClickConversions"),
         );
-        let mut headers = vec![
-            ("authorization".to_string(), format!("Bearer {token}")),
-            ("content-type".to_string(), "application/json".to_string()),
-        ];
-        // Sent only when set: a proxy in front of the API may add its own.
-        if let Some(developer) = directory::secret_for(logic::TENANT_KIND, &cid, "developer_token")
-        {
-            headers.push(("developer-token".to_string(), developer));
-        }
-        if let Some(login) = directory::setting_for(logic::TENANT_KIND, &cid, "login_customer_id")
+        // Optional since developer tokens were retired (2026-09-09): sent only when set.
+        let developer = account.secret("developer_token");
+        let login = account
+            .setting("login_customer_id")
             .map(|c| logic::clean_customer_id(&c))
-            .filter(|c| !c.is_empty())
-        {
-            headers.push(("login-customer-id".to_string(), login));
-        }
-        let answer = outbound::send(&outbound::OutboundRequest {
-            method: "POST".into(),
-            url,
-            headers,
-            body: logic::upload_request(good).to_string().into_bytes(),
-            timeout_ms: Some(20_000),
-        });
-        let answer = match answer {
-            Ok(a) => a,
-            Err(outbound::OutboundError::NotAllowed(why)) => return Err(BatchError::Stop(why)),
-            Err(e) => return Err(BatchError::Retry((outbound::describe(&e), None))),
-        };
-        let retry_after = answer
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-            .map(|(_, v)| v.as_str());
-        match logic::read_upload_answer(answer.status, retry_after, &answer.body, good.len()) {
-            BatchEnd::Rows(ends) => Ok(ends),
+            .filter(|c| !c.is_empty());
+        let body = ads_api::upload_request(&batch).to_string().into_bytes();
+        let answer = send_authorized(&auth, |token| {
+            let mut headers = vec![
+                ("authorization".to_string(), format!("Bearer {token}")),
+                ("content-type".to_string(), "application/json".to_string()),
+            ];
+            if let Some(d) = &developer {
+                headers.push(("developer-token".to_string(), d.clone()));
+            }
+            if let Some(l) = &login {
+                headers.push(("login-customer-id".to_string(), l.clone()));
+            }
+            outbound::OutboundRequest {
+                method: "POST".into(),
+                url: url.clone(),
+                headers,
+                body: body.clone(),
+                timeout_ms: Some(20_000),
+            }
+        })?;
+        match ads_api::read_upload_answer(
+            answer.status,
+            header(&answer, "retry-after"),
+            &answer.body,
+            batch.len(),
+        ) {
+            BatchEnd::Rows(ends) => Ok(idxs.iter().copied().zip(ends).collect()),
             BatchEnd::Retry(message, after) => Err(BatchError::Retry((message, after))),
             BatchEnd::Stop(message) => Err(BatchError::Stop(message)),
         }
+    }
+
+    /// A customer's request-wide Data Manager settings (its source's, else the host's).
+    fn target_for(account: &Account) -> Result<Target, BatchError> {
+        let setting = |name: &str| account.setting(name);
+        let event_source = setting("event_source")
+            .map(|s| s.trim().to_ascii_uppercase())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "WEB".into());
+        if !data_manager::EVENT_SOURCES.contains(&event_source.as_str()) {
+            return Err(BatchError::Stop(format!(
+                "GOOGLE_ADS_EVENT_SOURCE (or the source's event_source) = {event_source:?} is not one of {}",
+                data_manager::EVENT_SOURCES.join(", ")
+            )));
+        }
+        let consent = |name: &str, env: &str| {
+            data_manager::consent_status(setting(name).as_deref())
+                .map_err(|why| BatchError::Stop(format!("{env} (or the source's {name}): {why}")))
+        };
+        Ok(Target {
+            customer_id: account.customer_id.clone(),
+            login_customer_id: setting("login_customer_id")
+                .map(|c| logic::clean_customer_id(&c))
+                .filter(|c| !c.is_empty()),
+            event_source,
+            ad_user_data: consent("ad_user_data_consent", "GOOGLE_ADS_AD_USER_DATA_CONSENT")?,
+            ad_personalization: consent(
+                "ad_personalization_consent",
+                "GOOGLE_ADS_AD_PERSONALIZATION_CONSENT",
+            )?,
+        })
+    }
+
+    fn data_manager_url(path: &str) -> String {
+        let base = host::config("data_manager_base_url").unwrap_or_else(|| DATA_MANAGER.into());
+        outbound::api_url(&base, "1", path)
+    }
+
+    /// The cache entry naming the request a row went out in, and its destination.
+    fn sent_key(row: &Conversion) -> Option<String> {
+        row.row_id.map(|id| format!("dm-sent:{id}"))
+    }
+
+    /// Data Manager uploads for one customer's rows: rows already sent wait
+    /// on their request's status; the others go in as few requests as fit.
+    fn upload_data_manager(
+        account: &Account,
+        rows: &[Conversion],
+        idxs: &[usize],
+    ) -> Result<Vec<(usize, RowEnd)>, BatchError> {
+        let auth = auth_for(account)?;
+        let target = target_for(account)?;
+        let mut ends = Vec::new();
+        // Rows sent earlier by this process: read their request's status, never send again.
+        let mut waiting: Vec<(String, Vec<(usize, String)>)> = Vec::new();
+        let mut fresh = Vec::new();
+        for &i in idxs {
+            let sent = sent_key(&rows[i])
+                .and_then(|k| cache::get(&k))
+                .and_then(|v| {
+                    v.split_once(' ')
+                        .map(|(r, d)| (r.to_string(), d.to_string()))
+                });
+            match sent {
+                Some((request_id, reference)) => {
+                    match waiting.iter_mut().find(|(r, _)| *r == request_id) {
+                        Some((_, list)) => list.push((i, reference)),
+                        None => waiting.push((request_id, vec![(i, reference)])),
+                    }
+                }
+                None => fresh.push(i),
+            }
+        }
+        for (request_id, members) in waiting {
+            ends.extend(status_ends(&auth, rows, &request_id, &members)?);
+        }
+        let (plans, refused) = data_manager::plan(rows, &fresh);
+        ends.extend(refused);
+        for plan in plans {
+            match ingest(&auth, &target, rows, plan) {
+                Ok(e) => ends.extend(e),
+                Err(e) if ends.is_empty() => return Err(e),
+                Err(BatchError::Retry((why, _)) | BatchError::Stop(why)) => {
+                    // Earlier requests went in: their rows keep their ends.
+                    let done: Vec<usize> = ends.iter().map(|(i, _)| *i).collect();
+                    for &i in idxs.iter().filter(|i| !done.contains(i)) {
+                        ends.push((i, RowEnd::Retry(why.clone())));
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(ends)
+    }
+
+    /// Send one planned request; events Google names as bad end alone and
+    /// the rest go again at once (a refused request was not processed at all).
+    fn ingest(
+        auth: &Auth,
+        target: &Target,
+        rows: &[Conversion],
+        mut plan: Planned,
+    ) -> Result<Vec<(usize, RowEnd)>, BatchError> {
+        let mut ends = Vec::new();
+        let url = data_manager_url("events:ingest");
+        for _round in 0..3 {
+            if plan.events.is_empty() {
+                return Ok(ends);
+            }
+            let body = data_manager::ingest_request(target, &plan, rows)
+                .to_string()
+                .into_bytes();
+            let answer = send_authorized(auth, |token| outbound::OutboundRequest {
+                method: "POST".into(),
+                url: url.clone(),
+                headers: vec![
+                    ("authorization".into(), format!("Bearer {token}")),
+                    ("content-type".into(), "application/json".into()),
+                ],
+                body: body.clone(),
+                timeout_ms: Some(20_000),
+            })?;
+            match data_manager::read_ingest_answer(
+                answer.status,
+                header(&answer, "retry-after"),
+                &answer.body,
+            ) {
+                IngestEnd::Accepted {
+                    request_id,
+                    warnings,
+                } => {
+                    for w in warnings {
+                        host::warn(&format!("Data Manager request {request_id}: {w}"));
+                    }
+                    if request_id.is_empty() {
+                        // Nothing to read a status by: taken is all Google said.
+                        ends.extend(plan.events.iter().map(|(i, _)| (*i, RowEnd::Uploaded)));
+                        return Ok(ends);
+                    }
+                    for (i, reference) in &plan.events {
+                        if let Some(k) = sent_key(&rows[*i]) {
+                            cache::put(
+                                &k,
+                                &format!("{request_id} {reference}"),
+                                std::time::Duration::from_secs(24 * 3600),
+                            );
+                        }
+                    }
+                    ends.extend(status_ends(auth, rows, &request_id, &plan.events)?);
+                    return Ok(ends);
+                }
+                IngestEnd::Refused {
+                    reason,
+                    message,
+                    events,
+                    destinations,
+                } => {
+                    if events.is_empty() && destinations.is_empty() {
+                        ends.extend(
+                            plan.events.iter().map(|(i, _)| {
+                                (*i, RowEnd::Rejected(reason.clone(), message.clone()))
+                            }),
+                        );
+                        return Ok(ends);
+                    }
+                    // Only what Google named ends; the rest goes again.
+                    let bad_refs: Vec<(String, String)> = destinations
+                        .iter()
+                        .filter_map(|(d, said)| {
+                            plan.destinations
+                                .get(*d)
+                                .map(|(r, _)| (r.clone(), said.clone()))
+                        })
+                        .collect();
+                    let mut kept = Vec::new();
+                    for (at, (i, reference)) in plan.events.iter().enumerate() {
+                        let said = events
+                            .iter()
+                            .find(|(e, _)| *e == at)
+                            .map(|(_, s)| s.clone())
+                            .or_else(|| {
+                                bad_refs
+                                    .iter()
+                                    .find(|(r, _)| r == reference)
+                                    .map(|(_, s)| s.clone())
+                            });
+                        match said {
+                            Some(said) => ends.push((
+                                *i,
+                                RowEnd::Rejected(reason.clone(), format!("{message} ({said})")),
+                            )),
+                            None => kept.push((*i, reference.clone())),
+                        }
+                    }
+                    if kept.len() == plan.events.len() {
+                        // Google named nothing we sent: nothing to leave out.
+                        ends.extend(
+                            kept.into_iter().map(|(i, _)| {
+                                (i, RowEnd::Rejected(reason.clone(), message.clone()))
+                            }),
+                        );
+                        return Ok(ends);
+                    }
+                    plan.events = kept;
+                    // A destination left without events is not sent again.
+                    let used: Vec<String> = plan.events.iter().map(|(_, r)| r.clone()).collect();
+                    plan.destinations.retain(|(r, _)| used.contains(r));
+                }
+                IngestEnd::Retry(message, after) => {
+                    return Err(BatchError::Retry((message, after)));
+                }
+                IngestEnd::Unauthorized(message) => {
+                    return Err(BatchError::Stop(format!(
+                        "{message}; fix the credentials (GOOGLE_ADS_REFRESH_TOKEN with GOOGLE_ADS_CLIENT_ID and GOOGLE_ADS_CLIENT_SECRET, or GOOGLE_ADS_ACCESS_TOKEN) and reload the plugin"
+                    )));
+                }
+                IngestEnd::Stop(message) => return Err(BatchError::Stop(message)),
+            }
+        }
+        ends.extend(plan.events.iter().map(|(i, _)| {
+            (
+                *i,
+                RowEnd::Retry("Google refused the request three times over".into()),
+            )
+        }));
+        Ok(ends)
+    }
+
+    /// Read a request's status and end the rows sent in it.
+    fn status_ends(
+        auth: &Auth,
+        rows: &[Conversion],
+        request_id: &str,
+        members: &[(usize, String)],
+    ) -> Result<Vec<(usize, RowEnd)>, BatchError> {
+        let url = format!(
+            "{}?requestId={}",
+            data_manager_url("requestStatus:retrieve"),
+            portico_sdk::http::percent_encode(request_id)
+        );
+        let forget = |i: usize| {
+            if let Some(k) = sent_key(&rows[i]) {
+                cache::remove(&k);
+            }
+        };
+        let answer = send_authorized(auth, |token| outbound::OutboundRequest {
+            method: "GET".into(),
+            url: url.clone(),
+            headers: vec![("authorization".into(), format!("Bearer {token}"))],
+            body: Vec::new(),
+            timeout_ms: Some(10_000),
+        });
+        let waiting = |why: String| -> Vec<(usize, RowEnd)> {
+            members
+                .iter()
+                .map(|(i, _)| (*i, RowEnd::Retry(why.clone())))
+                .collect()
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            // The request went in; only its status is unknown for now.
+            Err(BatchError::Retry((why, _)) | BatchError::Stop(why)) => {
+                return Ok(waiting(format!(
+                    "Google took request {request_id}; its status could not be read ({why}), so it is read again later"
+                )));
+            }
+        };
+        if matches!(answer.status, 400 | 404) {
+            // Google does not know the request: send the rows again (their
+            // transaction ids keep Google from counting any twice).
+            members.iter().for_each(|(i, _)| forget(*i));
+            return Ok(waiting(format!(
+                "Google does not know request {request_id} (HTTP {}): the conversions are sent again",
+                answer.status
+            )));
+        }
+        if !(200..300).contains(&answer.status) {
+            return Ok(waiting(format!(
+                "Google took request {request_id}; reading its status answered HTTP {}, so it is read again later",
+                answer.status
+            )));
+        }
+        let mut references: Vec<String> = Vec::new();
+        for (_, r) in members {
+            if !references.contains(r) {
+                references.push(r.clone());
+            }
+        }
+        let statuses = data_manager::read_status(&answer.body, &references);
+        let mut ends = Vec::new();
+        for (reference, status) in references.iter().zip(statuses) {
+            let group: Vec<usize> = members
+                .iter()
+                .filter(|(_, r)| r == reference)
+                .map(|(i, _)| *i)
+                .collect();
+            let end = match data_manager::rows_end(&status, group.len(), request_id) {
+                RowOutcomeHint::Wait => RowEnd::Retry(format!(
+                    "Google is processing request {request_id}; its status is read again later"
+                )),
+                RowOutcomeHint::End(end) => {
+                    group.iter().for_each(|i| forget(*i));
+                    end
+                }
+                RowOutcomeHint::SendAgain(why) => {
+                    group.iter().for_each(|i| forget(*i));
+                    RowEnd::Retry(why)
+                }
+                RowOutcomeHint::Partly(why) => {
+                    host::warn(&why);
+                    group.iter().for_each(|i| forget(*i));
+                    RowEnd::Uploaded
+                }
+            };
+            ends.extend(group.into_iter().map(|i| (i, end.clone())));
+        }
+        Ok(ends)
     }
 
     portico_sdk::export_adapter!(GoogleAds);

@@ -9,7 +9,7 @@
 
 use portico_sdk::{AdapterError, RowOutcome};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 pub const TENANT_KIND: &str = "google";
 /// Google's per-request limit (`TOO_MANY_CONVERSIONS_IN_REQUEST` above it).
@@ -32,6 +32,9 @@ pub struct Conversion {
     pub idempotency_key: String,
     #[serde(default)]
     pub tenant_id: Option<i64>,
+    /// The outbox record's id, when read back for an upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_id: Option<i64>,
 }
 
 /// Every problem of a request, by field.
@@ -116,6 +119,12 @@ pub fn by_customer(
         }
     }
     groups
+}
+
+/// The numeric id at the end of `customers/{cid}/conversionActions/{id}`.
+pub fn action_id(action: &str) -> Option<String> {
+    let (_, id) = action.trim().rsplit_once("/conversionActions/")?;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.to_string())
 }
 
 /// Customer ids without dashes.
@@ -322,6 +331,7 @@ pub fn validate(
                 order_id,
                 idempotency_key,
                 tenant_id,
+                row_id: None,
             })
         }
         _ => Err(bad),
@@ -439,31 +449,6 @@ pub fn is_iso4217(code: &str) -> bool {
     code.len() == 3 && ISO4217.split(' ').any(|c| c == code)
 }
 
-/// The uploadClickConversions request for `rows` (each an outbox payload).
-pub fn upload_request(rows: &[Conversion]) -> Value {
-    let conversions: Vec<Value> = rows
-        .iter()
-        .map(|c| {
-            let mut m = Map::new();
-            m.insert(c.click_id_kind.clone(), Value::String(c.click_id.clone()));
-            if let Some(action) = &c.conversion_action {
-                m.insert("conversionAction".into(), Value::String(action.clone()));
-            }
-            m.insert(
-                "conversionDateTime".into(),
-                Value::String(c.conversion_time.clone()),
-            );
-            m.insert("conversionValue".into(), json!(c.value));
-            m.insert("currencyCode".into(), Value::String(c.currency.clone()));
-            if let Some(order) = &c.order_id {
-                m.insert("orderId".into(), Value::String(order.clone()));
-            }
-            Value::Object(m)
-        })
-        .collect();
-    json!({"conversions": conversions, "partialFailure": true})
-}
-
 /// How one row ended, from Google's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowEnd {
@@ -478,79 +463,6 @@ pub enum BatchEnd {
     Rows(Vec<RowEnd>),
     Retry(String, Option<u32>),
     Stop(String),
-}
-
-/// Conversion upload errors worth trying again later (the click is too fresh).
-const TRANSIENT: [&str; 2] = ["TOO_RECENT_EVENT", "TOO_RECENT_CONVERSION_ACTION"];
-
-/// Read Google's answer to a batch of `n` rows.
-pub fn read_upload_answer(
-    status: u16,
-    retry_after: Option<&str>,
-    body: &[u8],
-    n: usize,
-) -> BatchEnd {
-    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let top_message = || {
-        let e = &json["error"];
-        match (e["status"].as_str(), e["message"].as_str()) {
-            (Some(st), Some(m)) => format!("{st}: {m}"),
-            (None, Some(m)) => m.to_string(),
-            _ => String::from_utf8_lossy(body).chars().take(300).collect(),
-        }
-    };
-    if status == 429 || status == 408 || status >= 500 {
-        let after = retry_after.and_then(|v| v.trim().parse::<u32>().ok());
-        return BatchEnd::Retry(
-            format!("Google Ads API answered HTTP {status}: {}", top_message()),
-            after,
-        );
-    }
-    if status == 401 || status == 403 {
-        return BatchEnd::Stop(format!(
-            "Google Ads API answered HTTP {status} ({}); fix GOOGLE_ADS_ACCESS_TOKEN, GOOGLE_ADS_DEVELOPER_TOKEN or GOOGLE_ADS_LOGIN_CUSTOMER_ID, then reload the plugin",
-            top_message()
-        ));
-    }
-    if !(200..300).contains(&status) {
-        let why = format!(
-            "Google Ads API refused the whole request (HTTP {status}): {}",
-            top_message()
-        );
-        return BatchEnd::Rows(vec![RowEnd::Rejected("REQUEST_REFUSED".into(), why); n]);
-    }
-    let mut ends = vec![RowEnd::Uploaded; n];
-    let details = json["partialFailureError"]["details"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for detail in details {
-        for error in detail["errors"].as_array().cloned().unwrap_or_default() {
-            let index = error["location"]["fieldPathElements"]
-                .as_array()
-                .and_then(|p| p.iter().find(|e| e["fieldName"] == "conversions"))
-                .and_then(|e| e["index"].as_u64())
-                .map(|i| i as usize);
-            let code = error["errorCode"]
-                .as_object()
-                .and_then(|m| m.values().next())
-                .and_then(Value::as_str)
-                .unwrap_or("UNKNOWN")
-                .to_string();
-            let message = error["message"].as_str().unwrap_or("").to_string();
-            let end = if TRANSIENT.contains(&code.as_str()) {
-                RowEnd::Retry(format!("{code}: {message}"))
-            } else {
-                RowEnd::Rejected(code, message)
-            };
-            match index {
-                Some(i) if i < n => ends[i] = end,
-                // An error with no row is the whole batch's.
-                _ => ends.iter_mut().for_each(|e| *e = end.clone()),
-            }
-        }
-    }
-    BatchEnd::Rows(ends)
 }
 
 /// A row the outbox handed back: (code, message) when it cannot be uploaded.
@@ -588,8 +500,9 @@ pub fn read_row(payload: &[u8]) -> RowRead {
         currency: text("currency").unwrap_or_else(|| "USD".into()),
         conversion_action: Some(action),
         order_id: text("order_id"),
-        idempotency_key: String::new(),
-        tenant_id: None,
+        idempotency_key: text("idempotency_key").unwrap_or_default(),
+        tenant_id: v["tenant_id"].as_i64(),
+        row_id: v["id"].as_i64(),
     })
 }
 
@@ -613,6 +526,7 @@ pub fn row_outcomes(rows: Vec<RowRead>, uploaded: Vec<RowEnd>) -> Vec<RowOutcome
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn uploads_never_mix_customers() {
@@ -626,6 +540,7 @@ mod tests {
             order_id: None,
             idempotency_key: String::new(),
             tenant_id: None,
+            row_id: None,
         };
         let rows = [
             row(Some("customers/111/conversionActions/1")),
@@ -790,53 +705,5 @@ mod tests {
             google_time(&json!("1758381128")).unwrap(),
             "2025-09-20 15:12:08+00:00"
         );
-    }
-
-    #[test]
-    fn partial_failures_end_their_row_only() {
-        let body = br#"{"partialFailureError":{"code":3,"message":"x","details":[{"@type":"t","errors":[
-            {"errorCode":{"conversionUploadError":"UNPARSEABLE_GCLID"},"message":"The imported gclid could not be decoded.","location":{"fieldPathElements":[{"fieldName":"conversions","index":1}]}},
-            {"errorCode":{"conversionUploadError":"TOO_RECENT_EVENT"},"message":"too soon","location":{"fieldPathElements":[{"fieldName":"conversions","index":2}]}}]}]},
-            "results":[{"gclid":"a"},{},{}]}"#;
-        let BatchEnd::Rows(ends) = read_upload_answer(200, None, body, 3) else {
-            panic!()
-        };
-        assert_eq!(ends[0], RowEnd::Uploaded);
-        assert_eq!(
-            ends[1],
-            RowEnd::Rejected(
-                "UNPARSEABLE_GCLID".into(),
-                "The imported gclid could not be decoded.".into()
-            )
-        );
-        assert!(matches!(&ends[2], RowEnd::Retry(m) if m.starts_with("TOO_RECENT_EVENT")));
-    }
-
-    #[test]
-    fn statuses_decide_the_batch() {
-        assert_eq!(
-            read_upload_answer(429, Some("7"), b"{}", 2),
-            BatchEnd::Retry("Google Ads API answered HTTP 429: {}".into(), Some(7))
-        );
-        assert!(
-            matches!(read_upload_answer(401, None, br#"{"error":{"code":401,"message":"missing credential","status":"UNAUTHENTICATED"}}"#, 1), BatchEnd::Stop(m) if m.contains("UNAUTHENTICATED: missing credential"))
-        );
-        assert!(
-            matches!(read_upload_answer(400, None, b"bad", 2), BatchEnd::Rows(r) if r.len() == 2)
-        );
-    }
-
-    #[test]
-    fn the_request_has_googles_shape() {
-        let c = validate(br#"{"gclid":"G","timestamp":"2026-09-20T14:32:05-03:00","value":15.5,"currency":"BRL","order_id":"o1"}"#, None, &config()).unwrap();
-        let r = upload_request(&[c]);
-        assert_eq!(r["partialFailure"], true);
-        assert_eq!(r["conversions"][0]["gclid"], "G");
-        assert_eq!(
-            r["conversions"][0]["conversionDateTime"],
-            "2026-09-20 14:32:05-03:00"
-        );
-        assert_eq!(r["conversions"][0]["conversionValue"], 15.5);
-        assert_eq!(r["conversions"][0]["orderId"], "o1");
     }
 }

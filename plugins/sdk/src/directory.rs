@@ -42,3 +42,19 @@ pub fn secret_for(kind: &str, key: &str, name: &str) -> Option<String> {
 pub fn setting_for(kind: &str, key: &str, name: &str) -> Option<String> {
     source_setting(kind, key, name).or_else(|| crate::host::config(name))
 }
+
+pub use imports::SourceRef;
+
+/// The sources of `kind` (one of the plugin's source kinds), oldest first, at
+/// most `limit` (capped at 100 by the host). WIT 0.2.2.
+///
+/// ```no_run
+/// // The only tenant with a Google account, if there is exactly one.
+/// let sole = match portico_sdk::directory::sources("google", 2).as_slice() {
+///     [only] => Some(only.tenant_id),
+///     _ => None,
+/// };
+/// ```
+pub fn sources(kind: &str, limit: u32) -> Vec<SourceRef> {
+    imports::sources(kind, limit)
+}

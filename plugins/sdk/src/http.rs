@@ -111,6 +111,25 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// Percent-encode everything but RFC 3986's unreserved characters (for a
+/// query value or a form field).
+///
+/// ```
+/// assert_eq!(portico_sdk::http::percent_encode("a b/c=d"), "a%20b%2Fc%3Dd");
+/// ```
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Guest-side crate for Portico adapter authors.
 //!
 //! An adapter is a Rust crate built for `wasm32-wasip2` that implements the
-//! `portico:adapter/plugin` interface of `wit/adapter.wit` (0.2.1). This crate gives it:
+//! `portico:adapter/plugin` interface of `wit/adapter.wit` (0.2.2). This crate gives it:
 //!
 //! - [`bindings`]: the generated WIT bindings and the [`export_adapter!`] macro;
 //! - [`signature`]: HMAC-SHA256 signature checks with constant-time comparison;
@@ -10,6 +10,8 @@
 //! - [`host`]: logging and config/secret lookups through the host;
 //! - [`directory`]: read-only lookups of tenants' provider keys;
 //! - [`outbound`]: HTTP to the hosts plugins.toml allows;
+//! - [`cache`]: short-lived values kept between calls (in the host's memory);
+//! - [`oauth`]: OAuth 2.0 access tokens from a refresh token, kept until they expire;
 //! - [`Parsed`], [`ParseError`], [`into_items`]: a parser's output, and how it becomes items;
 //! - [`respond_records`], [`no_outbox`]: the answers most adapters give.
 //!
@@ -25,10 +27,12 @@
 //! portico_sdk::export_adapter!(MyAdapter);
 //! ```
 
+pub mod cache;
 pub mod directory;
 pub mod host;
 pub mod http;
 pub mod json;
+pub mod oauth;
 pub mod outbound;
 mod parsed;
 pub mod signature;

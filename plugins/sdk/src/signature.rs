@@ -24,6 +24,17 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// SHA-256 of `bytes` (a digest to key or name things by, not a signature).
+///
+/// ```
+/// let d = portico_sdk::signature::sha256(b"abc");
+/// assert_eq!(portico_sdk::signature::to_hex(&d[..4]), "ba7816bf");
+/// ```
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    Sha256::digest(bytes).into()
+}
+
 /// Lower-case hex of `bytes`.
 ///
 /// ```

@@ -196,7 +196,7 @@ fn plugin_check_reports_the_world_and_refuses_what_is_not_an_adapter() {
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["manifest"]["name"], "standard-webhooks");
-    assert_eq!(json["world"], "portico:adapter/adapter@0.2.2");
+    assert_eq!(json["world"], "portico:adapter/adapter@0.3.0");
 
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not wasm").unwrap();
@@ -207,12 +207,12 @@ fn plugin_check_reports_the_world_and_refuses_what_is_not_an_adapter() {
 
 #[test]
 fn plugin_check_refuses_another_wit_major_version() {
-    // The same adapter with its WIT package renumbered 0.2.2 -> 0.3.0 (same length, so
+    // The same adapter with its WIT package renumbered 0.3.0 -> 0.4.0 (same length, so
     // the binary stays well formed): what a component built against a future WIT looks like.
-    let err = check_renumbered("0.3.0");
+    let err = check_renumbered("0.4.0");
     assert!(
-        err.contains("portico:adapter/host@0.3.0")
-            && err.contains("this host speaks portico:adapter@0.2.2"),
+        err.contains("portico:adapter/host@0.4.0")
+            && err.contains("this host speaks portico:adapter@0.3.0"),
         "{err}"
     );
 }
@@ -237,11 +237,28 @@ fn check_renumbered(version: &str) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// The standard-webhooks adapter with every `{prefix}0.2.2` renumbered to
+/// The standard-webhooks adapter with every `{prefix}0.3.0` renumbered to
 /// `{prefix}{version}`, written into `dir`.
 fn renumbered(dir: &Path, prefix: &str, version: &str) -> PathBuf {
-    let mut bytes = std::fs::read(plugin_wasm("portico-standard-webhooks")).unwrap();
-    let from = format!("{prefix}0.2.2").into_bytes();
+    renumber(
+        &plugin_wasm("portico-standard-webhooks"),
+        "0.3.0",
+        dir,
+        prefix,
+        version,
+    )
+}
+
+/// The standard-webhooks adapter as built against WIT 0.2.2 (commit 0cef4e9,
+/// before 0.3.0): a real older component, kept as a fixture.
+fn built_against_0_2_2() -> PathBuf {
+    workspace_root().join("host/tests/fixtures/standard_webhooks_wit_0_2_2.wasm")
+}
+
+/// `file` with every `{prefix}{from}` renumbered to `{prefix}{version}`, written into `dir`.
+fn renumber(file: &Path, from: &str, dir: &Path, prefix: &str, version: &str) -> PathBuf {
+    let mut bytes = std::fs::read(file).unwrap();
+    let from = format!("{prefix}{from}").into_bytes();
     let to = format!("{prefix}{version}").into_bytes();
     let mut replaced = 0;
     for i in 0..bytes.len().saturating_sub(from.len()) {
@@ -258,10 +275,31 @@ fn renumbered(dir: &Path, prefix: &str, version: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adapter_built_against_0_2_0_loads_and_serves() {
-    // Every interface of the adapter renumbered to 0.2.0: what a component built
-    // before 0.2.1 (no source-secret, no source-setting) looks like.
     let dir = tempfile::tempdir().unwrap();
-    let file = renumbered(dir.path(), "@", "0.2.0");
+    // A real 0.2.2 build: plugin check loads it, and says what 0.3 added.
+    let out = portico(
+        dir.path(),
+        &["plugin", "check", built_against_0_2_2().to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes: Vec<&str> = json["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes.len() == 1 && notes[0].starts_with("Since 0.3.0"),
+        "{json}"
+    );
+    // Every interface of it renumbered to 0.2.0: what a component built
+    // before 0.2.1 (no source-secret, no source-setting) looks like.
+    let file = renumber(&built_against_0_2_2(), "0.2.2", dir.path(), "@", "0.2.0");
     let out = portico(dir.path(), &["plugin", "check", file.to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -279,10 +317,11 @@ async fn an_adapter_built_against_0_2_0_loads_and_serves() {
     );
     assert!(
         json["notes"][0].as_str().unwrap().contains("Since 0.2.1")
-            && json["notes"][1].as_str().unwrap().contains("Since 0.2.2"),
+            && json["notes"][1].as_str().unwrap().contains("Since 0.2.2")
+            && json["notes"][2].as_str().unwrap().contains("Since 0.3.0"),
         "{json}"
     );
-    // And it serves in a running 0.2.2 host.
+    // And it serves in a running 0.3 host, as it did.
     let server = Server::start(
         &format!(
             "[plugins.standard-webhooks]\npath = \"{}\"\nmount = \"standard\"\n[plugins.standard-webhooks.secrets]\nsigning_secret = {{ env = \"STANDARD_WEBHOOK_SECRET\" }}\n",

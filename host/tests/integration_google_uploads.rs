@@ -47,8 +47,8 @@ struct Google {
     /// Status answers by request id.
     statuses: HashMap<String, Value>,
     status_reads: usize,
-    /// (customer, refresh token of the bearer) per Ads API upload.
-    ads_uploads: Vec<(String, String)>,
+    /// (customer, refresh token of the bearer, HTTP status answered) per Ads API call.
+    ads_calls: Vec<(String, String, u16)>,
 }
 
 type Fake = Arc<Mutex<Google>>;
@@ -255,14 +255,16 @@ async fn ads_upload(
     let customer = target
         .trim_end_matches(":uploadClickConversions")
         .to_string();
-    if customer == "333" {
+    let refused = customer == "333";
+    g.ads_calls
+        .push((customer, refresh, if refused { 403 } else { 200 }));
+    if refused {
         let e = json!({"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "The caller does not have permission",
             "details": [{"@type": "type.googleapis.com/google.ads.googleads.v26.errors.GoogleAdsFailure",
                 "errors": [{"errorCode": {"notAllowlistedError": "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE"},
                     "message": "Customer is not allowlisted for accessing this feature."}]}]}});
         return (StatusCode::FORBIDDEN, axum::Json(e)).into_response();
     }
-    g.ads_uploads.push((customer, refresh));
     let body: Value = serde_json::from_str(&body).unwrap();
     let results: Vec<Value> = body["conversions"]
         .as_array()
@@ -312,12 +314,17 @@ refresh_token = {{ env = "GOOGLE_ADS_REFRESH_TOKEN" }}
 }
 
 fn start(base: &str, upload_api: &str, refresh: &str) -> Server {
+    start_polling(base, upload_api, refresh, "100")
+}
+
+/// With the outbox worker polling every `poll_ms`.
+fn start_polling(base: &str, upload_api: &str, refresh: &str, poll_ms: &str) -> Server {
     Server::start(
         &google_toml(base, upload_api),
         &[
             ("PORTICO_SECRET_KEY", KEY),
             ("PORTICO_INTAKE_TOKEN", INTAKE),
-            ("PORTICO_OUTBOX_POLL_MS", "100"),
+            ("PORTICO_OUTBOX_POLL_MS", poll_ms),
             ("GOOGLE_ADS_REFRESH_TOKEN", refresh),
         ],
     )
@@ -416,6 +423,25 @@ async fn each_tenant_s_conversions_reach_its_own_customer_through_the_data_manag
     assert_eq!(status, 400, "{answer}");
     assert!(answer.to_string().contains("tenant_id"), "{answer}");
 
+    // C has a static access token of its own: it wins over the host's refresh token.
+    fake.lock().unwrap().issued.push((
+        "static-of-c".into(),
+        Instant::now(),
+        "(C's own access token)".into(),
+    ));
+    let c = tenant_with_google(
+        &server,
+        "C",
+        "3333333333",
+        &[
+            "--secret",
+            "access_token=static-of-c",
+            "--setting",
+            "conversion_action=33",
+        ],
+    );
+    let (status, answer) = convert(&server, conversion("c-1", Some(c))).await;
+    assert_eq!(status, 200, "{answer}");
     let mut with_order = conversion("a-2", Some(a));
     with_order["order_id"] = json!("crm-lead-000123");
     for body in [
@@ -427,7 +453,7 @@ async fn each_tenant_s_conversions_reach_its_own_customer_through_the_data_manag
         assert_eq!(status, 200, "{answer}");
     }
     let rows = settled(&server).await;
-    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows.len(), 5, "{rows:?}");
     assert!(rows.values().all(|(s, _)| s == "uploaded"), "{rows:?}");
     let db = server.db().await;
     assert_eq!(
@@ -453,6 +479,10 @@ async fn each_tenant_s_conversions_reach_its_own_customer_through_the_data_manag
                     dest["loginAccount"],
                     json!({"accountType": "GOOGLE_ADS", "accountId": "9999999999"})
                 );
+            }
+            "3333333333" => {
+                assert_eq!(refresh, "(C's own access token)");
+                assert_eq!(dest["productDestinationId"], "33");
             }
             "2222222222" => {
                 assert_eq!(refresh, HOST_REFRESH, "B has none of its own: the host's");
@@ -492,36 +522,39 @@ async fn each_tenant_s_conversions_reach_its_own_customer_through_the_data_manag
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_that_expires_mid_run_is_renewed_and_no_row_fails() {
-    // Tokens live 6 s (kept 3 s); then every kept token is revoked at once.
-    let (base, fake) = fake_google(6).await;
+    // Tokens live 10 s; a short-lived one is kept for half its life (5 s).
+    let (base, fake) = fake_google(10).await;
     let server = start(&base, "data-manager", HOST_REFRESH);
     tenant_with_google(&server, "A", "1234567890", &[]);
-    for wave in 0..3 {
-        if wave == 2 {
-            let mut g = fake.lock().unwrap();
-            g.revoked_before = g.issued.len();
-        }
-        for n in 0..2 {
-            let (status, answer) =
-                convert(&server, conversion(&format!("w{wave}-{n}"), None)).await;
+    async fn wave(server: &Server, n: usize) {
+        for i in 0..2 {
+            let (status, answer) = convert(server, conversion(&format!("w{n}-{i}"), None)).await;
             assert_eq!(status, 200, "{answer}");
         }
-        let rows = settled(&server).await;
+        let rows = settled(server).await;
         assert!(
             rows.values().all(|(s, _)| s == "uploaded"),
-            "wave {wave}: {rows:?}"
+            "wave {n}: {rows:?}"
         );
-        if wave == 0 {
-            // Past the token's life.
-            tokio::time::sleep(Duration::from_millis(6200)).await;
-        }
     }
+    wave(&server, 0).await;
+    assert_eq!(fake.lock().unwrap().issued.len(), 1);
+    // Past the time it is kept, before it expires: renewed before Google refuses it.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    wave(&server, 1).await;
+    {
+        let g = fake.lock().unwrap();
+        assert_eq!(g.issued.len(), 2, "a new token before the old one expired");
+        assert_eq!(g.unauthorized, 0, "no call was made with an expired token");
+    }
+    // Google revokes the kept token early: one 401, a new token, and on.
+    {
+        let mut g = fake.lock().unwrap();
+        g.revoked_before = g.issued.len();
+    }
+    wave(&server, 2).await;
     let g = fake.lock().unwrap();
-    assert!(
-        g.issued.len() >= 3,
-        "a token per wave at least: {}",
-        g.issued.len()
-    );
+    assert_eq!(g.issued.len(), 3);
     assert_eq!(g.unauthorized, 1, "only the revoked token met a 401, once");
     let events: usize = g
         .ingests
@@ -543,7 +576,8 @@ async fn a_token_that_expires_mid_run_is_renewed_and_no_row_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_request_and_partial_failures_end_the_right_rows() {
     let (base, fake) = fake_google(3600).await;
-    let server = start(&base, "data-manager", HOST_REFRESH);
+    // The worker idles while the conversions come in, so they go up as one batch.
+    let mut server = start_polling(&base, "data-manager", HOST_REFRESH, "600000");
     let a = tenant_with_google(
         &server,
         "A",
@@ -564,8 +598,12 @@ async fn whole_request_and_partial_failures_end_the_right_rows() {
         // Customer 444's request is refused whole.
         conversion("z-1", Some(z)),
         conversion("z-2", Some(z)),
+        // One of two events of a destination failed in processing: Google
+        // does not say which, so both are uploaded and the operator warned.
+        conversion("old-9", Some(a)),
+        conversion("good-10", Some(a)),
     ];
-    for (i, action) in [(3, "12"), (4, "12"), (5, "666")] {
+    for (i, action) in [(3, "12"), (4, "12"), (5, "666"), (8, "13"), (9, "13")] {
         bodies[i]["conversion_action"] =
             json!(format!("customers/1111111111/conversionActions/{action}"));
     }
@@ -573,6 +611,11 @@ async fn whole_request_and_partial_failures_end_the_right_rows() {
         let (status, answer) = convert(&server, body).await;
         assert_eq!(status, 200, "{answer}");
     }
+    assert!(
+        fake.lock().unwrap().ingest_bodies.is_empty(),
+        "nothing sent yet"
+    );
+    server.restart_with(&[("PORTICO_OUTBOX_POLL_MS", "100")]);
     let rows = settled(&server).await;
     let status_of = |c: &str| rows[c].0.as_str();
     let error_of = |c: &str| rows[c].1.clone().unwrap_or_default();
@@ -595,7 +638,46 @@ async fn whole_request_and_partial_failures_end_the_right_rows() {
         assert_eq!(status_of(z), "failed", "{rows:?}");
         assert!(error_of(z).contains("INVALID_EVENT"), "{}", error_of(z));
     }
+    for partly in ["old-9", "good-10"] {
+        assert_eq!(status_of(partly), "uploaded", "{rows:?}");
+    }
+    assert!(
+        server.log_text().contains("Google recorded 1 of 2 events"),
+        "the partial processing is reported:\n{}",
+        server.log_text()
+    );
     let g = fake.lock().unwrap();
+    // Customer 1111111111's first request was refused naming bad-2 and the
+    // 666 destination; the same request went again at once without them.
+    let gclids = |b: &Value| -> Vec<String> {
+        b["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["adIdentifiers"]["gclid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let for_a: Vec<&Value> = g
+        .ingest_bodies
+        .iter()
+        .filter(|b| b["destinations"][0]["operatingAccount"]["accountId"] == "1111111111")
+        .collect();
+    assert_eq!(
+        for_a.len(),
+        2,
+        "one refused request and its resend: {for_a:#?}"
+    );
+    let (first, second) = (gclids(for_a[0]), gclids(for_a[1]));
+    assert!(first.contains(&"bad-2".to_string()) && first.contains(&"good-3".to_string()));
+    assert!(!second.contains(&"bad-2".to_string()) && second.contains(&"good-3".to_string()));
+    assert!(
+        for_a[1]["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["productDestinationId"] != "666"),
+        "the refused destination is left out"
+    );
     let sent: Vec<String> = g
         .ingests
         .iter()
@@ -647,7 +729,14 @@ async fn the_ads_api_stops_on_the_allow_list_with_the_fix_and_the_data_manager_t
     let rows = settled(&server).await;
     assert!(rows.values().all(|(s, _)| s == "uploaded"), "{rows:?}");
     let g = fake.lock().unwrap();
-    assert!(g.ads_uploads.is_empty());
+    assert!(
+        !g.ads_calls.is_empty()
+            && g.ads_calls
+                .iter()
+                .all(|(c, _, status)| c == "333" && *status == 403),
+        "{:?}",
+        g.ads_calls
+    );
     let customers: Vec<&Value> = g
         .ingests
         .iter()
@@ -790,4 +879,61 @@ print("read", len(sys.argv) - 2)
         stdout.contains(&format!("read {}", bodies.len())),
         "{stdout}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_s_revoked_token_delays_only_its_own_rows() {
+    let (base, fake) = fake_google(3600).await;
+    let mut server = start_polling(&base, "data-manager", HOST_REFRESH, "600000");
+    let a = tenant_with_google(
+        &server,
+        "A",
+        "1111111111",
+        &["--secret", "refresh_token=1//revoked-of-a"],
+    );
+    let b = tenant_with_google(&server, "B", "2222222222", &[]);
+    for (gclid, tenant) in [("a-1", a), ("b-1", b), ("b-2", b)] {
+        let (status, answer) = convert(&server, conversion(gclid, Some(tenant))).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    // All three in one batch.
+    server.restart_with(&[("PORTICO_OUTBOX_POLL_MS", "100")]);
+    let db = server.db().await;
+    assert_eq!(
+        wait_count(
+            &db,
+            "SELECT COUNT(*) FROM conversion_uploads WHERE status = 'uploaded'",
+            2
+        )
+        .await,
+        2
+    );
+    let a_row: Vec<(String, Option<String>)> = db
+        .query_as("SELECT status, error FROM conversion_uploads WHERE click_id = 'a-1'")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        a_row[0].0, "pending",
+        "A's row waits for A's fix: {a_row:?}"
+    );
+    let why = a_row[0].1.clone().unwrap_or_default();
+    assert!(
+        why.contains("invalid_grant") && why.contains("google source 1111111111"),
+        "{why}"
+    );
+    // The uploader did not stop for everyone.
+    let health: Value = reqwest::get(server.url("/api/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds = health["outbox"]["kinds"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(kinds.iter().all(|k| k["stopped"].is_null()), "{health}");
+    let g = fake.lock().unwrap();
+    assert!(g.ingests.iter().all(|(refresh, _)| refresh == HOST_REFRESH));
 }

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 /// The WIT package this host speaks.
 pub const WIT_PACKAGE: &str = "portico:adapter";
-use crate::runtime::{WHAT_0_2_1_ADDED, WHAT_0_2_2_ADDED, WHAT_0_2_CHANGED, WIT_VERSION};
+use crate::runtime::{
+    WHAT_0_2_1_ADDED, WHAT_0_2_2_ADDED, WHAT_0_2_CHANGED, WHAT_0_3_CHANGED, WIT_VERSION,
+};
 
 const TEMPLATE_CARGO: &str = include_str!("../../templates/plugin/Cargo.toml.tmpl");
 const TEMPLATE_LIB: &str = include_str!("../../templates/plugin/lib.rs.tmpl");
@@ -91,7 +93,8 @@ fn wit_versions(
     names
 }
 
-/// Whether `portico:adapter/x@V` speaks this host's WIT (0.x: same minor; else same major).
+/// Whether `portico:adapter/x@V` is a contract this host loads: its own
+/// (0.3.x), or 0.2.x through the compatibility bindings.
 fn compatible(name: &str) -> bool {
     let Some((_, version)) = name.split_once('@') else {
         return false;
@@ -99,13 +102,13 @@ fn compatible(name: &str) -> bool {
     let mine: Vec<&str> = WIT_VERSION.split('.').collect();
     let theirs: Vec<&str> = version.split('.').collect();
     match (mine.as_slice(), theirs.as_slice()) {
-        (["0", m, ..], ["0", t, ..]) => m == t,
+        (["0", m, ..], ["0", t, ..]) => m == t || *t == "2",
         ([m, ..], [t, ..]) => m == t && *m != "0",
         _ => false,
     }
 }
 
-/// What a compatible adapter built against an older patch of the WIT cannot do.
+/// What a compatible adapter built against an older WIT cannot do.
 fn notes(interfaces: &[String]) -> Vec<&'static str> {
     let built_for = |v: &str| interfaces.iter().any(|n| n.ends_with(v));
     let mut notes = Vec::new();
@@ -114,6 +117,9 @@ fn notes(interfaces: &[String]) -> Vec<&'static str> {
     }
     if built_for("@0.2.0") || built_for("@0.2.1") {
         notes.push(WHAT_0_2_2_ADDED);
+    }
+    if interfaces.iter().any(|n| n.contains("@0.2.")) {
+        notes.push(WHAT_0_3_CHANGED);
     }
     notes
 }
@@ -145,7 +151,7 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
     }
     if let Some(bad) = interfaces.iter().find(|n| !compatible(n)) {
         bail!(
-            "{} was built against {bad}; this host speaks {WIT_PACKAGE}@{WIT_VERSION} (compatible: 0.2.x).{} Rebuild it against this host's wit/ (with portico-sdk from this repository: `cargo build --profile plugin --target wasm32-wasip2 -p YOUR_PLUGIN`)",
+            "{} was built against {bad}; this host speaks {WIT_PACKAGE}@{WIT_VERSION} (and still loads 0.2.x).{} Rebuild it against this host's wit/ (with portico-sdk from this repository: `cargo build --profile plugin --target wasm32-wasip2 -p YOUR_PLUGIN`)",
             file.display(),
             if bad.contains("@0.1.") {
                 WHAT_0_2_CHANGED

@@ -51,12 +51,50 @@ pub struct NewConversion {
     pub upload: bool,
 }
 
+/// Who a person is to a provider: a phone, the provider's user id for this
+/// business, or both; found by either, so one person stays one contact.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ContactRef {
+    pub phone: Option<String>,
+    pub user_id: Option<String>,
+    pub parent_user_id: Option<String>,
+    pub username: Option<String>,
+    pub name: Option<String>,
+}
+
+impl ContactRef {
+    /// A phone number and nothing else (what adapters built for WIT 0.2 say).
+    pub fn phone(phone: &str) -> ContactRef {
+        ContactRef {
+            phone: Some(phone.to_string()),
+            ..ContactRef::default()
+        }
+    }
+
+    /// How messages name the person: the phone, else the user id.
+    pub fn address(&self) -> Option<&str> {
+        self.phone.as_deref().or(self.user_id.as_deref())
+    }
+
+    fn size(&self) -> usize {
+        [
+            &self.phone,
+            &self.user_id,
+            &self.parent_user_id,
+            &self.username,
+            &self.name,
+        ]
+        .iter()
+        .map(|s| s.as_ref().map_or(0, String::len))
+        .sum()
+    }
+}
+
 /// A message a customer sent.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct InboundMessage {
     pub channel: String,
-    pub contact_phone: String,
-    pub contact_name: Option<String>,
+    pub contact: ContactRef,
     pub external_id: String,
     pub to_addr: Option<String>,
     pub kind: String,
@@ -73,6 +111,36 @@ pub struct StatusUpdate {
     pub external_id: String,
     pub status: MessageStatus,
     pub error: Option<String>,
+    /// Who it went to, as the provider names them now (links a phone and a user id).
+    pub recipient: Option<ContactRef>,
+}
+
+/// What happened to an earlier message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageChangeKind {
+    /// Its sender edited it: the new body.
+    Edited(String),
+    /// Its sender deleted it for everyone.
+    Revoked,
+}
+
+/// A change to an earlier message of the item's tenant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MessageChange {
+    pub channel: String,
+    pub external_id: String,
+    pub change: MessageChangeKind,
+    /// Provider time of the change, unix seconds.
+    pub at: Option<i64>,
+}
+
+/// A contact's identity changed: the contact found by `previous` takes `current`'s.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContactUpdate {
+    pub channel: String,
+    pub previous: ContactRef,
+    pub current: ContactRef,
 }
 
 /// A message the business wants sent: committed with an outbox record, then
@@ -81,7 +149,7 @@ pub struct StatusUpdate {
 pub struct OutboundMessage {
     pub channel: String,
     pub tenant_id: i64,
-    pub to_addr: String,
+    pub to: ContactRef,
     pub from_addr: Option<String>,
     pub body: String,
     pub case_id: Option<i64>,
@@ -116,6 +184,8 @@ pub enum DomainOp {
     RecordInbound(InboundMessage),
     UpdateStatus(StatusUpdate),
     SendMessage(OutboundMessage),
+    ChangeMessage(MessageChange),
+    UpdateContact(ContactUpdate),
     /// Nothing to do; the reason goes on the event.
     Ignore {
         reason: String,
@@ -148,8 +218,7 @@ impl DomainOp {
                     + 32
             }
             DomainOp::RecordInbound(m) => {
-                m.contact_phone.len()
-                    + opt(&m.contact_name)
+                m.contact.size()
                     + m.external_id.len()
                     + opt(&m.to_addr)
                     + m.kind.len()
@@ -157,9 +226,24 @@ impl DomainOp {
                     + opt(&m.media_id)
                     + opt(&m.reply_to)
             }
-            DomainOp::UpdateStatus(u) => u.external_id.len() + 16 + opt(&u.error),
+            DomainOp::UpdateStatus(u) => {
+                u.external_id.len()
+                    + 16
+                    + opt(&u.error)
+                    + u.recipient.as_ref().map_or(0, ContactRef::size)
+            }
+            DomainOp::ChangeMessage(c) => {
+                c.channel.len()
+                    + c.external_id.len()
+                    + match &c.change {
+                        MessageChangeKind::Edited(body) => body.len(),
+                        MessageChangeKind::Revoked => 0,
+                    }
+                    + 16
+            }
+            DomainOp::UpdateContact(u) => u.channel.len() + u.previous.size() + u.current.size(),
             DomainOp::SendMessage(m) => {
-                m.to_addr.len()
+                m.to.size()
                     + opt(&m.from_addr)
                     + m.body.len()
                     + m.idempotency_key.len()
@@ -173,7 +257,13 @@ impl DomainOp {
 
     /// Whether applying this op needs the item's tenant (a conversion may have none).
     pub fn needs_tenant(&self) -> bool {
-        matches!(self, DomainOp::CreateLead(_) | DomainOp::RecordInbound(_))
+        matches!(
+            self,
+            DomainOp::CreateLead(_)
+                | DomainOp::RecordInbound(_)
+                | DomainOp::ChangeMessage(_)
+                | DomainOp::UpdateContact(_)
+        )
     }
 }
 

@@ -116,6 +116,10 @@ async fn deliver_batch(
                 }
                 Some(RowOutcome::Unknown(message)) => OutboxOutcome::Unknown(message.clone()),
                 Some(RowOutcome::Retry(message)) => later(row, None, message),
+                Some(RowOutcome::Wait {
+                    message,
+                    after_secs,
+                }) => later(row, Some(*after_secs), message),
                 None => later(row, None, "the plugin returned no outcome for this record"),
             })
             .collect(),

@@ -84,5 +84,10 @@ pub fn build_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     // Rust's std imports wasi:cli and wasi:io even when an adapter uses neither.
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     Adapter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    // The same imports under their 0.2 names, for adapters built against 0.2.x.
+    super::bindings_v0_2::Adapter::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )?;
     Ok(linker)
 }

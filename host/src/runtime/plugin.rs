@@ -4,8 +4,9 @@
 //! off the request path; a plugin that fails any step is reported (health) and
 //! never serves.
 
-use super::bindings::{AdapterPre, portico::adapter::types};
+use super::bindings::portico::adapter::types;
 use super::cache::ComponentCache;
+use super::compat::{AdapterPre, World};
 use super::host_api::{HostState, PluginEnv};
 use super::session::Session;
 use crate::config::PluginSpec;
@@ -80,7 +81,7 @@ pub struct LoadedPlugin {
     pub spec: PluginSpec,
     pub env: Arc<PluginEnv>,
     pub engine: Engine,
-    pub(super) pre: AdapterPre<HostState>,
+    pub(super) pre: AdapterPre,
     pub manifest: PluginManifest,
     pub sha256: String,
     pub loaded_at: SystemTime,
@@ -165,7 +166,12 @@ pub async fn load(
             LoadError::Link(format!("{e:#}"))
         }
     })?;
-    let pre = AdapterPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+    let world = World::of(engine, &component);
+    if world == World::V0_2 {
+        tracing::info!(plugin = %spec.name, "built against portico:adapter@0.2: loaded as it was (`portico plugin check` says what it lacks)");
+    }
+    let pre =
+        AdapterPre::new(world, instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
 
     let spec_concurrency = spec.limits.max_concurrency as usize;
     let spec_instances = spec.limits.max_instances as usize;

@@ -4,16 +4,16 @@
 //! Every call is armed with the plugin's deadline; a trap of any kind poisons
 //! the instance, and the next call on the session starts a fresh one.
 
-use super::bindings::Adapter;
 use super::bindings::portico::adapter::types;
+use super::compat::Adapter;
 use super::host_api::HostState;
 use super::plugin::LoadedPlugin;
 use crate::config::limits::{
     GUEST_STDERR_BYTES, MAX_ITEM_OUTPUT_BYTES, MAX_ITEMS_PER_DELIVERY, MAX_PARSE_OUTPUT_BYTES,
 };
 use crate::domain::{
-    DomainOp, InboundMessage, NewConversion, NewLead, OutboundMessage, ParsedItem, RecordRef,
-    StatusUpdate, TenantRef,
+    ContactRef, ContactUpdate, DomainOp, InboundMessage, MessageChange, MessageChangeKind,
+    NewConversion, NewLead, OutboundMessage, ParsedItem, RecordRef, StatusUpdate, TenantRef,
 };
 use crate::store::types::MessageStatus;
 use crate::telemetry::metrics::{self, CallTimer, Fault, Phase};
@@ -94,6 +94,11 @@ pub enum RowOutcome {
     },
     /// Certainly not delivered: try again later.
     Retry(String),
+    /// Not final: ask again after `after_secs` (does not use up the retries).
+    Wait {
+        message: String,
+        after_secs: u32,
+    },
     /// The provider may have accepted it: never retried.
     Unknown(String),
 }
@@ -120,7 +125,7 @@ pub struct Session {
     plugin: Arc<str>,
     plugin_memory: u64,
     timeout: std::time::Duration,
-    pre: super::bindings::AdapterPre<HostState>,
+    pre: super::compat::AdapterPre,
     env: Arc<super::host_api::PluginEnv>,
     engine: wasmtime::Engine,
     correlation_id: String,
@@ -275,11 +280,7 @@ impl Session {
         let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
         enter(store, timeout, gate, max).await?;
-        let r = adapter
-            .portico_adapter_plugin()
-            .call_manifest(&mut *store)
-            .instrument(span)
-            .await;
+        let r = adapter.call_manifest(&mut *store).instrument(span).await;
         store.data_mut().permit = None;
         r.map_err(|e| self.fail(e))
     }
@@ -291,11 +292,7 @@ impl Session {
         let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
         enter(store, timeout, gate, max).await?;
-        let r = adapter
-            .portico_adapter_plugin()
-            .call_verify(&mut *store, req)
-            .instrument(span)
-            .await;
+        let r = adapter.call_verify(&mut *store, req).instrument(span).await;
         store.data_mut().permit = None;
         match r {
             Ok(types::Verdict::Accept) => Ok(Verdict::Accept),
@@ -314,11 +311,7 @@ impl Session {
         let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
         enter(store, timeout, gate, max).await?;
-        let r = adapter
-            .portico_adapter_plugin()
-            .call_parse(&mut *store, req)
-            .instrument(span)
-            .await;
+        let r = adapter.call_parse(&mut *store, req).instrument(span).await;
         store.data_mut().permit = None;
         match r {
             Ok(Ok(items)) => {
@@ -359,7 +352,6 @@ impl Session {
         let (store, adapter) = self.live().await?;
         enter(store, timeout, gate, max).await?;
         let r = adapter
-            .portico_adapter_plugin()
             .call_map_to_domain(&mut *store, &wit_item)
             .instrument(span)
             .await;
@@ -400,7 +392,6 @@ impl Session {
         let (store, adapter) = self.live().await?;
         enter(store, timeout, gate, max).await?;
         let r = adapter
-            .portico_adapter_plugin()
             .call_deliver(&mut *store, kind, &wit_rows)
             .instrument(span)
             .await;
@@ -415,6 +406,10 @@ impl Session {
                         RowOutcome::Rejected { code, message }
                     }
                     plugin_api::RowOutcome::Retry(message) => RowOutcome::Retry(message),
+                    plugin_api::RowOutcome::Wait((message, after_secs)) => RowOutcome::Wait {
+                        message,
+                        after_secs,
+                    },
                 })
                 .collect())),
             Ok(Err(plugin_api::BatchError::Retry((message, after)))) => {
@@ -451,7 +446,6 @@ impl Session {
         let (store, adapter) = self.live().await?;
         enter(store, timeout, gate, max).await?;
         let r = adapter
-            .portico_adapter_plugin()
             .call_respond(&mut *store, req, &wit_records)
             .instrument(span)
             .await;
@@ -469,11 +463,7 @@ impl Session {
         let (gate, max) = (self.gate.clone(), self.max_concurrency);
         let (store, adapter) = self.live().await?;
         enter(store, timeout, gate, max).await?;
-        let r = adapter
-            .portico_adapter_plugin()
-            .call_handle(&mut *store, req)
-            .instrument(span)
-            .await;
+        let r = adapter.call_handle(&mut *store, req).instrument(span).await;
         store.data_mut().permit = None;
         r.map_err(|e| self.fail(e))
     }
@@ -554,8 +544,7 @@ fn op_from_wit(op: types::DomainOp) -> DomainOp {
         }),
         types::DomainOp::RecordInbound(m) => DomainOp::RecordInbound(InboundMessage {
             channel: m.channel,
-            contact_phone: m.contact_phone,
-            contact_name: m.contact_name,
+            contact: contact_from_wit(m.contact),
             external_id: m.external_id,
             to_addr: m.to_addr,
             kind: m.kind,
@@ -575,11 +564,12 @@ fn op_from_wit(op: types::DomainOp) -> DomainOp {
                 types::DeliveryStatus::Failed => MessageStatus::Failed,
             },
             error: u.error,
+            recipient: u.recipient.map(contact_from_wit),
         }),
         types::DomainOp::SendMessage(m) => DomainOp::SendMessage(OutboundMessage {
             channel: m.channel,
             tenant_id: m.tenant_id,
-            to_addr: m.to_addr,
+            to: contact_from_wit(m.to),
             from_addr: m.from_addr,
             body: m.body,
             case_id: m.case_id,
@@ -587,6 +577,32 @@ fn op_from_wit(op: types::DomainOp) -> DomainOp {
             outbox_kind: m.outbox_kind,
             payload: m.payload,
         }),
+        types::DomainOp::ChangeMessage(c) => DomainOp::ChangeMessage(MessageChange {
+            channel: c.channel,
+            external_id: c.external_id,
+            change: match c.change {
+                types::MessageChangeKind::Edited(body) => MessageChangeKind::Edited(body),
+                types::MessageChangeKind::Revoked => MessageChangeKind::Revoked,
+            },
+            at: c.at,
+        }),
+        types::DomainOp::UpdateContact(u) => DomainOp::UpdateContact(ContactUpdate {
+            channel: u.channel,
+            previous: contact_from_wit(u.previous),
+            current: contact_from_wit(u.current),
+        }),
         types::DomainOp::Ignore(reason) => DomainOp::Ignore { reason },
+    }
+}
+
+/// A contact-ref with blank fields read as absent (providers omit, but adapters may pass "").
+fn contact_from_wit(c: types::ContactRef) -> ContactRef {
+    let present = |s: Option<String>| s.filter(|v| !v.trim().is_empty());
+    ContactRef {
+        phone: present(c.phone),
+        user_id: present(c.user_id),
+        parent_user_id: present(c.parent_user_id),
+        username: present(c.username),
+        name: present(c.name),
     }
 }

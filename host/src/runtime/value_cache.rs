@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 pub const MAX_ENTRIES: usize = 16_384;
 pub const MAX_KEY_BYTES: usize = 256;
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Most bytes (keys and values) one plugin keeps: the host's memory is not
+/// the plugin's to grow.
+pub const MAX_TOTAL_BYTES: usize = 4 * 1024 * 1024;
 /// Longest a value is kept, whatever the plugin asks.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -50,15 +53,25 @@ impl ValueCache {
             return;
         };
         let now = Instant::now();
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
+        entries.remove(&key);
+        let size = |k: &String, v: &String| k.len() + v.len();
+        let mut total: usize = entries.iter().map(|(k, (v, _))| size(k, v)).sum();
+        let needed = size(&key, &value);
+        if entries.len() >= MAX_ENTRIES || total + needed > MAX_TOTAL_BYTES {
             entries.retain(|_, (_, until)| *until > now);
-            if entries.len() >= MAX_ENTRIES
-                && let Some(first) = entries
-                    .iter()
-                    .min_by_key(|(_, (_, until))| *until)
-                    .map(|(k, _)| k.clone())
-            {
-                entries.remove(&first);
+            total = entries.iter().map(|(k, (v, _))| size(k, v)).sum();
+        }
+        // Still full: the entries closest to expiry go first.
+        while entries.len() >= MAX_ENTRIES || total + needed > MAX_TOTAL_BYTES {
+            let Some(first) = entries
+                .iter()
+                .min_by_key(|(_, (_, until))| *until)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((v, _)) = entries.remove(&first) {
+                total -= size(&first, &v);
             }
         }
         entries.insert(key, (value, now + ttl.min(MAX_TTL)));
@@ -111,5 +124,24 @@ mod tests {
         assert!(cache.get(&format!("k{}", MAX_ENTRIES + 9)).is_some());
         assert!(cache.get("k0").is_none());
         assert!(!format!("{cache:?}").contains('v'));
+
+        // The byte budget holds too: 100 values of 60 KiB do not all fit in 4 MiB.
+        let big = ValueCache::default();
+        for i in 0..100 {
+            big.put(
+                format!("b{i}"),
+                "x".repeat(60 * 1024),
+                Duration::from_secs(60 + i),
+            );
+        }
+        let bytes: usize = big
+            .entries
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, (v, _))| k.len() + v.len())
+            .sum();
+        assert!(bytes <= MAX_TOTAL_BYTES, "{bytes}");
+        assert!(big.get("b99").is_some());
     }
 }

@@ -13,7 +13,7 @@ use super::types::{
     ConversionStatus, Direction, EventKind, EventStatus, MessageStatus, OutboxStatus, RecordKind,
     Timestamp,
 };
-use crate::domain::{NewConversion, NewLead, TenantRef};
+use crate::domain::{ContactRef, NewConversion, NewLead, TenantRef};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -115,6 +115,14 @@ pub struct EventCounts {
     pub failed: i64,
     pub dead: i64,
     pub oldest_failed: Option<Timestamp>,
+}
+
+/// The identifier a contact is found by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactKey {
+    Phone,
+    /// The provider's user id for this business (WhatsApp's business-scoped user id).
+    UserId,
 }
 
 /// A message row to insert.
@@ -359,14 +367,29 @@ pub trait Tx: Send {
     -> Result<bool>;
 
     // Contacts and cases.
-    /// The tenant's contact with this phone, created when missing; a new name replaces the old.
+    /// The tenant's contact with this phone (or user id), created when
+    /// missing; a new name replaces the old. On PostgreSQL it holds the
+    /// contact's row lock, so a second process waits and joins the same case.
     async fn upsert_contact(
         &mut self,
         tenant_id: i64,
-        phone: &str,
+        key: ContactKey,
+        value: &str,
         name: Option<&str>,
         now: Timestamp,
     ) -> Result<i64>;
+    /// The tenant's contact with this phone (or user id), locked for the
+    /// transaction on PostgreSQL.
+    async fn contact_by(
+        &mut self,
+        tenant_id: i64,
+        key: ContactKey,
+        value: &str,
+    ) -> Result<Option<i64>>;
+    /// Take the identifiers `who` gives (each given one replaces the stored one).
+    async fn set_contact_identity(&mut self, contact_id: i64, who: &ContactRef) -> Result<()>;
+    /// Move `gone`'s cases and messages to `keep`, then delete `gone`.
+    async fn merge_contact(&mut self, keep: i64, gone: i64) -> Result<()>;
     async fn case_of_tenant(&mut self, case_id: i64, tenant_id: i64) -> Result<bool>;
     /// The contact's newest open case.
     async fn open_case(&mut self, tenant_id: i64, contact_id: i64) -> Result<Option<i64>>;
@@ -376,6 +399,20 @@ pub trait Tx: Send {
     // Messages.
     /// Insert a message; `None` when (tenant, channel, external id) exists already.
     async fn insert_message(&mut self, m: &NewMessage<'_>) -> Result<Option<i64>>;
+    /// A tenant's message (either direction) by its provider id.
+    async fn message_by_external_id(
+        &mut self,
+        tenant_id: i64,
+        channel: &str,
+        external_id: &str,
+    ) -> Result<Option<i64>>;
+    /// An edit (new body, `edited_at`) or a revoke (`deleted_at`) of a message.
+    async fn change_message(
+        &mut self,
+        id: i64,
+        edited: Option<(&str, Timestamp)>,
+        deleted_at: Option<Timestamp>,
+    ) -> Result<()>;
     /// A tenant's outbound message by its provider id.
     async fn outbound_message(
         &mut self,

@@ -8,8 +8,8 @@ use super::{
     Timestamp,
 };
 use crate::domain::{
-    DomainOp, InboundMessage, NewConversion, NewLead, OutboundMessage, ParsedItem, StatusUpdate,
-    TenantRef,
+    ContactRef, DomainOp, InboundMessage, NewConversion, NewLead, OutboundMessage, ParsedItem,
+    StatusUpdate, TenantRef,
 };
 use crate::store::types::MessageStatus;
 use std::time::Duration;
@@ -50,7 +50,7 @@ fn send(tenant_id: i64, key: &str, case_id: Option<i64>) -> DomainOp {
     DomainOp::SendMessage(OutboundMessage {
         channel: "chat".into(),
         tenant_id,
-        to_addr: "5511999".into(),
+        to: ContactRef::phone("5511999"),
         from_addr: Some("100".into()),
         body: "hello".into(),
         case_id,
@@ -78,8 +78,10 @@ fn conversion(key: &str, upload: bool) -> DomainOp {
 fn inbound(wamid: &str, name: Option<&str>) -> DomainOp {
     DomainOp::RecordInbound(InboundMessage {
         channel: "chat".into(),
-        contact_phone: "5511999".into(),
-        contact_name: name.map(str::to_string),
+        contact: ContactRef {
+            name: name.map(str::to_string),
+            ..ContactRef::phone("5511999")
+        },
         external_id: wamid.into(),
         to_addr: None,
         kind: "text".into(),
@@ -96,6 +98,7 @@ fn status(wamid: &str, s: MessageStatus) -> DomainOp {
         external_id: wamid.into(),
         status: s,
         error: None,
+        recipient: None,
     })
 }
 

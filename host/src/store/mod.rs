@@ -66,6 +66,10 @@ pub enum StoreError {
     UnknownTenant { kind: String, key: String },
     #[error("the adapter gave no tenant for this item, and its operations need one")]
     MissingTenant,
+    #[error(
+        "the adapter named a contact with neither a phone nor a user id: a contact needs one of them"
+    )]
+    NoContactIdentity,
     #[error("tenant {0} does not exist: create it with `portico tenant add NAME`")]
     TenantNotFound(i64),
     #[error(

@@ -14,12 +14,12 @@
 
 use super::StoreError;
 use super::backend::{
-    Backend, ConversionState, EventCounts, EventEnd, EventFilter, EventRow, EventState, Lease,
-    MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxBacklog, OutboxEnd,
-    OutboxRow, Result, SourceCredentials, SourceRow, Tx,
+    Backend, ContactKey, ConversionState, EventCounts, EventEnd, EventFilter, EventRow, EventState,
+    Lease, MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxBacklog,
+    OutboxEnd, OutboxRow, Result, SourceCredentials, SourceRow, Tx,
 };
 use super::types::Timestamp;
-use crate::domain::NewLead;
+use crate::domain::{ContactRef, NewLead};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::types::Oid;
@@ -667,24 +667,116 @@ impl Tx for PgTx {
     async fn upsert_contact(
         &mut self,
         tenant_id: i64,
-        phone: &str,
+        key: ContactKey,
+        value: &str,
         name: Option<&str>,
         now: Timestamp,
     ) -> Result<i64> {
         // One statement that always takes the contact's row lock (DO UPDATE),
         // so whoever comes second for the same contact waits for the first's
         // case to be committed, and joins it.
-        Ok(sqlx::query_scalar(
-            "INSERT INTO contacts (tenant_id, phone, name, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant_id, phone) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name)
-             RETURNING id",
+        let upsert = match key {
+            ContactKey::Phone => {
+                "INSERT INTO contacts (tenant_id, phone, name, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant_id, phone) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name)
+                 RETURNING id"
+            }
+            ContactKey::UserId => {
+                "INSERT INTO contacts (tenant_id, user_id, name, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name)
+                 RETURNING id"
+            }
+        };
+        Ok(sqlx::query_scalar(upsert)
+            .bind(tenant_id)
+            .bind(value)
+            .bind(name)
+            .bind(now)
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
+    async fn contact_by(
+        &mut self,
+        tenant_id: i64,
+        key: ContactKey,
+        value: &str,
+    ) -> Result<Option<i64>> {
+        let select = match key {
+            ContactKey::Phone => {
+                "SELECT id FROM contacts WHERE tenant_id = $1 AND phone = $2 FOR UPDATE"
+            }
+            ContactKey::UserId => {
+                "SELECT id FROM contacts WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE"
+            }
+        };
+        Ok(sqlx::query_scalar(select)
+            .bind(tenant_id)
+            .bind(value)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+
+    async fn set_contact_identity(&mut self, contact_id: i64, who: &ContactRef) -> Result<()> {
+        sqlx::query(
+            "UPDATE contacts SET phone = COALESCE($1, phone), user_id = COALESCE($2, user_id),
+             parent_user_id = COALESCE($3, parent_user_id), username = COALESCE($4, username),
+             name = COALESCE($5, name) WHERE id = $6",
         )
-        .bind(tenant_id)
-        .bind(phone)
-        .bind(name)
-        .bind(now)
-        .fetch_one(&mut *self.tx)
-        .await?)
+        .bind(who.phone.as_deref())
+        .bind(who.user_id.as_deref())
+        .bind(who.parent_user_id.as_deref())
+        .bind(who.username.as_deref())
+        .bind(who.name.as_deref())
+        .bind(contact_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn merge_contact(&mut self, keep: i64, gone: i64) -> Result<()> {
+        // One person has one open case: the gone contact's open cases fold
+        // into the kept one's (their messages move), the rest move as they are.
+        let keep_open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM cases WHERE contact_id = $1 AND status = 'open' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(keep)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        if let Some(open) = keep_open {
+            let folded: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM cases WHERE contact_id = $1 AND status = 'open'",
+            )
+            .bind(gone)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            for case in folded {
+                sqlx::query("UPDATE messages SET case_id = $1 WHERE case_id = $2")
+                    .bind(open)
+                    .bind(case)
+                    .execute(&mut *self.tx)
+                    .await?;
+                sqlx::query("DELETE FROM cases WHERE id = $1")
+                    .bind(case)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+        }
+        for sql in [
+            "UPDATE cases SET contact_id = $1 WHERE contact_id = $2",
+            "UPDATE messages SET contact_id = $1 WHERE contact_id = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(keep)
+                .bind(gone)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM contacts WHERE id = $1")
+            .bind(gone)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn case_of_tenant(&mut self, case_id: i64, tenant_id: i64) -> Result<bool> {
@@ -750,6 +842,41 @@ impl Tx for PgTx {
         .bind(m.now)
         .fetch_optional(&mut *self.tx)
         .await?)
+    }
+
+    async fn message_by_external_id(
+        &mut self,
+        tenant_id: i64,
+        channel: &str,
+        external_id: &str,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM messages WHERE tenant_id = $1 AND channel = $2 AND external_id = $3 FOR UPDATE",
+        )
+        .bind(tenant_id)
+        .bind(channel)
+        .bind(external_id)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn change_message(
+        &mut self,
+        id: i64,
+        edited: Option<(&str, Timestamp)>,
+        deleted_at: Option<Timestamp>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET body = COALESCE($1, body), edited_at = COALESCE($2, edited_at),
+             deleted_at = COALESCE($3, deleted_at) WHERE id = $4",
+        )
+        .bind(edited.map(|(body, _)| body))
+        .bind(edited.map(|(_, at)| at))
+        .bind(deleted_at)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn outbound_message(

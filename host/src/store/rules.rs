@@ -4,14 +4,17 @@
 //! at most once per idempotency key). No SQL here.
 
 use super::backend::{
-    EventEnd, Lease, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxEnd, OutboxRow, Tx,
+    ContactKey, EventEnd, Lease, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxEnd,
+    OutboxRow, Tx,
 };
 use super::types::{
     ConversionStatus, Direction, EventKind, EventStatus, MessageStatus, OutboxStatus, RecordKind,
     Timestamp,
 };
 use super::{Store, StoreError, payload_hash};
-use crate::domain::{DomainOp, OutboundMessage, ParsedItem, RecordRef, TenantRef};
+use crate::domain::{
+    ContactRef, DomainOp, MessageChangeKind, OutboundMessage, ParsedItem, RecordRef, TenantRef,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -637,9 +640,7 @@ impl Store {
                 }
                 DomainOp::RecordInbound(m) => {
                     let tenant = tenant_id.ok_or(StoreError::MissingTenant)?;
-                    let contact = tx
-                        .upsert_contact(tenant, &m.contact_phone, m.contact_name.as_deref(), now)
-                        .await?;
+                    let contact = contact_for(&mut *tx, tenant, &m.contact, now).await?;
                     let case = case_for(&mut *tx, tenant, contact, None, now).await?;
                     let inserted = tx
                         .insert_message(&NewMessage {
@@ -649,7 +650,7 @@ impl Store {
                             channel: &m.channel,
                             direction: Direction::Inbound,
                             external_id: Some(&m.external_id),
-                            from_addr: Some(&m.contact_phone),
+                            from_addr: m.contact.address(),
                             to_addr: m.to_addr.as_deref(),
                             kind: &m.kind,
                             body: &m.body,
@@ -692,6 +693,7 @@ impl Store {
                         Some(m) if u.status.rank() > m.status.rank() => {
                             tx.set_message(m.id, u.status, None, u.error.as_deref())
                                 .await?;
+                            link_recipient(&mut *tx, tenant, u.recipient.as_ref(), now).await?;
                         }
                         Some(m) => ignored.push(format!(
                             "status \"{}\" for {} arrived after \"{}\": statuses never move backwards",
@@ -706,6 +708,43 @@ impl Store {
                         deliver_now.push(id);
                     }
                     records.push(record);
+                }
+                DomainOp::ChangeMessage(c) => {
+                    let tenant = tenant_id.ok_or(StoreError::MissingTenant)?;
+                    let Some(id) = tx
+                        .message_by_external_id(tenant, &c.channel, &c.external_id)
+                        .await?
+                    else {
+                        let what = match c.change {
+                            MessageChangeKind::Edited(_) => "an edit",
+                            MessageChangeKind::Revoked => "a revoke",
+                        };
+                        ignored.push(format!(
+                            "{what} of message {}, which this tenant does not have (it came before Portico, or to another number)",
+                            c.external_id
+                        ));
+                        continue;
+                    };
+                    let at =
+                        c.at.map(|secs| Timestamp::from_unix_millis(secs.saturating_mul(1000)))
+                            .unwrap_or(now);
+                    match &c.change {
+                        MessageChangeKind::Edited(body) => {
+                            tx.change_message(id, Some((body, at)), None).await?
+                        }
+                        MessageChangeKind::Revoked => tx.change_message(id, None, Some(at)).await?,
+                    }
+                    created += 1;
+                }
+                DomainOp::UpdateContact(u) => {
+                    let tenant = tenant_id.ok_or(StoreError::MissingTenant)?;
+                    match update_contact(&mut *tx, tenant, &u.previous, &u.current).await? {
+                        Some(_) => created += 1,
+                        None => ignored.push(format!(
+                            "a changed identity of a contact this tenant does not have ({})",
+                            u.previous.address().unwrap_or("no identifier")
+                        )),
+                    }
                 }
                 DomainOp::Ignore { reason } => ignored.push(reason.clone()),
             }
@@ -958,6 +997,116 @@ impl Store {
     }
 }
 
+/// The tenant's contact for `who`, created when missing. It is found by its
+/// user id or its phone, and keeps what `who` adds (a phone seen later, a
+/// username): a person first seen by phone and later with both is one
+/// contact; two contacts that turn out to be one person are merged.
+async fn contact_for(
+    tx: &mut dyn Tx,
+    tenant_id: i64,
+    who: &ContactRef,
+    now: Timestamp,
+) -> Result<i64> {
+    let name = who.name.as_deref();
+    let extras = who.parent_user_id.is_some() || who.username.is_some();
+    let id = match (who.user_id.as_deref(), who.phone.as_deref()) {
+        (None, None) => return Err(StoreError::NoContactIdentity),
+        // The common case, one statement (and the row lock on PostgreSQL).
+        (None, Some(phone)) => {
+            let id = tx
+                .upsert_contact(tenant_id, ContactKey::Phone, phone, name, now)
+                .await?;
+            if !extras {
+                return Ok(id);
+            }
+            id
+        }
+        (Some(user_id), None) => {
+            tx.upsert_contact(tenant_id, ContactKey::UserId, user_id, name, now)
+                .await?
+        }
+        (Some(user_id), Some(phone)) => {
+            let by_user = tx
+                .contact_by(tenant_id, ContactKey::UserId, user_id)
+                .await?;
+            let by_phone = tx.contact_by(tenant_id, ContactKey::Phone, phone).await?;
+            match (by_user, by_phone) {
+                // Two contacts turn out to be one person: the older one stays.
+                (Some(a), Some(b)) if a != b => {
+                    let (keep, gone) = (a.min(b), a.max(b));
+                    tx.merge_contact(keep, gone).await?;
+                    keep
+                }
+                (Some(id), _) | (None, Some(id)) => id,
+                (None, None) => {
+                    tx.upsert_contact(tenant_id, ContactKey::UserId, user_id, name, now)
+                        .await?
+                }
+            }
+        }
+    };
+    tx.set_contact_identity(id, who).await?;
+    Ok(id)
+}
+
+/// A status names who got the message: a phone and a user id seen together
+/// belong to one contact.
+async fn link_recipient(
+    tx: &mut dyn Tx,
+    tenant_id: i64,
+    recipient: Option<&ContactRef>,
+    now: Timestamp,
+) -> Result<()> {
+    if let Some(who) = recipient
+        && who.user_id.is_some()
+        && (who.phone.is_some() || who.username.is_some())
+    {
+        contact_for(tx, tenant_id, who, now).await?;
+    }
+    Ok(())
+}
+
+/// The contact `previous` names takes `current`'s identifiers; one already
+/// holding them is merged into it. None when the tenant has no such contact.
+async fn update_contact(
+    tx: &mut dyn Tx,
+    tenant_id: i64,
+    previous: &ContactRef,
+    current: &ContactRef,
+) -> Result<Option<i64>> {
+    let mut found = None;
+    if let Some(user_id) = previous.user_id.as_deref() {
+        found = tx
+            .contact_by(tenant_id, ContactKey::UserId, user_id)
+            .await?;
+    }
+    if found.is_none()
+        && let Some(phone) = previous.phone.as_deref()
+    {
+        found = tx.contact_by(tenant_id, ContactKey::Phone, phone).await?;
+    }
+    let Some(mut id) = found else {
+        return Ok(None);
+    };
+    // A contact already holding the new identifiers is the same person: one
+    // stays (the older), with the new identifiers.
+    for (key, value) in [
+        (ContactKey::UserId, current.user_id.as_deref()),
+        (ContactKey::Phone, current.phone.as_deref()),
+    ] {
+        if let Some(value) = value
+            && let Some(other) = tx.contact_by(tenant_id, key, value).await?
+            && other != id
+        {
+            let (keep, gone) = (id.min(other), id.max(other));
+            tx.merge_contact(keep, gone).await?;
+            id = keep;
+        }
+    }
+    tx.set_contact_identity(id, current).await?;
+    Ok(Some(id))
+}
+
 /// The case to file a message under: `wanted` (checked to be the tenant's), else
 /// the contact's open case, else a new open case.
 async fn case_for(
@@ -1002,9 +1151,7 @@ async fn queue_send(
     if !tx.tenant_exists(m.tenant_id).await? {
         return Err(StoreError::TenantNotFound(m.tenant_id));
     }
-    let contact = tx
-        .upsert_contact(m.tenant_id, &m.to_addr, None, now)
-        .await?;
+    let contact = contact_for(tx, m.tenant_id, &m.to, now).await?;
     let case = case_for(tx, m.tenant_id, contact, m.case_id, now).await?;
     let id = tx
         .insert_message(&NewMessage {
@@ -1015,7 +1162,7 @@ async fn queue_send(
             direction: Direction::Outbound,
             external_id: None,
             from_addr: m.from_addr.as_deref(),
-            to_addr: Some(&m.to_addr),
+            to_addr: m.to.address(),
             kind: "text",
             body: &m.body,
             media_id: None,

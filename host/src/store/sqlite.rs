@@ -7,12 +7,12 @@
 
 use super::StoreError;
 use super::backend::{
-    Backend, ConversionState, EventCounts, EventEnd, EventFilter, EventRow, EventState, Lease,
-    MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxBacklog, OutboxEnd,
-    OutboxRow, Result, SourceCredentials, SourceRow, Tx,
+    Backend, ContactKey, ConversionState, EventCounts, EventEnd, EventFilter, EventRow, EventState,
+    Lease, MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxBacklog,
+    OutboxEnd, OutboxRow, Result, SourceCredentials, SourceRow, Tx,
 };
 use super::types::Timestamp;
-use crate::domain::NewLead;
+use crate::domain::{ContactRef, NewLead};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::{
@@ -555,18 +555,13 @@ impl Tx for SqliteTx {
     async fn upsert_contact(
         &mut self,
         tenant_id: i64,
-        phone: &str,
+        key: ContactKey,
+        value: &str,
         name: Option<&str>,
         now: Timestamp,
     ) -> Result<i64> {
         // Look first: an upsert that conflicts would still consume an id.
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM contacts WHERE tenant_id = ? AND phone = ?")
-                .bind(tenant_id)
-                .bind(phone)
-                .fetch_optional(&mut *self.tx)
-                .await?;
-        if let Some(id) = found {
+        if let Some(id) = self.contact_by(tenant_id, key, value).await? {
             if name.is_some() {
                 sqlx::query("UPDATE contacts SET name = ? WHERE id = ?")
                     .bind(name)
@@ -576,15 +571,99 @@ impl Tx for SqliteTx {
             }
             return Ok(id);
         }
-        Ok(sqlx::query_scalar(
-            "INSERT INTO contacts (tenant_id, phone, name, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        let insert = match key {
+            ContactKey::Phone => {
+                "INSERT INTO contacts (tenant_id, phone, name, created_at) VALUES (?, ?, ?, ?) RETURNING id"
+            }
+            ContactKey::UserId => {
+                "INSERT INTO contacts (tenant_id, user_id, name, created_at) VALUES (?, ?, ?, ?) RETURNING id"
+            }
+        };
+        Ok(sqlx::query_scalar(insert)
+            .bind(tenant_id)
+            .bind(value)
+            .bind(name)
+            .bind(now)
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
+    async fn contact_by(
+        &mut self,
+        tenant_id: i64,
+        key: ContactKey,
+        value: &str,
+    ) -> Result<Option<i64>> {
+        let select = match key {
+            ContactKey::Phone => "SELECT id FROM contacts WHERE tenant_id = ? AND phone = ?",
+            ContactKey::UserId => "SELECT id FROM contacts WHERE tenant_id = ? AND user_id = ?",
+        };
+        Ok(sqlx::query_scalar(select)
+            .bind(tenant_id)
+            .bind(value)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+
+    async fn set_contact_identity(&mut self, contact_id: i64, who: &ContactRef) -> Result<()> {
+        sqlx::query(
+            "UPDATE contacts SET phone = COALESCE(?, phone), user_id = COALESCE(?, user_id),
+             parent_user_id = COALESCE(?, parent_user_id), username = COALESCE(?, username),
+             name = COALESCE(?, name) WHERE id = ?",
         )
-        .bind(tenant_id)
-        .bind(phone)
-        .bind(name)
-        .bind(ts(now))
-        .fetch_one(&mut *self.tx)
-        .await?)
+        .bind(who.phone.as_deref())
+        .bind(who.user_id.as_deref())
+        .bind(who.parent_user_id.as_deref())
+        .bind(who.username.as_deref())
+        .bind(who.name.as_deref())
+        .bind(contact_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn merge_contact(&mut self, keep: i64, gone: i64) -> Result<()> {
+        // One person has one open case: the gone contact's open cases fold
+        // into the kept one's (their messages move), the rest move as they are.
+        let keep_open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM cases WHERE contact_id = ? AND status = 'open' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(keep)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        if let Some(open) = keep_open {
+            let folded: Vec<i64> =
+                sqlx::query_scalar("SELECT id FROM cases WHERE contact_id = ? AND status = 'open'")
+                    .bind(gone)
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+            for case in folded {
+                sqlx::query("UPDATE messages SET case_id = ? WHERE case_id = ?")
+                    .bind(open)
+                    .bind(case)
+                    .execute(&mut *self.tx)
+                    .await?;
+                sqlx::query("DELETE FROM cases WHERE id = ?")
+                    .bind(case)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+        }
+        for sql in [
+            "UPDATE cases SET contact_id = ? WHERE contact_id = ?",
+            "UPDATE messages SET contact_id = ? WHERE contact_id = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(keep)
+                .bind(gone)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM contacts WHERE id = ?")
+            .bind(gone)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn case_of_tenant(&mut self, case_id: i64, tenant_id: i64) -> Result<bool> {
@@ -649,6 +728,41 @@ impl Tx for SqliteTx {
         .bind(ts(m.now))
         .fetch_optional(&mut *self.tx)
         .await?)
+    }
+
+    async fn message_by_external_id(
+        &mut self,
+        tenant_id: i64,
+        channel: &str,
+        external_id: &str,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM messages WHERE tenant_id = ? AND channel = ? AND external_id = ?",
+        )
+        .bind(tenant_id)
+        .bind(channel)
+        .bind(external_id)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn change_message(
+        &mut self,
+        id: i64,
+        edited: Option<(&str, Timestamp)>,
+        deleted_at: Option<Timestamp>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET body = COALESCE(?, body), edited_at = COALESCE(?, edited_at),
+             deleted_at = COALESCE(?, deleted_at) WHERE id = ?",
+        )
+        .bind(edited.map(|(body, _)| body))
+        .bind(edited.map(|(_, at)| at))
+        .bind(deleted_at)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn outbound_message(

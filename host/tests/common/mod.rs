@@ -437,6 +437,19 @@ impl Server {
         self.base = base;
     }
 
+    /// kill -9 the server, then start it again on the same database with
+    /// `env` set on top of what it had.
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.kill9();
+        for (k, v) in env {
+            self.env.retain(|(name, _)| name != k);
+            self.env.push((k.to_string(), v.to_string()));
+        }
+        let (child, base) = spawn_serve(self.dir.path(), &self.db_url, &self.env, &self.logs);
+        self.child = child;
+        self.base = base;
+    }
+
     /// SIGKILL: no shutdown hook runs.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -38,6 +38,9 @@ pub fn upload_request(rows: &[Conversion]) -> Value {
     json!({"conversions": conversions, "partialFailure": true})
 }
 
+/// Conversion upload errors that mean Google has this conversion already.
+const ALREADY_RECORDED: [&str; 2] = ["CLICK_CONVERSION_ALREADY_EXISTS", "ORDER_ID_ALREADY_IN_USE"];
+
 /// Conversion upload errors worth trying again later (the click is too fresh).
 const TRANSIENT: [&str; 2] = ["TOO_RECENT_EVENT", "TOO_RECENT_CONVERSION_ACTION"];
 
@@ -66,7 +69,7 @@ pub fn read_upload_answer(
     }
     // Before any other reading: the whole project is shut out, whatever the
     // status, and every row would fail the same way.
-    if String::from_utf8_lossy(body).contains(NOT_ALLOWLISTED) {
+    if !(200..300).contains(&status) && String::from_utf8_lossy(body).contains(NOT_ALLOWLISTED) {
         return BatchEnd::Stop(format!(
             "Google Ads API refused click conversion uploads ({NOT_ALLOWLISTED}): since 2026-06-15 it takes them only from projects that used them before; set GOOGLE_ADS_UPLOAD_API=data-manager (Google's Data Manager API, open to every account) and reload the plugin; the waiting conversions then go that way"
         ));
@@ -111,6 +114,9 @@ pub fn read_upload_answer(
             let message = error["message"].as_str().unwrap_or("").to_string();
             let end = if TRANSIENT.contains(&code.as_str()) {
                 RowEnd::Retry(format!("{code}: {message}"))
+            } else if ALREADY_RECORDED.contains(&code.as_str()) {
+                // Sent before (an attempt whose answer was lost): it is in Google.
+                RowEnd::Uploaded
             } else {
                 RowEnd::Rejected(code, message)
             };
@@ -134,6 +140,7 @@ mod tests {
             customer_id: Some("1234567890".into()),
             default_action: Some("987654321".into()),
             upload_enabled: true,
+            tenant_account: false,
         }
     }
 

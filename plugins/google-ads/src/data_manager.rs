@@ -293,6 +293,18 @@ pub fn read_ingest_answer(status: u16, retry_after: Option<&str>, body: &[u8]) -
         };
     }
     let (reason, message, violations) = google_error(body);
+    let google_spoke = serde_json::from_slice::<Value>(body)
+        .map(|v| v["error"].is_object())
+        .unwrap_or(false);
+    if status == 404
+        || ((400..500).contains(&status) && !matches!(status, 401 | 408 | 429) && !google_spoke)
+    {
+        // Not Google's answer to this request (a wrong base URL, a proxy):
+        // nothing was judged, so nothing may end failed.
+        return IngestEnd::Stop(format!(
+            "Data Manager API answered HTTP {status} that is not Google's error answer ({message}); check GOOGLE_DATA_MANAGER_API_BASE_URL and any proxy, then reload the plugin"
+        ));
+    }
     if status == 401 {
         return IngestEnd::Unauthorized(format!("Data Manager API answered HTTP 401 ({message})"));
     }
@@ -344,6 +356,11 @@ pub enum DestinationStatus {
     },
 }
 
+/// Seconds before a request still processing is read again.
+pub const PROCESSING_WAIT_SECS: u32 = 300;
+/// Seconds before events refused as too recent go again (Google: "retry after 6 hours").
+pub const TOO_RECENT_WAIT_SECS: u32 = 6 * 3600;
+
 /// Reasons that mean the event is already recorded (a repeat).
 const ALREADY: [&str; 2] = [
     "PROCESSING_ERROR_REASON_DUPLICATE_TRANSACTION_ID",
@@ -355,23 +372,22 @@ const RETRY_LATER: [&str; 2] = [
     "PROCESSING_ERROR_REASON_INTERNAL_ERROR",
 ];
 
-/// Read `requestStatus:retrieve` for the destinations `references` (in the
-/// request's order): one status each.
-pub fn read_status(body: &[u8], references: &[String]) -> Vec<DestinationStatus> {
+/// Read `requestStatus:retrieve` for `destinations`, each its reference and
+/// its index in the request: one status each.
+pub fn read_status(body: &[u8], destinations: &[(String, usize)]) -> Vec<DestinationStatus> {
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let entries = json["requestStatusPerDestination"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    references
+    destinations
         .iter()
-        .enumerate()
-        .map(|(at, reference)| {
-            // By reference when Google echoes it, else by position.
+        .map(|(reference, at)| {
+            // By reference when Google echoes it, else by its place in the request.
             let entry = entries
                 .iter()
                 .find(|e| e["destination"]["reference"].as_str() == Some(reference.as_str()))
-                .or_else(|| entries.get(at));
+                .or_else(|| entries.get(*at));
             let Some(entry) = entry else {
                 return DestinationStatus::Processing;
             };
@@ -404,12 +420,22 @@ pub fn read_status(body: &[u8], references: &[String]) -> Vec<DestinationStatus>
                             reason.trim_start_matches("PROCESSING_ERROR_REASON_")
                         ));
                     }
+                    let total = count(&entry["eventsIngestionStatus"]["recordCount"]);
+                    if failed == 0 && entry["requestStatus"] == "FAILED" && reasons.is_empty() {
+                        // Failed, and Google counted no reason: nothing was recorded.
+                        return DestinationStatus::Failed {
+                            failed: u64::MAX,
+                            total,
+                            reasons: vec!["FAILED (Google gave no reason)".into()],
+                            retry: false,
+                        };
+                    }
                     if failed == 0 {
                         return DestinationStatus::Recorded;
                     }
                     DestinationStatus::Failed {
                         failed,
-                        total: count(&entry["eventsIngestionStatus"]["recordCount"]),
+                        total,
                         reasons,
                         retry,
                     }
@@ -423,7 +449,7 @@ pub fn read_status(body: &[u8], references: &[String]) -> Vec<DestinationStatus>
 /// How the `n` rows of one destination end, from its status.
 pub fn rows_end(status: &DestinationStatus, n: usize, request_id: &str) -> RowOutcomeHint {
     match status {
-        DestinationStatus::Processing => RowOutcomeHint::Wait,
+        DestinationStatus::Processing => RowOutcomeHint::Wait(PROCESSING_WAIT_SECS),
         DestinationStatus::Recorded => RowOutcomeHint::End(RowEnd::Uploaded),
         DestinationStatus::Failed {
             failed,
@@ -435,9 +461,18 @@ pub fn rows_end(status: &DestinationStatus, n: usize, request_id: &str) -> RowOu
             let said = reasons.join(", ");
             if *failed >= total {
                 if *retry {
-                    RowOutcomeHint::SendAgain(format!(
-                        "Google could not process these events yet (request {request_id}: {said}); they are sent again later"
-                    ))
+                    // A click too fresh: Google asks for 6 hours; else a short while.
+                    let after = if said.contains("TOO_RECENT") {
+                        TOO_RECENT_WAIT_SECS
+                    } else {
+                        PROCESSING_WAIT_SECS
+                    };
+                    RowOutcomeHint::SendAgain(
+                        format!(
+                            "Google could not process these events yet (request {request_id}: {said}); they are sent again in {after} s"
+                        ),
+                        after,
+                    )
                 } else {
                     let code = reasons
                         .first()
@@ -468,10 +503,10 @@ pub fn rows_end(status: &DestinationStatus, n: usize, request_id: &str) -> RowOu
 pub enum RowOutcomeHint {
     /// Ended so.
     End(RowEnd),
-    /// Still processing: keep the request id and read it again later.
-    Wait,
-    /// Nothing of it was recorded, for a reason that passes: send again later.
-    SendAgain(String),
+    /// Still processing: keep the request id and read it again after these seconds.
+    Wait(u32),
+    /// Nothing of it was recorded, for a reason that passes: send again after these seconds.
+    SendAgain(String, u32),
     /// Some recorded, some not, unknown which: uploaded, with a warning.
     Partly(String),
 }
@@ -625,6 +660,10 @@ mod tests {
             read_ingest_answer(403, None, b"{}"),
             IngestEnd::Stop(_)
         ));
+        assert!(matches!(
+            read_ingest_answer(404, None, b"<html>not here</html>"),
+            IngestEnd::Stop(_)
+        ));
     }
 
     #[test]
@@ -638,9 +677,10 @@ mod tests {
             {"destination":{"reference":"d4"},"requestStatus":"PARTIAL_SUCCESS","eventsIngestionStatus":{"recordCount":"3"},
              "errorInfo":{"errorCounts":[{"recordCount":"1","reason":"PROCESSING_ERROR_REASON_EVENT_TOO_OLD"}]}},
             {"destination":{"reference":"d5"},"requestStatus":"PROCESSING"}]}"#;
-        let refs: Vec<String> = ["d1", "d2", "d3", "d4", "d5", "d6"]
+        let refs: Vec<(String, usize)> = ["d1", "d2", "d3", "d4", "d5", "d6"]
             .iter()
-            .map(|s| s.to_string())
+            .enumerate()
+            .map(|(i, s)| (s.to_string(), i))
             .collect();
         let s = read_status(body, &refs);
         assert_eq!(s[0], DestinationStatus::Recorded);
@@ -671,7 +711,22 @@ mod tests {
         };
         assert!(matches!(
             rows_end(&recent, 1, "r"),
-            RowOutcomeHint::SendAgain(_)
+            RowOutcomeHint::SendAgain(_, TOO_RECENT_WAIT_SECS)
         ));
+        // FAILED with no reason counted is not a success.
+        let failed = read_status(
+            br#"{"requestStatusPerDestination":[{"requestStatus":"FAILED"}]}"#,
+            &[("d9".to_string(), 0)],
+        );
+        assert!(matches!(
+            rows_end(&failed[0], 2, "r"),
+            RowOutcomeHint::End(RowEnd::Rejected(..))
+        ));
+        // No reference echoed: by the destination's place in the request.
+        let by_place = read_status(
+            br#"{"requestStatusPerDestination":[{"requestStatus":"PROCESSING"},{"requestStatus":"SUCCESS"}]}"#,
+            &[("d2".to_string(), 1)],
+        );
+        assert_eq!(by_place[0], DestinationStatus::Recorded);
     }
 }

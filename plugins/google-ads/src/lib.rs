@@ -83,8 +83,10 @@ mod component {
                 {
                     warnings.push("GOOGLE_ADS_REFRESH_TOKEN is set without GOOGLE_ADS_CLIENT_ID and GOOGLE_ADS_CLIENT_SECRET: no access token can be minted".into());
                 }
-                if upload_api() == Ok(UploadApi::AdsApi) {
-                    let version = host::config("api_version").unwrap_or_default();
+                if upload_api() == Ok(UploadApi::AdsApi)
+                    && let Some(version) =
+                        host::config("api_version").filter(|v| !v.trim().is_empty())
+                {
                     let number: u32 = version.trim().trim_start_matches('v').parse().unwrap_or(0);
                     if number < 23 {
                         warnings.push(format!("GOOGLE_ADS_API_VERSION = {version:?}: versions before 23 are sunset (v22 on 2026-10-07); use {}", ads_api::LATEST_VERSION));
@@ -127,6 +129,8 @@ mod component {
                 None => match directory::sources(TENANT_KIND, 2).as_slice() {
                     [] => (None, None),
                     [only] => (Some(only.tenant_id), Some(only.key.clone())),
+                    // Uploads off: recorded (as logged) without a tenant, as ever.
+                    _ if !host::config_bool("upload_enabled", false) => (None, None),
                     _ => {
                         return Err(AdapterError::invalid(
                             "invalid_request",
@@ -149,6 +153,7 @@ mod component {
                 customer_id: customer,
                 default_action,
                 upload_enabled: host::config_bool("upload_enabled", false),
+                tenant_account: source.is_some(),
             };
             let mut conversion =
                 logic::validate(&req.body, http::header(&req, "idempotency-key"), &config)?;
@@ -217,31 +222,55 @@ mod component {
             // One request per customer: a batch never mixes accounts, and
             // each goes out with its customer's own credentials.
             let groups = logic::by_customer(&good, customer_id().as_deref());
-            let single = groups.len() == 1;
             let mut ends: Vec<Option<RowEnd>> = vec![None; good.len()];
+            // First every customer's credentials, before anything is sent: a
+            // host-wide credential that fails stops the uploader (shown in
+            // health) with nothing half done; a tenant's own fails its rows alone.
+            let mut ready = Vec::new();
             for (cid, idxs) in &groups {
-                let result = match cid {
-                    None => Err(BatchError::Stop(
+                let Some(cid) = cid else {
+                    return Err(BatchError::Stop(
                         "GOOGLE_ADS_CUSTOMER_ID is not set and the conversion's action names no customer".into(),
-                    )),
-                    Some(cid) => {
-                        let account = Account::of(cid, &good, idxs);
-                        match api {
-                            UploadApi::DataManager => upload_data_manager(&account, &good, idxs),
-                            UploadApi::AdsApi => upload_ads_api(&account, &good, idxs),
+                    ));
+                };
+                let account = Account::of(cid, &good, idxs);
+                match auth_for(&account).and_then(|auth| token(&auth, false).map(|_| auth)) {
+                    Ok(auth) => ready.push((account, auth, idxs)),
+                    Err(BatchError::Stop(why)) if account.own_credentials() => {
+                        host::error(&why);
+                        for i in idxs.iter() {
+                            ends[*i] = Some(RowEnd::Retry(why.clone()));
                         }
                     }
+                    Err(e) => return Err(e),
+                }
+            }
+            let mut sent_any = false;
+            for (account, auth, idxs) in ready {
+                let result = match api {
+                    UploadApi::DataManager => upload_data_manager(&account, &auth, &good, idxs),
+                    UploadApi::AdsApi => upload_ads_api(&account, &auth, &good, idxs),
                 };
                 match result {
                     Ok(group_ends) => {
+                        sent_any = true;
                         for (i, end) in group_ends {
                             ends[i] = Some(end);
                         }
                     }
-                    // One customer alone: its trouble is the batch's (a stop
-                    // shows in health until someone acts).
-                    Err(e) if single => return Err(e),
-                    // Several: one customer's trouble is its rows' alone.
+                    // A tenant's own credentials or account refused: its rows alone wait.
+                    Err(BatchError::Stop(why)) if account.own_credentials() => {
+                        host::error(&why);
+                        for i in idxs {
+                            ends[*i] = Some(RowEnd::Retry(why.clone()));
+                        }
+                    }
+                    // Nothing went out yet: the whole batch waits for the fix.
+                    Err(e @ BatchError::Stop(_)) if !sent_any => return Err(e),
+                    Err(e @ BatchError::Retry(_)) if !sent_any && groups.len() == 1 => {
+                        return Err(e);
+                    }
+                    // Others went out: theirs are kept, this customer's rows wait.
                     Err(BatchError::Retry((why, _)) | BatchError::Stop(why)) => {
                         for i in idxs {
                             ends[*i] = Some(RowEnd::Retry(why.clone()));
@@ -286,6 +315,16 @@ mod component {
             directory::secret_for(TENANT_KIND, &self.source_key, name)
         }
 
+        /// The source's own secret, never the host's.
+        fn own_secret(&self, name: &str) -> Option<String> {
+            directory::source_secret(TENANT_KIND, &self.source_key, name)
+        }
+
+        /// Whether its calls use its source's own credentials.
+        fn own_credentials(&self) -> bool {
+            self.own_secret("refresh_token").is_some() || self.own_secret("access_token").is_some()
+        }
+
         fn setting(&self, name: &str) -> Option<String> {
             directory::setting_for(TENANT_KIND, &self.source_key, name)
         }
@@ -295,28 +334,46 @@ mod component {
     enum Auth {
         /// A token someone else renews (GOOGLE_ADS_ACCESS_TOKEN).
         Fixed(String),
-        /// Minted from a refresh token, kept until shortly before it expires.
-        Refresh(RefreshGrant),
+        /// Minted from a refresh token, kept until shortly before it expires;
+        /// `whose` names where the refresh token came from, for the operator.
+        Refresh { grant: RefreshGrant, whose: String },
     }
 
-    /// The customer's own credentials (its source's secrets), else the host's.
+    /// The customer's own credentials (its source's secrets, a refresh token
+    /// before an access token), else the host's.
     fn auth_for(account: &Account) -> Result<Auth, BatchError> {
-        if let Some(refresh_token) = account.secret("refresh_token") {
+        let cid = &account.customer_id;
+        let grant = |refresh_token: String, whose: &str| {
             let client_id = account.setting("client_id");
             let client_secret = account.secret("client_secret");
             let (Some(client_id), Some(client_secret)) = (client_id, client_secret) else {
-                return Err(BatchError::Stop("a refresh token is set but GOOGLE_ADS_CLIENT_ID or GOOGLE_ADS_CLIENT_SECRET is not: set both (the OAuth client the refresh token was made with)".into()));
+                return Err(BatchError::Stop(format!(
+                    "customer {cid}: {whose} refresh token is set but GOOGLE_ADS_CLIENT_ID or GOOGLE_ADS_CLIENT_SECRET is not: set both (the OAuth client the refresh token was made with)"
+                )));
             };
-            return Ok(Auth::Refresh(RefreshGrant {
-                token_url: host::config("token_url").unwrap_or_else(|| TOKEN_URL.into()),
-                client_id,
-                client_secret,
-                refresh_token,
-            }));
+            Ok(Auth::Refresh {
+                grant: RefreshGrant {
+                    token_url: host::config("token_url").unwrap_or_else(|| TOKEN_URL.into()),
+                    client_id,
+                    client_secret,
+                    refresh_token,
+                },
+                whose: whose.to_string(),
+            })
+        };
+        if let Some(refresh) = account.own_secret("refresh_token") {
+            return grant(
+                refresh,
+                &format!("the google source {}'s", account.source_key),
+            );
         }
-        let cid = &account.customer_id;
-        account
-            .secret("access_token")
+        if let Some(token) = account.own_secret("access_token") {
+            return Ok(Auth::Fixed(token));
+        }
+        if let Some(refresh) = host::secret("refresh_token") {
+            return grant(refresh, "GOOGLE_ADS_REFRESH_TOKEN's");
+        }
+        host::secret("access_token")
             .map(Auth::Fixed)
             .ok_or_else(|| BatchError::Stop(format!("no Google credentials for customer {cid}: set GOOGLE_ADS_REFRESH_TOKEN with GOOGLE_ADS_CLIENT_ID and GOOGLE_ADS_CLIENT_SECRET (or the source's own refresh_token), or GOOGLE_ADS_ACCESS_TOKEN")))
     }
@@ -324,10 +381,10 @@ mod component {
     fn token(auth: &Auth, renew: bool) -> Result<String, BatchError> {
         match auth {
             Auth::Fixed(t) => Ok(t.clone()),
-            Auth::Refresh(grant) => oauth::access_token(grant, renew).map_err(|e| match e {
+            Auth::Refresh { grant, whose } => oauth::access_token(grant, renew).map_err(|e| match e {
                 TokenError::Unavailable(_) => BatchError::Retry((e.describe(), None)),
                 TokenError::Refused { .. } => BatchError::Stop(format!(
-                    "{}: make a new refresh token (GOOGLE_ADS_REFRESH_TOKEN, or the google source's refresh_token) and reload the plugin",
+                    "{} ({whose}): make a new refresh token and set it there (GOOGLE_ADS_REFRESH_TOKEN and reload the plugin, or `portico source set --kind google --key KEY --secret refresh_token=...`)",
                     e.describe()
                 )),
                 TokenError::NotAllowed(_) => BatchError::Stop(e.describe()),
@@ -347,7 +404,7 @@ mod component {
             Err(e) => Err(BatchError::Retry((outbound::describe(&e), None))),
         };
         let answer = send(&token(auth, false)?)?;
-        if answer.status == 401 && matches!(auth, Auth::Refresh(_)) {
+        if answer.status == 401 && matches!(auth, Auth::Refresh { .. }) {
             host::info("Google answered 401 to the kept access token: minting a new one");
             return send(&token(auth, true)?);
         }
@@ -365,12 +422,12 @@ mod component {
     /// One uploadClickConversions call for a customer's rows.
     fn upload_ads_api(
         account: &Account,
+        auth: &Auth,
         rows: &[Conversion],
         idxs: &[usize],
     ) -> Result<Vec<(usize, RowEnd)>, BatchError> {
         let cid = &account.customer_id;
         let batch: Vec<Conversion> = idxs.iter().map(|i| rows[*i].clone()).collect();
-        let auth = auth_for(account)?;
         let base = host::config("api_base_url")
             .unwrap_or_else(|| "https://googleads.googleapis.com".into());
         let version = host::config("api_version")
@@ -388,7 +445,7 @@ mod component {
             .map(|c| logic::clean_customer_id(&c))
             .filter(|c| !c.is_empty());
         let body = ads_api::upload_request(&batch).to_string().into_bytes();
-        let answer = send_authorized(&auth, |token| {
+        let answer = send_authorized(auth, |token| {
             let mut headers = vec![
                 ("authorization".to_string(), format!("Bearer {token}")),
                 ("content-type".to_string(), "application/json".to_string()),
@@ -464,53 +521,53 @@ mod component {
     /// on their request's status; the others go in as few requests as fit.
     fn upload_data_manager(
         account: &Account,
+        auth: &Auth,
         rows: &[Conversion],
         idxs: &[usize],
     ) -> Result<Vec<(usize, RowEnd)>, BatchError> {
-        let auth = auth_for(account)?;
         let target = target_for(account)?;
         let mut ends = Vec::new();
         // Rows sent earlier by this process: read their request's status, never send again.
-        let mut waiting: Vec<(String, Vec<(usize, String)>)> = Vec::new();
+        let mut waiting: Vec<(String, Vec<Member>)> = Vec::new();
         let mut fresh = Vec::new();
         for &i in idxs {
             let sent = sent_key(&rows[i])
                 .and_then(|k| cache::get(&k))
                 .and_then(|v| {
-                    v.split_once(' ')
-                        .map(|(r, d)| (r.to_string(), d.to_string()))
+                    let mut parts = v.split(' ');
+                    let (request_id, reference, at) = (parts.next()?, parts.next()?, parts.next()?);
+                    Some((
+                        request_id.to_string(),
+                        reference.to_string(),
+                        at.parse::<usize>().ok()?,
+                    ))
                 });
             match sent {
-                Some((request_id, reference)) => {
+                Some((request_id, reference, at)) => {
                     match waiting.iter_mut().find(|(r, _)| *r == request_id) {
-                        Some((_, list)) => list.push((i, reference)),
-                        None => waiting.push((request_id, vec![(i, reference)])),
+                        Some((_, list)) => list.push((i, reference, at)),
+                        None => waiting.push((request_id, vec![(i, reference, at)])),
                     }
                 }
                 None => fresh.push(i),
             }
         }
         for (request_id, members) in waiting {
-            ends.extend(status_ends(&auth, rows, &request_id, &members)?);
+            ends.extend(status_ends(auth, rows, &request_id, &members)?);
         }
         let (plans, refused) = data_manager::plan(rows, &fresh);
         ends.extend(refused);
         for plan in plans {
-            match ingest(&auth, &target, rows, plan) {
-                Ok(e) => ends.extend(e),
-                Err(e) if ends.is_empty() => return Err(e),
-                Err(BatchError::Retry((why, _)) | BatchError::Stop(why)) => {
-                    // Earlier requests went in: their rows keep their ends.
-                    let done: Vec<usize> = ends.iter().map(|(i, _)| *i).collect();
-                    for &i in idxs.iter().filter(|i| !done.contains(i)) {
-                        ends.push((i, RowEnd::Retry(why.clone())));
-                    }
-                    break;
-                }
-            }
+            // An error drops this call's ends: the rows go back untouched, and
+            // what was sent is remembered, so nothing is sent twice for it.
+            ends.extend(ingest(auth, &target, rows, plan)?);
         }
         Ok(ends)
     }
+
+    /// A row sent in a request: (row index, destination reference, the
+    /// destination's place in the request).
+    type Member = (usize, String, usize);
 
     /// Send one planned request; events Google names as bad end alone and
     /// the rest go again at once (a refused request was not processed at all).
@@ -556,16 +613,28 @@ mod component {
                         ends.extend(plan.events.iter().map(|(i, _)| (*i, RowEnd::Uploaded)));
                         return Ok(ends);
                     }
-                    for (i, reference) in &plan.events {
+                    let members: Vec<Member> = plan
+                        .events
+                        .iter()
+                        .map(|(i, reference)| {
+                            let at = plan
+                                .destinations
+                                .iter()
+                                .position(|(r, _)| r == reference)
+                                .unwrap_or(0);
+                            (*i, reference.clone(), at)
+                        })
+                        .collect();
+                    for (i, reference, at) in &members {
                         if let Some(k) = sent_key(&rows[*i]) {
                             cache::put(
                                 &k,
-                                &format!("{request_id} {reference}"),
+                                &format!("{request_id} {reference} {at}"),
                                 std::time::Duration::from_secs(24 * 3600),
                             );
                         }
                     }
-                    ends.extend(status_ends(auth, rows, &request_id, &plan.events)?);
+                    ends.extend(status_ends(auth, rows, &request_id, &members)?);
                     return Ok(ends);
                 }
                 IngestEnd::Refused {
@@ -650,7 +719,7 @@ mod component {
         auth: &Auth,
         rows: &[Conversion],
         request_id: &str,
-        members: &[(usize, String)],
+        members: &[Member],
     ) -> Result<Vec<(usize, RowEnd)>, BatchError> {
         let url = format!(
             "{}?requestId={}",
@@ -662,6 +731,12 @@ mod component {
                 cache::remove(&k);
             }
         };
+        let wait = |why: String, secs: u32| -> Vec<(usize, RowEnd)> {
+            members
+                .iter()
+                .map(|(i, _, _)| (*i, RowEnd::Wait(why.clone(), secs)))
+                .collect()
+        };
         let answer = send_authorized(auth, |token| outbound::OutboundRequest {
             method: "GET".into(),
             url: url.clone(),
@@ -669,61 +744,57 @@ mod component {
             body: Vec::new(),
             timeout_ms: Some(10_000),
         });
-        let waiting = |why: String| -> Vec<(usize, RowEnd)> {
-            members
-                .iter()
-                .map(|(i, _)| (*i, RowEnd::Retry(why.clone())))
-                .collect()
-        };
         let answer = match answer {
             Ok(a) => a,
+            // Credentials refused: the uploader stops (the request is remembered).
+            Err(e @ BatchError::Stop(_)) => return Err(e),
             // The request went in; only its status is unknown for now.
-            Err(BatchError::Retry((why, _)) | BatchError::Stop(why)) => {
-                return Ok(waiting(format!(
-                    "Google took request {request_id}; its status could not be read ({why}), so it is read again later"
-                )));
+            Err(BatchError::Retry((why, _))) => {
+                return Ok(wait(
+                    format!(
+                        "Google took request {request_id}; its status could not be read ({why})"
+                    ),
+                    data_manager::PROCESSING_WAIT_SECS,
+                ));
             }
         };
-        if matches!(answer.status, 400 | 404) {
-            // Google does not know the request: send the rows again (their
-            // transaction ids keep Google from counting any twice).
-            members.iter().for_each(|(i, _)| forget(*i));
-            return Ok(waiting(format!(
-                "Google does not know request {request_id} (HTTP {}): the conversions are sent again",
-                answer.status
-            )));
-        }
         if !(200..300).contains(&answer.status) {
-            return Ok(waiting(format!(
-                "Google took request {request_id}; reading its status answered HTTP {}, so it is read again later",
-                answer.status
-            )));
+            // Google may not know a request this fresh yet: ask again later
+            // (once the remembered request expires, the rows go again, and
+            // their transaction ids keep Google from counting any twice).
+            return Ok(wait(
+                format!(
+                    "Google took request {request_id}; reading its status answered HTTP {}",
+                    answer.status
+                ),
+                data_manager::PROCESSING_WAIT_SECS,
+            ));
         }
-        let mut references: Vec<String> = Vec::new();
-        for (_, r) in members {
-            if !references.contains(r) {
-                references.push(r.clone());
+        let mut destinations: Vec<(String, usize)> = Vec::new();
+        for (_, r, at) in members {
+            if !destinations.iter().any(|(d, _)| d == r) {
+                destinations.push((r.clone(), *at));
             }
         }
-        let statuses = data_manager::read_status(&answer.body, &references);
+        let statuses = data_manager::read_status(&answer.body, &destinations);
         let mut ends = Vec::new();
-        for (reference, status) in references.iter().zip(statuses) {
+        for ((reference, _), status) in destinations.iter().zip(statuses) {
             let group: Vec<usize> = members
                 .iter()
-                .filter(|(_, r)| r == reference)
-                .map(|(i, _)| *i)
+                .filter(|(_, r, _)| r == reference)
+                .map(|(i, _, _)| *i)
                 .collect();
             let end = match data_manager::rows_end(&status, group.len(), request_id) {
-                RowOutcomeHint::Wait => RowEnd::Retry(format!(
-                    "Google is processing request {request_id}; its status is read again later"
-                )),
+                RowOutcomeHint::Wait(secs) => {
+                    RowEnd::Wait(format!("Google is processing request {request_id}"), secs)
+                }
                 RowOutcomeHint::End(end) => {
                     group.iter().for_each(|i| forget(*i));
                     end
                 }
-                RowOutcomeHint::SendAgain(why) => {
+                RowOutcomeHint::SendAgain(why, secs) => {
                     group.iter().for_each(|i| forget(*i));
-                    RowEnd::Retry(why)
+                    RowEnd::Wait(why, secs)
                 }
                 RowOutcomeHint::Partly(why) => {
                     host::warn(&why);

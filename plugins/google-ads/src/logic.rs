@@ -64,6 +64,9 @@ pub struct IntakeConfig {
     pub default_action: Option<String>,
     /// Uploads on: a conversion must name its action (or the default must be set).
     pub upload_enabled: bool,
+    /// The customer is the tenant's own account (its google source): an action
+    /// of another customer is refused.
+    pub tenant_account: bool,
 }
 
 /// `customers/{cid}/conversionActions/{id}` from a bare id; a resource name is kept.
@@ -264,6 +267,16 @@ pub fn validate(
         Some(Value::Number(n)) => action_resource(&n.to_string(), cid).map(Some),
         Some(_) => Err("must be a string".into()),
     };
+    // A tenant's conversions go to its own account only.
+    let action = match (action, cid) {
+        (Ok(Some(a)), Some(own)) if config.tenant_account => match action_customer(&a) {
+            Some(other) if other != own => Err(format!(
+                "names customer {other}, but the tenant's Google Ads account (its google source) is {own}: send that account's action or its bare id"
+            )),
+            _ => Ok(Some(a)),
+        },
+        (other, _) => other,
+    };
     let action = match action {
         Ok(a) => Some(a),
         Err(why) => {
@@ -455,6 +468,8 @@ pub enum RowEnd {
     Uploaded,
     Rejected(String, String),
     Retry(String),
+    /// Not final: asked again after these seconds (Google is still processing it).
+    Wait(String, u32),
 }
 
 /// How a whole batch ended.
@@ -517,6 +532,7 @@ pub fn row_outcomes(rows: Vec<RowRead>, uploaded: Vec<RowEnd>) -> Vec<RowOutcome
                 Some(RowEnd::Uploaded) => RowOutcome::Delivered(None),
                 Some(RowEnd::Rejected(code, message)) => RowOutcome::Rejected((code, message)),
                 Some(RowEnd::Retry(message)) => RowOutcome::Retry(message),
+                Some(RowEnd::Wait(message, secs)) => RowOutcome::Wait((message, secs)),
                 None => RowOutcome::Retry("no answer for this row".into()),
             },
         })
@@ -568,7 +584,31 @@ mod tests {
             customer_id: Some("1234567890".into()),
             default_action: Some("987654321".into()),
             upload_enabled: true,
+            tenant_account: false,
         }
+    }
+
+    #[test]
+    fn a_tenant_s_conversion_goes_to_its_own_account_only() {
+        let own = IntakeConfig {
+            tenant_account: true,
+            ..config()
+        };
+        let body = br#"{"gclid":"G","timestamp":"2026-09-20T14:32:05Z","value":1,"currency":"EUR","conversion_action":"customers/555/conversionActions/1"}"#;
+        let e = validate(body, None, &own).unwrap_err();
+        assert_eq!(e.0[0].0, "conversion_action");
+        assert!(e.0[0].1.contains("customer 555"), "{e:?}");
+        // The host-wide account may name any customer (a manager uploads for many).
+        assert!(validate(body, None, &config()).is_ok());
+        // The tenant's own, or a bare id, is fine.
+        let mine = br#"{"gclid":"G","timestamp":"2026-09-20T14:32:05Z","value":1,"currency":"EUR","conversion_action":"7"}"#;
+        assert_eq!(
+            validate(mine, None, &own)
+                .unwrap()
+                .conversion_action
+                .as_deref(),
+            Some("customers/1234567890/conversionActions/7")
+        );
     }
 
     const SEED: &[u8] =

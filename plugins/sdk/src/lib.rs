@@ -1,7 +1,7 @@
 //! Guest-side crate for Portico adapter authors.
 //!
 //! An adapter is a Rust crate built for `wasm32-wasip2` that implements the
-//! `portico:adapter/plugin` interface of `wit/adapter.wit` (0.2.2). This crate gives it:
+//! `portico:adapter/plugin` interface of `wit/adapter.wit` (0.3.0). This crate gives it:
 //!
 //! - [`bindings`]: the generated WIT bindings and the [`export_adapter!`] macro;
 //! - [`signature`]: HMAC-SHA256 signature checks with constant-time comparison;
@@ -52,9 +52,10 @@ pub mod bindings {
 pub use bindings::export_adapter;
 pub use bindings::exports::portico::adapter::plugin::{BatchError, OutboxRow, RowOutcome};
 pub use bindings::portico::adapter::types::{
-    AdapterError, Conversion, DeliveryStatus, DomainOp, InboundMessage, Item, Lead,
-    OutboundMessage, OutboxDecl, PluginManifest as Manifest, RecordRef, Request, Response, Route,
-    RouteAuth, RouteKind, StatusUpdate, TenantRef, Verdict,
+    AdapterError, ContactRef, ContactUpdate, Conversion, DeliveryStatus, DomainOp, InboundMessage,
+    Item, Lead, MessageChange, MessageChangeKind, OutboundMessage, OutboxDecl,
+    PluginManifest as Manifest, RecordRef, Request, Response, Route, RouteAuth, RouteKind,
+    StatusUpdate, TenantRef, Verdict,
 };
 pub use parsed::{ParseError, Parsed, into_items};
 
@@ -216,6 +217,36 @@ pub fn respond_records(records: &[RecordRef]) -> Response {
         }
     };
     Response::json(200, &body)
+}
+
+impl ContactRef {
+    /// A person known by phone number only.
+    pub fn by_phone(phone: impl Into<String>) -> Self {
+        ContactRef {
+            phone: Some(phone.into()),
+            user_id: None,
+            parent_user_id: None,
+            username: None,
+            name: None,
+        }
+    }
+
+    /// A person known by the provider's user id only.
+    pub fn by_user_id(user_id: impl Into<String>) -> Self {
+        ContactRef {
+            phone: None,
+            user_id: Some(user_id.into()),
+            parent_user_id: None,
+            username: None,
+            name: None,
+        }
+    }
+
+    /// Whether it names no one (neither a phone nor a user id).
+    pub fn is_empty(&self) -> bool {
+        self.phone.as_deref().is_none_or(str::is_empty)
+            && self.user_id.as_deref().is_none_or(str::is_empty)
+    }
 }
 
 impl DeliveryStatus {

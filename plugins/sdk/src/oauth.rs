@@ -67,10 +67,19 @@ impl TokenError {
 }
 
 /// A token the endpoint gave, and how many seconds it lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Minted {
     pub access_token: String,
     pub expires_in: u64,
+}
+
+impl std::fmt::Debug for Minted {
+    // The token itself is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Minted")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Renew this long before the endpoint's expiry.

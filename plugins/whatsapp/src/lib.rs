@@ -1,8 +1,9 @@
 //! WhatsApp Cloud API adapter: a thin component wrapper over [`logic`].
 //!
-//! Routes: GET webhook (handshake), POST webhook (messages and statuses),
-//! POST send (intake, admin bearer: queues a text that `deliver` sends through the
-//! Cloud API while the caller waits). Outbox: `message`, one per call, never resent.
+//! Routes: GET webhook (handshake), POST webhook (messages, statuses, edits,
+//! revokes and changed identities; users by phone or business-scoped user id),
+//! POST send (intake: queues a text, to a phone or a business-scoped user id,
+//! that `deliver` sends through the Cloud API while the caller waits). Outbox: `message`, one per call, never resent.
 //! Config: `api_base_url`, `api_version`. Secrets: `app_secret` (comma-separated
 //! for rotation), `verify_token`, `access_token`.
 
@@ -10,12 +11,12 @@ pub mod logic;
 
 #[cfg(target_arch = "wasm32")]
 mod component {
-    use crate::logic::{self, Inbound, Status};
+    use crate::logic::{self, Change, Identity, Inbound, Status};
     use portico_sdk::bindings::exports::portico::adapter::plugin::Guest;
     use portico_sdk::{
-        AdapterError, BatchError, DomainOp, InboundMessage, Item, Manifest, OutboxDecl, OutboxRow,
-        RecordRef, Request, Response, Route, RouteAuth, RouteKind, RowOutcome, Verdict, directory,
-        host, http, outbound, signature,
+        AdapterError, BatchError, DomainOp, Item, Manifest, OutboxDecl, OutboxRow, RecordRef,
+        Request, Response, Route, RouteAuth, RouteKind, RowOutcome, Verdict, directory, host, http,
+        outbound, signature,
     };
 
     struct WhatsApp;
@@ -111,18 +112,15 @@ mod component {
             match item.kind.as_str() {
                 "message" => {
                     let m: Inbound = serde_json::from_slice(&item.payload).map_err(bad_item)?;
-                    Ok(vec![DomainOp::RecordInbound(InboundMessage {
-                        channel: logic::CHANNEL.into(),
-                        contact_phone: m.from,
-                        contact_name: m.name,
-                        external_id: m.wamid,
-                        to_addr: m.to,
-                        kind: m.kind,
-                        body: m.body,
-                        media_id: m.media_id,
-                        sent_at: m.timestamp,
-                        reply_to: m.reply_to,
-                    })])
+                    Ok(vec![m.op()])
+                }
+                "change" => {
+                    let c: Change = serde_json::from_slice(&item.payload).map_err(bad_item)?;
+                    Ok(vec![c.op()])
+                }
+                "identity" => {
+                    let i: Identity = serde_json::from_slice(&item.payload).map_err(bad_item)?;
+                    Ok(i.ops())
                 }
                 "status" => {
                     let s: Status = serde_json::from_slice(&item.payload).map_err(bad_item)?;

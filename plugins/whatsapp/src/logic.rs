@@ -6,7 +6,8 @@
 
 use portico_sdk::outbound::{OutboundError, describe};
 use portico_sdk::{
-    DeliveryStatus, DomainOp, OutboundMessage, ParseError, Parsed, RecordRef, Response, RowOutcome,
+    ContactRef, ContactUpdate, DeliveryStatus, DomainOp, InboundMessage, MessageChange,
+    MessageChangeKind, OutboundMessage, ParseError, Parsed, RecordRef, Response, RowOutcome,
     StatusUpdate,
 };
 use serde::{Deserialize, Serialize};
@@ -19,10 +20,68 @@ pub const OUTBOX_KIND: &str = "message";
 /// What a send whose fate is unknown is kept failed with.
 pub const MAY_HAVE_SENT: &str = "the provider may have accepted it";
 
-/// An inbound message, normalised.
+/// A WhatsApp user as a webhook names them: a phone (`wa_id`), a
+/// business-scoped user id (BSUID), or both, with a username and a parent id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub parent_user_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Person {
+    pub fn is_empty(&self) -> bool {
+        self.phone.is_none() && self.user_id.is_none()
+    }
+
+    pub fn contact(&self) -> ContactRef {
+        ContactRef {
+            phone: self.phone.clone(),
+            user_id: self.user_id.clone(),
+            parent_user_id: self.parent_user_id.clone(),
+            username: self.username.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// Fill what this one lacks from `other` (a contacts[] entry).
+    fn with(mut self, other: &Person) -> Person {
+        self.phone = self.phone.or_else(|| other.phone.clone());
+        self.user_id = self.user_id.or_else(|| other.user_id.clone());
+        self.parent_user_id = self.parent_user_id.or_else(|| other.parent_user_id.clone());
+        self.username = self.username.or_else(|| other.username.clone());
+        self.name = self.name.or_else(|| other.name.clone());
+        self
+    }
+}
+
+/// A business-scoped user id: "US.13491208655302741918", or a parent one
+/// "US.ENT.11815799212886844830" (a phone `wa_id` is digits only).
+pub fn is_bsuid(id: &str) -> bool {
+    let b = id.as_bytes();
+    if b.len() < 4 || !b[0].is_ascii_uppercase() || !b[1].is_ascii_uppercase() || b[2] != b'.' {
+        return false;
+    }
+    let rest = id[3..].strip_prefix("ENT.").unwrap_or(&id[3..]);
+    !rest.is_empty() && rest.len() <= 128 && rest.bytes().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// An inbound message, normalised. (`from`/`name` are the phone and name of
+/// payloads stored before 0.3; `contact` replaces them.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inbound {
-    pub from: String,
+    #[serde(default)]
+    pub contact: Person,
+    #[serde(default, skip_serializing)]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing)]
     pub name: Option<String>,
     pub wamid: String,
     pub to: Option<String>,
@@ -33,12 +92,92 @@ pub struct Inbound {
     pub reply_to: Option<String>,
 }
 
+impl Inbound {
+    /// Who sent it (older payloads: their phone and name).
+    pub fn sender(&self) -> Person {
+        let legacy = Person {
+            phone: self.from.clone().filter(|f| f != "unknown"),
+            name: self.name.clone(),
+            ..Person::default()
+        };
+        self.contact.clone().with(&legacy)
+    }
+
+    pub fn op(&self) -> DomainOp {
+        DomainOp::RecordInbound(InboundMessage {
+            channel: CHANNEL.into(),
+            contact: self.sender().contact(),
+            external_id: self.wamid.clone(),
+            to_addr: self.to.clone(),
+            kind: self.kind.clone(),
+            body: self.body.clone(),
+            media_id: self.media_id.clone(),
+            sent_at: self.timestamp,
+            reply_to: self.reply_to.clone(),
+        })
+    }
+}
+
 /// A status of an outbound message, normalised.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub wamid: String,
     pub status: String,
     pub error: Option<String>,
+    /// Who it went to, as WhatsApp names them now (absent before 0.3).
+    #[serde(default)]
+    pub recipient: Option<Person>,
+}
+
+/// An edit or a revoke of an earlier message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The changed message's wamid.
+    pub original: String,
+    /// The new body of an edit; none for a revoke.
+    pub edited: Option<String>,
+    pub timestamp: Option<i64>,
+}
+
+impl Change {
+    pub fn op(&self) -> DomainOp {
+        DomainOp::ChangeMessage(MessageChange {
+            channel: CHANNEL.into(),
+            external_id: self.original.clone(),
+            change: match &self.edited {
+                Some(body) => MessageChangeKind::Edited(body.clone()),
+                None => MessageChangeKind::Revoked,
+            },
+            at: self.timestamp,
+        })
+    }
+}
+
+/// A user's new number or new user id (a system message), and the message itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    pub previous: Person,
+    pub current: Person,
+    pub message: Inbound,
+}
+
+impl Identity {
+    /// The contact takes its new identifiers first; the notice is then filed under it.
+    pub fn ops(&self) -> Vec<DomainOp> {
+        let mut notice = self.message.clone();
+        notice.contact = self.current.clone().with(&Person {
+            name: self.previous.name.clone(),
+            ..Person::default()
+        });
+        vec![
+            DomainOp::UpdateContact(ContactUpdate {
+                channel: CHANNEL.into(),
+                previous: self.previous.contact(),
+                current: self.current.contact(),
+            }),
+            notice.op(),
+        ]
+    }
 }
 
 fn s(v: &Value) -> Option<String> {
@@ -93,14 +232,38 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                 continue;
             }
             let display = s(&value["metadata"]["display_phone_number"]);
-            let names: Vec<(String, String)> = value["contacts"]
+            let people: Vec<Person> = value["contacts"]
                 .as_array()
                 .map(|cs| {
                     cs.iter()
-                        .filter_map(|c| Some((s(&c["wa_id"])?, s(&c["profile"]["name"])?)))
+                        .map(|c| Person {
+                            phone: s(&c["wa_id"]),
+                            user_id: s(&c["user_id"]),
+                            parent_user_id: s(&c["parent_user_id"]),
+                            username: s(&c["profile"]["username"]),
+                            name: s(&c["profile"]["name"]),
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
+            // The contacts[] entry of a user named by phone or user id (or the only one).
+            let known = |who: &Person| -> Person {
+                let found = people.iter().find(|p| {
+                    (who.phone.is_some() && p.phone == who.phone)
+                        || (who.user_id.is_some() && p.user_id == who.user_id)
+                });
+                match (found, people.as_slice()) {
+                    (Some(p), _) => who.clone().with(p),
+                    (None, [only]) if who.is_empty() => only.clone(),
+                    _ => who.clone(),
+                }
+            };
+            // Errors of the whole value: they belong to its messages, when it has some.
+            let value_error = value["errors"].as_array().and_then(|e| e.first()).map(|e| {
+                s(&e["title"])
+                    .or_else(|| s(&e["message"]))
+                    .unwrap_or_else(|| "error".into())
+            });
             for (m, msg) in value["messages"]
                 .as_array()
                 .into_iter()
@@ -113,29 +276,88 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                         format!("{path}.value.messages[{m}].id is missing"),
                     ));
                 };
-                let from = s(&msg["from"]).unwrap_or_else(|| "unknown".into());
+                let sender = known(&Person {
+                    phone: s(&msg["from"]),
+                    user_id: s(&msg["from_user_id"]),
+                    parent_user_id: s(&msg["from_parent_user_id"]),
+                    ..Person::default()
+                });
                 let kind = s(&msg["type"]).unwrap_or_else(|| "unknown".into());
-                let (body, media_id) = readable(&kind, msg);
+                let (mut body, media_id) = readable(&kind, msg);
+                // An interactive message that came with only an error: its title.
+                if kind == "interactive"
+                    && !msg["interactive"].is_object()
+                    && let Some(title) = msg["errors"]
+                        .as_array()
+                        .and_then(|e| e.first())
+                        .and_then(|e| s(&e["title"]))
+                        .or_else(|| value_error.clone())
+                {
+                    body = title;
+                }
+                let timestamp = s(&msg["timestamp"]).and_then(|t| t.parse().ok());
+                // Scoped by the number: two tenants' numbers may see the same id.
+                let dedup_key = format!("msg:{}:{wamid}", pnid.as_deref().unwrap_or("-"));
+                if sender.is_empty() {
+                    let why =
+                        format!("message {wamid} names no sender (neither from nor from_user_id)");
+                    items.push(ignored(&path, pnid.clone(), why, msg));
+                    continue;
+                }
                 let inbound = Inbound {
-                    name: names
-                        .iter()
-                        .find(|(id, _)| *id == from)
-                        .map(|(_, n)| n.clone()),
-                    from,
+                    contact: sender.clone(),
+                    from: None,
+                    name: None,
                     wamid: wamid.clone(),
                     to: display.clone(),
-                    kind,
+                    kind: kind.clone(),
                     body,
                     media_id,
-                    timestamp: s(&msg["timestamp"]).and_then(|t| t.parse().ok()),
+                    timestamp,
                     reply_to: s(&msg["context"]["id"]),
                 };
-                // Scoped by the number: two tenants' numbers may see the same id.
+                let (item_kind, payload) = match kind.as_str() {
+                    "edit" | "revoke" => match s(&msg[kind.as_str()]["original_message_id"]) {
+                        Some(original) => {
+                            let edited = (kind == "edit").then(|| {
+                                let inner = &msg["edit"]["message"];
+                                let t = s(&inner["type"]).unwrap_or_else(|| "text".into());
+                                readable(&t, inner).0
+                            });
+                            let change = Change {
+                                original,
+                                edited,
+                                timestamp,
+                            };
+                            ("change", serde_json::to_vec(&change).unwrap_or_default())
+                        }
+                        None => {
+                            let why = format!("{kind} {wamid} names no original_message_id");
+                            items.push(ignored(&path, pnid.clone(), why, msg));
+                            continue;
+                        }
+                    },
+                    "system" => match identity_change(msg, &sender) {
+                        Some((previous, current)) => {
+                            let identity = Identity {
+                                previous,
+                                current,
+                                message: inbound,
+                            };
+                            (
+                                "identity",
+                                serde_json::to_vec(&identity).unwrap_or_default(),
+                            )
+                        }
+                        None => ("message", serde_json::to_vec(&inbound).unwrap_or_default()),
+                    },
+                    _ => ("message", serde_json::to_vec(&inbound).unwrap_or_default()),
+                };
                 items.push(Parsed {
-                    dedup_key: format!("msg:{}:{wamid}", pnid.as_deref().unwrap_or("-")),
+                    dedup_key,
                     tenant_key: pnid.clone(),
-                    kind: "message",
-                    payload: serde_json::to_vec(&inbound).unwrap_or_default(),
+                    kind: item_kind,
+                    payload,
                 });
             }
             for (i, st) in value["statuses"]
@@ -157,10 +379,20 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                         .unwrap_or_default();
                     format!("{code}: {title}")
                 });
+                // Parent id: Meta's pages print three names for it; all are read.
+                let recipient = known(&Person {
+                    phone: s(&st["recipient_id"]),
+                    user_id: s(&st["recipient_user_id"]),
+                    parent_user_id: s(&st["recipient_parent_user_id"])
+                        .or_else(|| s(&st["parent_recipient_user_id"]))
+                        .or_else(|| s(&st["parent_user_id"])),
+                    ..Person::default()
+                });
                 let item = Status {
                     wamid: wamid.clone(),
                     status: status.clone(),
                     error,
+                    recipient: (!recipient.is_empty()).then_some(recipient),
                 };
                 items.push(Parsed {
                     dedup_key: format!(
@@ -172,17 +404,56 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                     payload: serde_json::to_vec(&item).unwrap_or_default(),
                 });
             }
+            // Errors of the value as such (with messages, they were read into them above).
+            let has_messages = value["messages"].as_array().is_some_and(|m| !m.is_empty());
             for err in value["errors"].as_array().into_iter().flatten() {
+                let details = s(&err["error_data"]["details"])
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
                 let why = format!(
-                    "WhatsApp reported an error for the number: {} {}",
+                    "WhatsApp reported a webhook error{}: {} {}{details}",
+                    if has_messages {
+                        " with its messages"
+                    } else {
+                        ""
+                    },
                     s(&err["code"]).unwrap_or_default(),
-                    s(&err["title"]).unwrap_or_default()
+                    s(&err["title"])
+                        .or_else(|| s(&err["message"]))
+                        .unwrap_or_default()
                 );
                 items.push(ignored(&path, pnid.clone(), why, err));
             }
         }
     }
     Ok(items)
+}
+
+/// A system message that changes who the user is: (before, after).
+/// `user_changed_number` carries the new phone (and new user id);
+/// `user_changed_user_id` only the new user id; `customer_changed_number`
+/// with `new_wa_id` is the older name of the first.
+fn identity_change(msg: &Value, sender: &Person) -> Option<(Person, Person)> {
+    let system = &msg["system"];
+    let kind = s(&system["type"])?;
+    let current = match kind.as_str() {
+        "user_changed_number" | "customer_changed_number" => Person {
+            phone: s(&system["wa_id"]).or_else(|| s(&system["new_wa_id"])),
+            user_id: s(&system["user_id"]),
+            parent_user_id: s(&system["parent_user_id"]),
+            ..Person::default()
+        },
+        "user_changed_user_id" => Person {
+            user_id: s(&system["user_id"]),
+            parent_user_id: s(&system["parent_user_id"]),
+            ..Person::default()
+        },
+        _ => return None,
+    };
+    if current.is_empty() || sender.is_empty() {
+        return None;
+    }
+    Some((sender.clone(), current))
 }
 
 fn ignored(path: &str, pnid: Option<String>, why: String, raw: &Value) -> Parsed {
@@ -246,7 +517,11 @@ pub fn readable(kind: &str, msg: &Value) -> (String, Option<String>) {
         "interactive" => {
             let i = &msg["interactive"];
             let t = s(&i["type"]).unwrap_or_default();
-            s(&i[t.as_str()]["title"]).unwrap_or_else(|| format!("[{t}]"))
+            match t.as_str() {
+                "nfm_reply" => flow_reply(&i["nfm_reply"]),
+                "call_permission_reply" => call_permission(&i["call_permission_reply"]),
+                _ => s(&i[t.as_str()]["title"]).unwrap_or_else(|| format!("[{t}]")),
+            }
         }
         "button" => s(&part["text"])
             .or_else(|| s(&part["payload"]))
@@ -289,6 +564,51 @@ pub fn readable(kind: &str, msg: &Value) -> (String, Option<String>) {
     (text, media)
 }
 
+/// A Flow's reply: its name and the fields it returned (`response_json` is a
+/// JSON string; `flow_token` is Portico's own, not the user's answer).
+fn flow_reply(reply: &Value) -> String {
+    let name = s(&reply["name"]).unwrap_or_else(|| "flow".into());
+    let fields: Vec<String> = reply["response_json"]
+        .as_str()
+        .and_then(|raw| serde_json::from_str::<Value>(raw).ok())
+        .and_then(|v| v.as_object().cloned())
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| k.as_str() != "flow_token")
+                .map(|(k, v)| match v {
+                    Value::String(text) => format!("{k}: {text}"),
+                    other => format!("{k}: {other}"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match (fields.is_empty(), s(&reply["body"])) {
+        (false, _) => format!("Flow reply ({name}): {}", fields.join("; ")),
+        (true, Some(body)) => format!("Flow reply ({name}): {body}"),
+        (true, None) => format!("Flow reply ({name})"),
+    }
+}
+
+/// A call permission answer: accepted or rejected, and for how long.
+fn call_permission(reply: &Value) -> String {
+    let verdict = match s(&reply["response"]).as_deref() {
+        Some("accept") => "accepted",
+        Some("reject") => "rejected",
+        Some(other) => return format!("Call permission: {other}"),
+        None => return "Call permission reply".into(),
+    };
+    let mut text = format!("Call permission {verdict}");
+    if reply["is_permanent"].as_bool() == Some(true) {
+        text.push_str(" permanently");
+    } else if let Some(until) = s(&reply["expiration_timestamp"]) {
+        text.push_str(&format!(" until {until} (unix time)"));
+    }
+    if s(&reply["response_source"]).as_deref() == Some("automatic") {
+        text.push_str(" (automatic)");
+    }
+    text
+}
+
 /// A send request, validated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Send {
@@ -313,13 +633,14 @@ pub fn validate_send(body: &[u8]) -> Result<Send, Vec<(String, String)>> {
         ));
     }
     let to = s(&root["to"]).filter(|t| {
-        t.chars().filter(char::is_ascii_digit).count() >= 6
-            && t.chars().all(|c| c.is_ascii_digit() || "+-() ".contains(c))
+        is_bsuid(t)
+            || (t.chars().filter(char::is_ascii_digit).count() >= 6
+                && t.chars().all(|c| c.is_ascii_digit() || "+-() ".contains(c)))
     });
     if to.is_none() {
         problems.push((
             "to".into(),
-            "is required: the recipient's phone number with country code, e.g. +5511987654321"
+            "is required: the recipient's phone number with country code (e.g. +5511987654321) or their business-scoped user id (e.g. US.13491208655302741918)"
                 .into(),
         ));
     }
@@ -362,9 +683,25 @@ pub fn phone_digits(phone: &str) -> String {
     phone.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// The Cloud API request body for a text message.
+/// The Cloud API request body for a text message: `to` a phone, or
+/// `recipient` a business-scoped user id (then no `to`: it would win).
 pub fn send_body(send: &Send) -> Value {
-    json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": send.to, "type": "text", "text": {"body": send.body}})
+    let mut body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "type": "text", "text": {"body": send.body}});
+    if is_bsuid(&send.to) {
+        body["recipient"] = json!(send.to);
+    } else {
+        body["to"] = json!(send.to);
+    }
+    body
+}
+
+/// Who a send goes to, as the contact is keyed: a user id, or wa_id digits.
+pub fn send_contact(send: &Send) -> ContactRef {
+    if is_bsuid(&send.to) {
+        ContactRef::by_user_id(send.to.clone())
+    } else {
+        ContactRef::by_phone(phone_digits(&send.to))
+    }
 }
 
 /// The wamid of an accepted send, or the provider's "code: message".
@@ -402,6 +739,7 @@ pub fn status_op(status: Status) -> DomainOp {
             external_id: status.wamid,
             status: st,
             error: status.error,
+            recipient: status.recipient.as_ref().map(Person::contact),
         }),
         None => DomainOp::Ignore(format!(
             "unknown status {:?} for wamid {}",
@@ -436,7 +774,7 @@ pub fn send_op(send: &Send, phone_number_id: &str, idempotency_key: String) -> D
         channel: CHANNEL.into(),
         tenant_id: send.tenant_id,
         // The contact is keyed like inbound ones: wa_id digits, no '+' or spaces.
-        to_addr: phone_digits(&send.to),
+        to: send_contact(send),
         from_addr: Some(phone_number_id.to_string()),
         body: send.body.clone(),
         case_id: send.case_id,
@@ -602,9 +940,9 @@ mod tests {
             .body,
             "Order of 2 item(s) from catalog 194: Love these!"
         );
-        let mut u = base("unsupported", json!({"type":"edit"}));
+        let mut u = base("unsupported", json!({"type":"video_note"}));
         u["errors"] = json!([{"code":131051,"title":"Message type unknown"}]);
-        assert_eq!(one(u).body, "Message type unknown (edit)");
+        assert_eq!(one(u).body, "Message type unknown (video_note)");
         assert_eq!(
             one(base("unknown", json!({}))).body,
             "Unsupported message (unknown)"
@@ -618,9 +956,10 @@ mod tests {
             "statuses":[{"id":"wamid.O","status":"failed","timestamp":"1","recipient_id":"1","errors":[{"code":131047,"title":"Re-engagement message"}]}]}}]}]}"#;
         let items = parse_delivery(body).unwrap();
         assert_eq!(items.len(), 2);
+        // A changed number without the new one named is kept as a message.
         let sys: Inbound = serde_json::from_slice(&items[0].payload).unwrap();
         assert_eq!(
-            (sys.body.as_str(), sys.name.as_deref()),
+            (sys.body.as_str(), sys.contact.name.as_deref()),
             ("User changed number", None)
         );
         assert_eq!(
@@ -683,8 +1022,8 @@ mod tests {
             panic!("not a send")
         };
         assert_eq!(
-            (m.to_addr.as_str(), m.from_addr.as_deref(), m.case_id),
-            ("5511987654321", Some("106540352242922"), Some(3))
+            (m.to.phone.as_deref(), m.from_addr.as_deref(), m.case_id),
+            (Some("5511987654321"), Some("106540352242922"), Some(3))
         );
         assert_eq!(
             (m.outbox_kind.as_str(), m.idempotency_key.as_str()),
@@ -753,6 +1092,7 @@ mod tests {
             wamid: "wamid.A".into(),
             status: status.into(),
             error: None,
+            recipient: None,
         };
         assert!(matches!(
             status_op(st("played")),
@@ -797,5 +1137,129 @@ mod tests {
             )
         );
         assert!(send_response(&[]).is_none());
+    }
+
+    fn parsed(value: Value) -> Vec<Parsed> {
+        let mut value = value;
+        value["metadata"] = json!({"display_phone_number": "15550783881", "phone_number_id": "P"});
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value": value}]}]});
+        parse_delivery(body.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn users_are_known_by_phone_user_id_or_both() {
+        assert!(is_bsuid("US.13491208655302741918"));
+        assert!(is_bsuid("US.ENT.11815799212886844830"));
+        assert!(
+            !is_bsuid("16505551234")
+                && !is_bsuid("us.123")
+                && !is_bsuid("US.")
+                && !is_bsuid("US.12-3")
+        );
+        // WA-BSUID's incoming message: a username and a BSUID, no phone.
+        let items = parsed(json!({
+            "contacts":[{"profile":{"name":"Sheena Nelson","username":"@realsheenanelson"},"user_id":"US.13491208655302741918"}],
+            "messages":[{"from_user_id":"US.13491208655302741918","id":"wamid.B","timestamp":"1749416383","type":"text","text":{"body":"Hi"}}]}));
+        let m: Inbound = serde_json::from_slice(&items[0].payload).unwrap();
+        let who = m.sender();
+        assert_eq!(
+            (
+                who.phone,
+                who.user_id.as_deref(),
+                who.username.as_deref(),
+                who.name.as_deref()
+            ),
+            (
+                None,
+                Some("US.13491208655302741918"),
+                Some("@realsheenanelson"),
+                Some("Sheena Nelson")
+            )
+        );
+        // A status to a BSUID names its recipient.
+        let items = parsed(json!({
+            "contacts":[{"profile":{"name":"Pablo M.","username":"@pablomorales"},"user_id":"US.1"}],
+            "statuses":[{"id":"wamid.S","status":"delivered","timestamp":"1","recipient_user_id":"US.1","parent_recipient_user_id":"US.ENT.2"}]}));
+        let st: Status = serde_json::from_slice(&items[0].payload).unwrap();
+        let r = st.recipient.unwrap();
+        assert_eq!(
+            (
+                r.user_id.as_deref(),
+                r.parent_user_id.as_deref(),
+                r.username.as_deref()
+            ),
+            (Some("US.1"), Some("US.ENT.2"), Some("@pablomorales"))
+        );
+        // Payloads stored before 0.3 still read: their phone and name.
+        let old: Inbound = serde_json::from_str(r#"{"from":"16505551234","name":"Ana","wamid":"w","to":null,"kind":"text","body":"b","media_id":null,"timestamp":null,"reply_to":null}"#).unwrap();
+        assert_eq!(
+            (old.sender().phone.as_deref(), old.sender().name.as_deref()),
+            (Some("16505551234"), Some("Ana"))
+        );
+    }
+
+    #[test]
+    fn edits_revokes_and_identity_changes_are_their_own_items() {
+        let items = parsed(json!({"messages":[
+            {"from":"1","id":"wamid.E","timestamp":"5","type":"edit","edit":{"original_message_id":"wamid.O","message":{"type":"text","text":{"body":"fixed"}}}},
+            {"from":"1","id":"wamid.R","timestamp":"6","type":"revoke","revoke":{"original_message_id":"wamid.O2"}},
+            {"from":"1","id":"wamid.Y","timestamp":"7","type":"system","system":{"body":"changed","wa_id":"2","type":"user_changed_number"}},
+            {"from":"1","id":"wamid.Z","timestamp":"8","type":"revoke","revoke":{}}]}));
+        let kinds: Vec<&str> = items.iter().map(|i| i.kind).collect();
+        assert_eq!(kinds, ["change", "change", "identity", "ignored"]);
+        let edit: Change = serde_json::from_slice(&items[0].payload).unwrap();
+        assert_eq!(
+            (edit.original.as_str(), edit.edited.as_deref()),
+            ("wamid.O", Some("fixed"))
+        );
+        let revoke: Change = serde_json::from_slice(&items[1].payload).unwrap();
+        assert_eq!(revoke.edited, None);
+        let id: Identity = serde_json::from_slice(&items[2].payload).unwrap();
+        assert_eq!(
+            (id.previous.phone.as_deref(), id.current.phone.as_deref()),
+            (Some("1"), Some("2"))
+        );
+        assert!(matches!(&id.ops()[0], DomainOp::UpdateContact(_)));
+    }
+
+    #[test]
+    fn flows_and_call_permissions_read_well() {
+        let msg = |interactive: Value| json!({"type":"interactive","interactive": interactive});
+        assert_eq!(
+            readable("interactive", &msg(json!({"type":"nfm_reply","nfm_reply":{"name":"flow","body":"Sent","response_json":"{\"flow_token\":\"x\",\"size\":\"M\"}"}}))).0,
+            "Flow reply (flow): size: M"
+        );
+        assert_eq!(
+            readable(
+                "interactive",
+                &msg(
+                    json!({"type":"nfm_reply","nfm_reply":{"name":"address_message","body":"Sent"}})
+                )
+            )
+            .0,
+            "Flow reply (address_message): Sent"
+        );
+        assert_eq!(
+            readable("interactive", &msg(json!({"type":"call_permission_reply","call_permission_reply":{"response":"accept","is_permanent":true}}))).0,
+            "Call permission accepted permanently"
+        );
+        assert_eq!(
+            readable("interactive", &msg(json!({"type":"call_permission_reply","call_permission_reply":{"response":"reject","response_source":"automatic"}}))).0,
+            "Call permission rejected (automatic)"
+        );
+    }
+
+    #[test]
+    fn a_send_to_a_user_id_names_the_recipient_not_to() {
+        let send = validate_send(br#"{"tenant_id":7,"to":"US.13491208655302741918","body":"Oi"}"#)
+            .unwrap();
+        let body = send_body(&send);
+        assert_eq!(body["recipient"], "US.13491208655302741918");
+        assert!(body.get("to").is_none());
+        let c = send_contact(&send);
+        assert_eq!(
+            (c.phone, c.user_id.as_deref()),
+            (None, Some("US.13491208655302741918"))
+        );
     }
 }

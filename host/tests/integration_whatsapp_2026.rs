@@ -31,6 +31,7 @@ both_backends!(
     edits_and_revokes_change_the_original_message,
     flow_call_permission_and_error_only_messages_read_well,
     a_changed_number_moves_the_contact_and_never_forks_it,
+    a_recycled_number_is_another_person,
 );
 
 fn entry() -> String {
@@ -264,21 +265,36 @@ async fn edits_and_revokes_change_the_original_message() {
             "image": {"caption": "Blue jacket, size M", "mime_type": "image/jpeg", "sha256": "abc", "id": "1003383421387256", "url": "https://lookaside.fbsbx.com/x"}}}},
         {"from": "16505551234", "id": "wamid.REVOKE1", "timestamp": "1739321200", "type": "revoke",
          "revoke": {"original_message_id": "wamid.TXT"}},
-        // An edit of a message Portico never saw.
-        {"from": "16505551234", "id": "wamid.EDIT2", "timestamp": "1739321300", "type": "revoke",
-         "revoke": {"original_message_id": "wamid.NEVER"}}
+        // An edit and a revoke of messages Portico never saw.
+        {"from": "16505551234", "id": "wamid.EDIT2", "timestamp": "1739321300", "type": "edit",
+         "edit": {"original_message_id": "wamid.NEVER", "message": {"type": "text", "text": {"body": "x"}}}},
+        {"from": "16505551234", "id": "wamid.REVOKE2", "timestamp": "1739321400", "type": "revoke",
+         "revoke": {"original_message_id": "wamid.NEVER2"}}
     ]})).await;
     let items = answer["items"].as_array().unwrap();
     assert_eq!(items[0]["status"], "processed", "{answer}");
     assert_eq!(items[1]["status"], "processed", "{answer}");
-    assert_eq!(items[2]["status"], "ignored", "{answer}");
-    assert!(
-        items[2]["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("wamid.NEVER"),
-        "the unknown original is named: {answer}"
-    );
+    for (at, original) in [
+        (2, "an edit of message wamid.NEVER,"),
+        (3, "a revoke of message wamid.NEVER2,"),
+    ] {
+        assert_eq!(items[at]["status"], "ignored", "{answer}");
+        assert!(
+            items[at]["error"].as_str().unwrap_or("").contains(original),
+            "the unknown original is named: {answer}"
+        );
+    }
+    // The changes carry WhatsApp's own times, not the time they were applied.
+    let db = server.db().await;
+    let times: Vec<(i64, i64)> = db
+        .query_as(db.pick(
+            "SELECT CAST(COALESCE(strftime('%s', edited_at), 0) AS BIGINT), CAST(COALESCE(strftime('%s', deleted_at), 0) AS BIGINT) FROM messages ORDER BY id",
+            "SELECT CAST(COALESCE(EXTRACT(EPOCH FROM edited_at), 0) AS BIGINT), CAST(COALESCE(EXTRACT(EPOCH FROM deleted_at), 0) AS BIGINT) FROM messages ORDER BY id",
+        ))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(times, vec![(1739321100, 0), (0, 1739321200)]);
 
     let messages: Vec<(String, String, i64, i64)> = rows(
         &server,
@@ -386,5 +402,106 @@ async fn a_changed_number_moves_the_contact_and_never_forks_it() {
         linked,
         vec![(3, 1, 1)],
         "one contact, one case, and the notice kept as a message"
+    );
+}
+
+async fn a_recycled_number_is_another_person() {
+    let (base, _sent) = fake_cloud().await;
+    let server = start(&base);
+    // The number's first owner, with their own BSUID.
+    post(&server, json!({"contacts": [{"profile": {"name": "Old owner"}, "wa_id": "16505550000", "user_id": "US.111"}],
+        "messages": [{"from": "16505550000", "from_user_id": "US.111", "id": "wamid.R1", "timestamp": "1749000000",
+            "type": "text", "text": {"body": "first owner"}}]})).await;
+    // Years later, the number belongs to someone else (another BSUID).
+    post(&server, json!({"contacts": [{"profile": {"name": "New owner"}, "wa_id": "16505550000", "user_id": "US.222"}],
+        "messages": [{"from": "16505550000", "from_user_id": "US.222", "id": "wamid.R2", "timestamp": "1749900000",
+            "type": "text", "text": {"body": "second owner"}}]})).await;
+    let contacts: Vec<(Option<String>, Option<String>, Option<String>)> = rows(
+        &server,
+        "SELECT phone, user_id, name FROM contacts ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        contacts,
+        vec![
+            (None, Some("US.111".into()), Some("Old owner".into())),
+            (
+                Some("16505550000".into()),
+                Some("US.222".into()),
+                Some("New owner".into())
+            ),
+        ],
+        "two people, the number with its current owner"
+    );
+}
+
+/// The WhatsApp adapter as built against WIT 0.2.2 (commit 0cef4e9, before
+/// 0.3.0), kept as a fixture: the host converts its messages, statuses,
+/// sends, deliveries and answers at the edge, and its imports (outbound,
+/// directory) work under their 0.2 names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whatsapp_adapter_built_against_0_2_still_serves() {
+    let (base, sent) = fake_cloud().await;
+    let old = workspace_root().join("host/tests/fixtures/whatsapp_wit_0_2_2.wasm");
+    let toml = entry().replace(
+        &plugin_wasm("portico-whatsapp").display().to_string(),
+        &old.display().to_string(),
+    );
+    let server = Server::start(
+        &toml,
+        &[
+            ("WHATSAPP_APP_SECRET", WA_SECRET),
+            ("WHATSAPP_ACCESS_TOKEN", "EAAJB-token"),
+            ("WHATSAPP_API_BASE_URL", &base),
+            ("PORTICO_INTAKE_TOKEN", "crm"),
+        ],
+    );
+    let id = server.cli(&["tenant", "add", "Acme"]).trim().to_string();
+    server.cli(&[
+        "source", "add", "--tenant", &id, "--kind", "whatsapp", "--key", PNID,
+    ]);
+    let answer = post(&server, json!({"contacts": [{"profile": {"name": "Ana"}, "wa_id": "5511987654321"}],
+        "messages": [{"from": "5511987654321", "id": "wamid.OLD1", "timestamp": "1749416383", "type": "text", "text": {"body": "Oi"}}]})).await;
+    assert_eq!(answer["items"][0]["status"], "processed", "{answer}");
+    let r = reqwest::Client::new()
+        .post(server.url("/api/integrations/whatsapp/send"))
+        .bearer_auth("crm")
+        .json(&json!({"tenant_id": 1, "to": "+55 11 98765-4321", "body": "Olá"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(sent.lock().unwrap()[0]["to"], "+55 11 98765-4321");
+    let answer = post(&server, json!({"statuses": [{"id": "wamid.SENT1", "status": "read", "timestamp": "1750030073", "recipient_id": "5511987654321"}]})).await;
+    assert_eq!(answer["items"][0]["status"], "processed", "{answer}");
+    let messages: Vec<(String, Option<String>, String)> = rows(
+        &server,
+        "SELECT direction, external_id, status FROM messages ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        messages,
+        vec![
+            (
+                "inbound".into(),
+                Some("wamid.OLD1".into()),
+                "received".into()
+            ),
+            ("outbound".into(), Some("wamid.SENT1".into()), "read".into()),
+        ]
+    );
+    let contacts: Vec<(Option<String>, Option<String>)> =
+        rows(&server, "SELECT phone, user_id FROM contacts").await;
+    assert_eq!(contacts, vec![(Some("5511987654321".into()), None)]);
+    // plugin check names the contract it was built against and what 0.3 added.
+    let out = server.cli(&["plugin", "check", old.to_str().unwrap()]);
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["world"], "portico:adapter/adapter@0.2.2", "{json}");
+    assert!(
+        json["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("Since 0.3.0"),
+        "{json}"
     );
 }

@@ -1,12 +1,14 @@
 -- no-transaction
 -- A contact is a phone, a provider's business-scoped user id (WhatsApp's
 -- BSUID), or both: the phone becomes optional, each is unique per tenant.
--- An edit or a revoke changes the original message in place.
 --
 -- SQLite cannot drop a NOT NULL in place, so the table is rebuilt with the
 -- same rows and ids. Cases and messages point at contacts: foreign keys are
 -- off while the table is swapped (that cannot change inside a transaction,
--- hence no-transaction and the explicit one below), and checked after.
+-- hence no-transaction and the explicit one below; with them on, a rename
+-- rewrites the other tables' references). If the process stops after the
+-- COMMIT but before sqlx records this migration, it runs again at the next
+-- start, and copies the same rows again: nothing else runs in between.
 PRAGMA foreign_keys = OFF;
 BEGIN IMMEDIATE;
 CREATE TABLE contacts_with_identities (
@@ -26,7 +28,5 @@ INSERT INTO contacts_with_identities (id, tenant_id, phone, name, created_at)
     SELECT id, tenant_id, phone, name, created_at FROM contacts;
 DROP TABLE contacts;
 ALTER TABLE contacts_with_identities RENAME TO contacts;
-ALTER TABLE messages ADD COLUMN edited_at TEXT;
-ALTER TABLE messages ADD COLUMN deleted_at TEXT;
 COMMIT;
 PRAGMA foreign_keys = ON;

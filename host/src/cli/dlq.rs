@@ -123,8 +123,7 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()>
         source: args.source,
         since: parse_time("--since", args.since)?,
         until: parse_time("--until", args.until)?,
-        parent_id: None,
-        limit: 0,
+        ..Default::default()
     };
     let owner = cli_owner();
     let report = replay_matching(&store, &plugins, &filter, args.dry_run, replayer(&owner)).await?;

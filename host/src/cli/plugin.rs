@@ -108,6 +108,15 @@ fn compatible(name: &str) -> bool {
     }
 }
 
+/// The WIT version the adapter's own `plugin` export names (else this host's).
+fn built_version(interfaces: &[String]) -> String {
+    interfaces
+        .iter()
+        .find(|n| n.contains("/plugin@"))
+        .and_then(|n| n.split_once('@'))
+        .map_or_else(|| WIT_VERSION.to_string(), |(_, v)| v.to_string())
+}
+
 /// What a compatible adapter built against an older WIT cannot do.
 fn notes(interfaces: &[String]) -> Vec<&'static str> {
     let built_for = |v: &str| interfaces.iter().any(|n| n.ends_with(v));
@@ -186,7 +195,8 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
     let out = json!({
         "file": file.display().to_string(),
         "ok": true,
-        "world": format!("{WIT_PACKAGE}/adapter@{WIT_VERSION}"),
+        // The contract it was built against (0.2.x load through compatibility bindings).
+        "world": format!("{WIT_PACKAGE}/adapter@{}", built_version(&interfaces)),
         "interfaces": interfaces,
         "notes": notes(&interfaces),
         "sha256": plugin.sha256,

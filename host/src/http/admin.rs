@@ -77,11 +77,17 @@ pub struct ListQuery {
     status: Option<String>,
     /// Only this plugin's events.
     source: Option<String>,
+    /// Created at or after (RFC 3339 or YYYY-MM-DD).
+    since: Option<String>,
+    /// Created at or before (RFC 3339 or YYYY-MM-DD).
+    until: Option<String>,
+    /// Only events after this id: the `next_after` of the previous page.
+    after: Option<i64>,
     /// At most this many (1 to 10000; default 100).
     limit: Option<i64>,
 }
 
-/// `GET /api/admin/dlq?status=failed,dead&source=meta&limit=100`
+/// `GET /api/admin/dlq?status=failed,dead&source=meta&limit=100&after=ID`
 #[utoipa::path(
     get,
     path = "/api/admin/dlq",
@@ -89,7 +95,7 @@ pub struct ListQuery {
     params(ListQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Events, oldest first: `{\"events\": [...]}` without payload bytes", body = serde_json::Value),
+        (status = 200, description = "Events, oldest first: `{\"events\": [...], \"next_after\"}` without payload bytes; `next_after` (the last id) is set when the page is full: pass it as `after` for the next page", body = serde_json::Value),
         (status = 400, description = "A status that is not one", body = super::openapi::ErrorBody),
         (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody)
     )
@@ -109,15 +115,134 @@ pub async fn list(
         }
         None => vec![EventStatus::Failed, EventStatus::Dead],
     };
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let filter = EventFilter {
         statuses,
         source: q.source,
-        limit: q.limit.unwrap_or(100).clamp(1, 10_000),
+        since: parse_time("since", q.since)?,
+        until: parse_time("until", q.until)?,
+        after_id: q.after,
+        limit,
         ..Default::default()
     };
     let events = app.store.list_events(&filter).await?;
+    let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= limit;
+    let next_after = events.last().filter(|_| full).map(|e| e.id);
     Ok(Json(
-        json!({"events": events.iter().map(event_json).collect::<Vec<_>>()}),
+        json!({"events": events.iter().map(event_json).collect::<Vec<_>>(), "next_after": next_after}),
+    ))
+}
+
+/// Header names whose values are credentials or signatures: shown as a
+/// placeholder (the stored bytes keep them for replays).
+fn sensitive_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "cookie",
+        "signature",
+        "token",
+        "secret",
+        "api-key",
+        "apikey",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
+}
+
+/// `GET /api/admin/dlq/{id}`: one event, with its headers (credentials
+/// redacted) and its payload (JSON when it is JSON).
+#[utoipa::path(
+    get,
+    path = "/api/admin/dlq/{id}",
+    tag = "admin",
+    params(("id" = i64, Path, description = "The event's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The event as in the list, plus `headers` (its delivery's for an item; credentials and signatures redacted) and `payload_json` (parsed) or `payload_text` (UTF-8, lossy)", body = serde_json::Value),
+        (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such event", body = super::openapi::ErrorBody)
+    )
+)]
+pub async fn event(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let event = app.store.get_event(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("no event {id}; list them with GET /api/admin/dlq"))
+    })?;
+    let mut view = event_json(&event);
+    let mut headers: serde_json::Map<String, Value> =
+        serde_json::from_str(&event.headers_json).unwrap_or_default();
+    // An item keeps no headers of its own: its delivery's are the ones that came.
+    if headers.is_empty()
+        && let Some(parent) = event.parent_id
+        && let Some(delivery) = app.store.get_event(parent).await?
+    {
+        headers = serde_json::from_str(&delivery.headers_json).unwrap_or_default();
+    }
+    let headers: serde_json::Map<String, Value> = headers
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if sensitive_header(&k) {
+                Value::String("[redacted]".into())
+            } else {
+                v
+            };
+            (k, v)
+        })
+        .collect();
+    view["headers"] = Value::Object(headers);
+    match serde_json::from_slice::<Value>(&event.payload) {
+        Ok(parsed) => view["payload_json"] = parsed,
+        Err(_) => {
+            view["payload_text"] =
+                Value::String(String::from_utf8_lossy(&event.payload).into_owned())
+        }
+    }
+    Ok(Json(view))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveriesQuery {
+    /// At most this many (1 to 1000; default 50).
+    limit: Option<i64>,
+    /// Only deliveries before this id: the `next_before` of the previous page.
+    before: Option<i64>,
+}
+
+/// `GET /api/admin/deliveries?limit=50`: the newest deliveries first.
+#[utoipa::path(
+    get,
+    path = "/api/admin/deliveries",
+    tag = "admin",
+    params(DeliveriesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{\"deliveries\": [...], \"next_before\"}`, newest first, without payload bytes", body = serde_json::Value),
+        (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody)
+    )
+)]
+pub async fn deliveries(
+    State(app): State<AppState>,
+    Query(q): Query<DeliveriesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let events = app
+        .store
+        .list_events(&EventFilter {
+            kind: Some(crate::store::types::EventKind::Delivery),
+            after_id: q.before,
+            newest_first: true,
+            limit,
+            ..Default::default()
+        })
+        .await?;
+    let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= limit;
+    let next_before = events.last().filter(|_| full).map(|e| e.id);
+    Ok(Json(
+        json!({"deliveries": events.iter().map(event_json).collect::<Vec<_>>(), "next_before": next_before}),
     ))
 }
 
@@ -260,8 +385,8 @@ pub async fn replay_many(
         source: body.source,
         since: parse_time("since", body.since)?,
         until: parse_time("until", body.until)?,
-        parent_id: None,
         limit: body.limit.unwrap_or(0),
+        ..Default::default()
     };
     let report = replay_matching(
         &app.store,
@@ -279,6 +404,28 @@ pub async fn replay_many(
 pub struct NewTenant {
     #[schema(min_length = 1)]
     name: String,
+}
+
+/// `GET /api/admin/tenants`
+#[utoipa::path(
+    get,
+    path = "/api/admin/tenants",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{\"tenants\": [{\"id\", \"name\", \"created_at\"}]}`, oldest first", body = serde_json::Value),
+        (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody)
+    )
+)]
+pub async fn list_tenants(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let tenants: Vec<Value> = app
+        .store
+        .tenants()
+        .await?
+        .into_iter()
+        .map(|(id, name, created_at)| json!({"id": id, "name": name, "created_at": created_at}))
+        .collect();
+    Ok(Json(json!({ "tenants": tenants })))
 }
 
 /// `POST /api/admin/tenants {"name"}`

@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub mod auth;
+mod console;
 mod error;
 mod health;
 pub mod listener;
@@ -60,11 +61,16 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(health::ready))
         .routes(routes!(metrics))
         .routes(routes!(openapi::openapi_json))
+        .routes(routes!(console::page))
+        .routes(routes!(console::script))
+        .routes(routes!(console::style))
         .routes(routes!(admin::list))
+        .routes(routes!(admin::event))
+        .routes(routes!(admin::deliveries))
         .routes(routes!(admin::replay_many))
         .routes(routes!(admin::replay_one))
         .routes(routes!(admin::delivery))
-        .routes(routes!(admin::add_tenant))
+        .routes(routes!(admin::add_tenant, admin::list_tenants))
         .routes(routes!(admin::add_source, admin::list_sources))
         .routes(routes!(admin::change_source))
         .routes(routes!(webhook::integration))

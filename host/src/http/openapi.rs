@@ -22,7 +22,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
     tags(
         (name = "health", description = "Liveness, readiness, metrics and this document"),
         (name = "admin", description = "Operators: the DLQ, deliveries, tenants and sources (bearer PORTICO_ADMIN_TOKEN)"),
-        (name = "integrations", description = "Routes of the loaded plugins (see GET /api/health)")
+        (name = "integrations", description = "Routes of the loaded plugins (see GET /api/health)"),
+        (name = "console", description = "The operator console: a page over the admin API")
     )
 )]
 pub struct ApiDoc;

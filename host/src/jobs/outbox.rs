@@ -116,10 +116,16 @@ async fn deliver_batch(
                 }
                 Some(RowOutcome::Unknown(message)) => OutboxOutcome::Unknown(message.clone()),
                 Some(RowOutcome::Retry(message)) => later(row, None, message),
+                // Asked again later, at least a few seconds on; not an attempt.
                 Some(RowOutcome::Wait {
                     message,
                     after_secs,
-                }) => later(row, Some(*after_secs), message),
+                }) => OutboxOutcome::Waiting {
+                    note: message.clone(),
+                    at: Timestamp::now().plus(Duration::from_secs(u64::from(
+                        (*after_secs).max(MIN_WAIT_SECS),
+                    ))),
+                },
                 None => later(row, None, "the plugin returned no outcome for this record"),
             })
             .collect(),
@@ -153,7 +159,7 @@ async fn deliver_batch(
         match o {
             OutboxOutcome::Delivered { .. } => delivered += 1,
             OutboxOutcome::Rejected(_) | OutboxOutcome::Unknown(_) => failed += 1,
-            OutboxOutcome::Later { .. } => {}
+            OutboxOutcome::Later { .. } | OutboxOutcome::Waiting { .. } => {}
         }
     }
     let ends: Vec<(&OutboxRow, OutboxOutcome)> = rows.iter().zip(outcomes).collect();
@@ -185,6 +191,9 @@ fn after_fault(decl: &OutboxDecl, row: &OutboxRow, e: &CallError) -> OutboxOutco
         OutboxOutcome::Unknown(format!("{e}; {}", crate::store::MAY_HAVE_BEEN_ACCEPTED))
     }
 }
+
+/// The shortest wait an adapter may ask for (no record is asked again at once).
+const MIN_WAIT_SECS: u32 = 5;
 
 /// Back to pending: after what the provider asked, else the retry schedule; or
 /// failed for good once the schedule is spent.

@@ -105,6 +105,12 @@ pub struct EventFilter {
     pub until: Option<Timestamp>,
     /// Only the items of this delivery.
     pub parent_id: Option<i64>,
+    /// Only deliveries, or only items.
+    pub kind: Option<EventKind>,
+    /// Only events after this id (a page's cursor).
+    pub after_id: Option<i64>,
+    /// Newest first (else oldest first).
+    pub newest_first: bool,
     /// 0: no limit.
     pub limit: i64,
 }
@@ -209,6 +215,8 @@ pub struct OutboxEnd<'a> {
     pub error: Option<&'a str>,
     pub external_id: Option<&'a str>,
     pub next_attempt_at: Option<Timestamp>,
+    /// The attempt this end closes does not count (the provider asked to wait).
+    pub uncount_attempt: bool,
     pub now: Timestamp,
 }
 
@@ -276,6 +284,8 @@ pub trait Backend: Send + Sync {
     async fn event(&self, id: i64) -> Result<Option<EventRow>>;
     /// Oldest first.
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>>;
+    /// Every tenant, oldest first: (id, name, created at).
+    async fn tenants(&self) -> Result<Vec<(i64, String, Timestamp)>>;
     async fn event_counts(&self) -> Result<EventCounts>;
     async fn outbox_backlog(&self) -> Result<Vec<OutboxBacklog>>;
 
@@ -388,8 +398,22 @@ pub trait Tx: Send {
     ) -> Result<Option<i64>>;
     /// Take the identifiers `who` gives (each given one replaces the stored one).
     async fn set_contact_identity(&mut self, contact_id: i64, who: &ContactRef) -> Result<()>;
-    /// Move `gone`'s cases and messages to `keep`, then delete `gone`.
+    /// Move `gone`'s cases and messages to `keep` (its open cases closed
+    /// when `keep` has one: one person, one open case; no case is deleted),
+    /// delete `gone`, and keep what `keep` lacked of its identity.
     async fn merge_contact(&mut self, keep: i64, gone: i64) -> Result<()>;
+    /// A contact's identifiers.
+    async fn contact_identity(&mut self, contact_id: i64) -> Result<Option<ContactRef>>;
+    /// Take an identifier away from a contact (it now belongs to someone else).
+    async fn release_contact_key(&mut self, contact_id: i64, key: ContactKey) -> Result<()>;
+    /// Hold the tenant's contact identifiers `keys` until the transaction
+    /// ends, so another process cannot create them meanwhile (PostgreSQL;
+    /// SQLite has one writer).
+    async fn lock_contact_keys(
+        &mut self,
+        tenant_id: i64,
+        keys: &[(ContactKey, &str)],
+    ) -> Result<()>;
     async fn case_of_tenant(&mut self, case_id: i64, tenant_id: i64) -> Result<bool>;
     /// The contact's newest open case.
     async fn open_case(&mut self, tenant_id: i64, contact_id: i64) -> Result<Option<i64>>;
@@ -406,7 +430,8 @@ pub trait Tx: Send {
         channel: &str,
         external_id: &str,
     ) -> Result<Option<i64>>;
-    /// An edit (new body, `edited_at`) or a revoke (`deleted_at`) of a message.
+    /// An edit (new body, `edited_at`; an older edit than the last applied
+    /// changes nothing) or a revoke (`deleted_at`, the first one kept) of a message.
     async fn change_message(
         &mut self,
         id: i64,

@@ -601,8 +601,29 @@ pub async fn the_outbox_leases_and_retries_and_never_repeats_a_cut_off_send(stor
         .claim_outbox("plug", "conversion", "w3", LEASE, 10)
         .await
         .unwrap();
+    assert_eq!(third[0].attempts, 3);
+    // The provider took it and is still processing: a wait is not an attempt.
+    let waiting = store
+        .end_outbox(&[(
+            &third[0],
+            OutboxOutcome::Waiting {
+                note: "processing".into(),
+                at: Timestamp::now(),
+            },
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        (waiting[0].status.as_str(), waiting[0].error.as_deref()),
+        ("pending", Some("processing"))
+    );
+    let fourth = store
+        .claim_outbox("plug", "conversion", "w4", LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(fourth[0].attempts, 3, "the wait did not use up an attempt");
     let done = store
-        .end_outbox(&[(&third[0], OutboxOutcome::Delivered { external_id: None })])
+        .end_outbox(&[(&fourth[0], OutboxOutcome::Delivered { external_id: None })])
         .await
         .unwrap();
     assert_eq!(done[0].status, "uploaded");

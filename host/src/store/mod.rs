@@ -277,6 +277,11 @@ impl Store {
         self.sources.clear();
     }
 
+    /// Every tenant, oldest first: (id, name, created at).
+    pub async fn tenants(&self) -> Result<Vec<(i64, String, Timestamp)>, StoreError> {
+        self.db.tenants().await
+    }
+
     /// Events matching `filter`, oldest first.
     pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
         self.db.events(filter).await

@@ -298,26 +298,51 @@ impl Backend for PostgresBackend {
 
     async fn events(&self, f: &EventFilter) -> Result<Vec<EventRow>> {
         let statuses: Vec<String> = f.statuses.iter().map(|s| s.as_str().to_string()).collect();
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM webhook_events
-             WHERE (cardinality($1::text[]) = 0 OR status = ANY($1))
-               AND ($2::text IS NULL OR source = $2)
-               AND ($3::timestamptz IS NULL OR created_at >= $3)
-               AND ($4::timestamptz IS NULL OR created_at <= $4)
-               AND ($6::bigint IS NULL OR parent_id = $6)
-             ORDER BY id LIMIT $5"
-        ))
-        .bind(&statuses)
-        .bind(&f.source)
-        .bind(f.since)
-        .bind(f.until)
-        .bind(if f.limit > 0 { Some(f.limit) } else { None })
-        .bind(f.parent_id)
-        .fetch_all(&self.pool)
-        .await?;
+        macro_rules! select_events {
+            ($order:literal) => {
+                concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM webhook_events
+                     WHERE (cardinality($1::text[]) = 0 OR status = ANY($1))
+                       AND ($2::text IS NULL OR source = $2)
+                       AND ($3::timestamptz IS NULL OR created_at >= $3)
+                       AND ($4::timestamptz IS NULL OR created_at <= $4)
+                       AND ($6::bigint IS NULL OR parent_id = $6)
+                       AND ($7::text IS NULL OR kind = $7)
+                       AND ($8::bigint IS NULL OR (NOT $9 AND id > $8) OR ($9 AND id < $8))
+                     ORDER BY ",
+                    $order,
+                    " LIMIT $5"
+                )
+            };
+        }
+        let sql = if f.newest_first {
+            select_events!("id DESC")
+        } else {
+            select_events!("id")
+        };
+        let rows = sqlx::query(sql)
+            .bind(&statuses)
+            .bind(&f.source)
+            .bind(f.since)
+            .bind(f.until)
+            .bind(if f.limit > 0 { Some(f.limit) } else { None })
+            .bind(f.parent_id)
+            .bind(f.kind.map(|k| k.as_str()))
+            .bind(f.after_id)
+            .bind(f.newest_first)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(event_row).collect()
+    }
+
+    async fn tenants(&self) -> Result<Vec<(i64, String, Timestamp)>> {
+        Ok(
+            sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn event_counts(&self) -> Result<EventCounts> {
@@ -735,32 +760,22 @@ impl Tx for PgTx {
     }
 
     async fn merge_contact(&mut self, keep: i64, gone: i64) -> Result<()> {
-        // One person has one open case: the gone contact's open cases fold
-        // into the kept one's (their messages move), the rest move as they are.
+        let theirs = self.contact_identity(gone).await?.unwrap_or_default();
+        // One person has one open case: the gone contact's open cases close
+        // when the kept one has one (the CRM may hold their ids: none is deleted).
         let keep_open: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM cases WHERE contact_id = $1 AND status = 'open' ORDER BY id DESC LIMIT 1",
+            "SELECT id FROM cases WHERE contact_id = $1 AND status = 'open' LIMIT 1",
         )
         .bind(keep)
         .fetch_optional(&mut *self.tx)
         .await?;
-        if let Some(open) = keep_open {
-            let folded: Vec<i64> = sqlx::query_scalar(
-                "SELECT id FROM cases WHERE contact_id = $1 AND status = 'open'",
+        if keep_open.is_some() {
+            sqlx::query(
+                "UPDATE cases SET status = 'closed' WHERE contact_id = $1 AND status = 'open'",
             )
             .bind(gone)
-            .fetch_all(&mut *self.tx)
+            .execute(&mut *self.tx)
             .await?;
-            for case in folded {
-                sqlx::query("UPDATE messages SET case_id = $1 WHERE case_id = $2")
-                    .bind(open)
-                    .bind(case)
-                    .execute(&mut *self.tx)
-                    .await?;
-                sqlx::query("DELETE FROM cases WHERE id = $1")
-                    .bind(case)
-                    .execute(&mut *self.tx)
-                    .await?;
-            }
         }
         for sql in [
             "UPDATE cases SET contact_id = $1 WHERE contact_id = $2",
@@ -776,6 +791,77 @@ impl Tx for PgTx {
             .bind(gone)
             .execute(&mut *self.tx)
             .await?;
+        // What the kept contact lacked, the gone one had.
+        sqlx::query(
+            "UPDATE contacts SET phone = COALESCE(phone, $1::text), user_id = COALESCE(user_id, $2::text),
+             parent_user_id = COALESCE(parent_user_id, $3::text), username = COALESCE(username, $4::text),
+             name = COALESCE(name, $5::text) WHERE id = $6",
+        )
+        .bind(theirs.phone)
+        .bind(theirs.user_id)
+        .bind(theirs.parent_user_id)
+        .bind(theirs.username)
+        .bind(theirs.name)
+        .bind(keep)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn contact_identity(&mut self, contact_id: i64) -> Result<Option<ContactRef>> {
+        let row: Option<(
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT phone, user_id, parent_user_id, username, name FROM contacts WHERE id = $1",
+        )
+        .bind(contact_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.map(
+            |(phone, user_id, parent_user_id, username, name)| ContactRef {
+                phone,
+                user_id,
+                parent_user_id,
+                username,
+                name,
+            },
+        ))
+    }
+
+    async fn release_contact_key(&mut self, contact_id: i64, key: ContactKey) -> Result<()> {
+        let sql = match key {
+            ContactKey::Phone => "UPDATE contacts SET phone = NULL WHERE id = $1",
+            ContactKey::UserId => "UPDATE contacts SET user_id = NULL WHERE id = $1",
+        };
+        sqlx::query(sql)
+            .bind(contact_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn lock_contact_keys(
+        &mut self,
+        tenant_id: i64,
+        keys: &[(ContactKey, &str)],
+    ) -> Result<()> {
+        // Always in the same order, so two transactions cannot deadlock here.
+        let mut names: Vec<String> = keys
+            .iter()
+            .map(|(key, value)| format!("portico:contact:{tenant_id}:{key:?}:{value}"))
+            .collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(name)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(())
     }
 
@@ -866,9 +952,13 @@ impl Tx for PgTx {
         edited: Option<(&str, Timestamp)>,
         deleted_at: Option<Timestamp>,
     ) -> Result<()> {
+        // Edits may arrive out of order: only a later one than the last applied counts.
         sqlx::query(
-            "UPDATE messages SET body = COALESCE($1, body), edited_at = COALESCE($2, edited_at),
-             deleted_at = COALESCE($3, deleted_at) WHERE id = $4",
+            "UPDATE messages SET
+               body = CASE WHEN $1::text IS NOT NULL AND (edited_at IS NULL OR edited_at <= $2::timestamptz) THEN $1::text ELSE body END,
+               edited_at = CASE WHEN $1::text IS NOT NULL AND (edited_at IS NULL OR edited_at <= $2::timestamptz) THEN $2::timestamptz ELSE edited_at END,
+               deleted_at = COALESCE(deleted_at, $3::timestamptz)
+             WHERE id = $4",
         )
         .bind(edited.map(|(body, _)| body))
         .bind(edited.map(|(_, at)| at))
@@ -1062,7 +1152,8 @@ impl Tx for PgTx {
     async fn end_outbox(&mut self, id: i64, end: &OutboxEnd<'_>) -> Result<()> {
         sqlx::query(
             "UPDATE outbox SET status = $1, error = $2, external_id = COALESCE($3, external_id),
-               next_attempt_at = $4, claimed_by = NULL, lease_until = NULL, updated_at = $5
+               next_attempt_at = $4, claimed_by = NULL, lease_until = NULL, updated_at = $5,
+               attempts = GREATEST(attempts - $7, 0)
              WHERE id = $6",
         )
         .bind(end.status.as_str())
@@ -1071,6 +1162,7 @@ impl Tx for PgTx {
         .bind(end.next_attempt_at)
         .bind(end.now)
         .bind(id)
+        .bind(i64::from(end.uncount_attempt))
         .execute(&mut *self.tx)
         .await?;
         Ok(())

@@ -127,6 +127,9 @@ pub enum OutboxOutcome {
     Unknown(String),
     /// Certainly not delivered: try again at `at`.
     Later { error: String, at: Timestamp },
+    /// Not final: the provider is still working on it. Asked again at `at`;
+    /// waiting does not use up the record's attempts.
+    Waiting { note: String, at: Timestamp },
 }
 
 /// The phrase every record that may have reached its provider carries.
@@ -725,8 +728,9 @@ impl Store {
                         ));
                         continue;
                     };
+                    // A provider's time, if it is one (else now: never a failed write).
                     let at =
-                        c.at.map(|secs| Timestamp::from_unix_millis(secs.saturating_mul(1000)))
+                        c.at.and_then(Timestamp::from_provider_seconds)
                             .unwrap_or(now);
                     match &c.change {
                         MessageChangeKind::Edited(body) => {
@@ -949,6 +953,9 @@ impl Store {
                 OutboxOutcome::Later { error, at } => {
                     (OutboxStatus::Pending, Some(error.as_str()), None, Some(*at))
                 }
+                OutboxOutcome::Waiting { note, at } => {
+                    (OutboxStatus::Pending, Some(note.as_str()), None, Some(*at))
+                }
             };
             tx.end_outbox(
                 row.id,
@@ -957,6 +964,7 @@ impl Store {
                     error,
                     external_id,
                     next_attempt_at: next,
+                    uncount_attempt: matches!(outcome, OutboxOutcome::Waiting { .. }),
                     now,
                 },
             )
@@ -1026,18 +1034,30 @@ async fn contact_for(
                 .await?
         }
         (Some(user_id), Some(phone)) => {
+            // Two identifiers: another process must not create either meanwhile.
+            tx.lock_contact_keys(
+                tenant_id,
+                &[(ContactKey::UserId, user_id), (ContactKey::Phone, phone)],
+            )
+            .await?;
             let by_user = tx
                 .contact_by(tenant_id, ContactKey::UserId, user_id)
                 .await?;
             let by_phone = tx.contact_by(tenant_id, ContactKey::Phone, phone).await?;
             match (by_user, by_phone) {
-                // Two contacts turn out to be one person: the older one stays.
-                (Some(a), Some(b)) if a != b => {
-                    let (keep, gone) = (a.min(b), a.max(b));
-                    tx.merge_contact(keep, gone).await?;
-                    keep
+                (Some(a), Some(b)) if a != b => join(tx, a, b, Some(user_id)).await?,
+                (Some(id), _) => id,
+                (None, Some(holder)) => {
+                    let theirs = tx.contact_identity(holder).await?.unwrap_or_default();
+                    if theirs.user_id.as_deref().is_some_and(|u| u != user_id) {
+                        // A recycled number: its old holder is someone else.
+                        tx.release_contact_key(holder, ContactKey::Phone).await?;
+                        tx.upsert_contact(tenant_id, ContactKey::UserId, user_id, name, now)
+                            .await?
+                    } else {
+                        holder
+                    }
                 }
-                (Some(id), _) | (None, Some(id)) => id,
                 (None, None) => {
                     tx.upsert_contact(tenant_id, ContactKey::UserId, user_id, name, now)
                         .await?
@@ -1047,6 +1067,22 @@ async fn contact_for(
     };
     tx.set_contact_identity(id, who).await?;
     Ok(id)
+}
+
+/// `holder` has the phone that now belongs to `person` (whose user id is
+/// `user_id`). If `holder` is known by another user id, they are two people
+/// (a recycled number): only the phone moves. Otherwise they are one person:
+/// merged into the older contact. Returns the contact that is the person now.
+async fn join(tx: &mut dyn Tx, person: i64, holder: i64, user_id: Option<&str>) -> Result<i64> {
+    let theirs = tx.contact_identity(holder).await?.unwrap_or_default();
+    let two_people = matches!((theirs.user_id.as_deref(), user_id), (Some(a), Some(b)) if a != b);
+    if two_people {
+        tx.release_contact_key(holder, ContactKey::Phone).await?;
+        return Ok(person);
+    }
+    let (keep, gone) = (person.min(holder), person.max(holder));
+    tx.merge_contact(keep, gone).await?;
+    Ok(keep)
 }
 
 /// A status names who got the message: a phone and a user id seen together
@@ -1067,13 +1103,24 @@ async fn link_recipient(
 }
 
 /// The contact `previous` names takes `current`'s identifiers; one already
-/// holding them is merged into it. None when the tenant has no such contact.
+/// holding them is the same person (merged) or, when they conflict, gives
+/// the identifier up. None when the tenant has no such contact.
 async fn update_contact(
     tx: &mut dyn Tx,
     tenant_id: i64,
     previous: &ContactRef,
     current: &ContactRef,
 ) -> Result<Option<i64>> {
+    let mut keys: Vec<(ContactKey, &str)> = Vec::new();
+    for who in [previous, current] {
+        if let Some(u) = who.user_id.as_deref() {
+            keys.push((ContactKey::UserId, u));
+        }
+        if let Some(p) = who.phone.as_deref() {
+            keys.push((ContactKey::Phone, p));
+        }
+    }
+    tx.lock_contact_keys(tenant_id, &keys).await?;
     let mut found = None;
     if let Some(user_id) = previous.user_id.as_deref() {
         found = tx
@@ -1088,21 +1135,29 @@ async fn update_contact(
     let Some(mut id) = found else {
         return Ok(None);
     };
-    // A contact already holding the new identifiers is the same person: one
-    // stays (the older), with the new identifiers.
-    for (key, value) in [
-        (ContactKey::UserId, current.user_id.as_deref()),
-        (ContactKey::Phone, current.phone.as_deref()),
-    ] {
-        if let Some(value) = value
-            && let Some(other) = tx.contact_by(tenant_id, key, value).await?
-            && other != id
-        {
-            let (keep, gone) = (id.min(other), id.max(other));
-            tx.merge_contact(keep, gone).await?;
-            id = keep;
-        }
+    // A contact holding the new user id is this person (a user id is one
+    // person's): merged. One holding the new phone may be someone else.
+    if let Some(user_id) = current.user_id.as_deref()
+        && let Some(other) = tx
+            .contact_by(tenant_id, ContactKey::UserId, user_id)
+            .await?
+        && other != id
+    {
+        let (keep, gone) = (id.min(other), id.max(other));
+        tx.merge_contact(keep, gone).await?;
+        id = keep;
     }
+    if let Some(phone) = current.phone.as_deref()
+        && let Some(other) = tx.contact_by(tenant_id, ContactKey::Phone, phone).await?
+        && other != id
+    {
+        let mine = match current.user_id.clone() {
+            Some(u) => Some(u),
+            None => tx.contact_identity(id).await?.and_then(|c| c.user_id),
+        };
+        id = join(tx, id, other, mine.as_deref()).await?;
+    }
+    // The new identifiers replace the old ones.
     tx.set_contact_identity(id, current).await?;
     Ok(Some(id))
 }
@@ -1236,7 +1291,7 @@ async fn end_record(
                 OutboxOutcome::Rejected(e) | OutboxOutcome::Unknown(e) => {
                     Some((MessageStatus::Failed, None, Some(e.as_str())))
                 }
-                OutboxOutcome::Later { .. } => None,
+                OutboxOutcome::Later { .. } | OutboxOutcome::Waiting { .. } => None,
             };
             if let Some((status, external_id, error)) = change {
                 tx.set_message(row.record_id, status, external_id, error)
@@ -1251,7 +1306,7 @@ async fn end_record(
                 OutboxOutcome::Rejected(e) | OutboxOutcome::Unknown(e) => {
                     (ConversionStatus::Failed, Some(e.as_str()))
                 }
-                OutboxOutcome::Later { error, .. } => {
+                OutboxOutcome::Later { error, .. } | OutboxOutcome::Waiting { note: error, .. } => {
                     (ConversionStatus::Pending, Some(error.as_str()))
                 }
             };

@@ -187,26 +187,51 @@ impl Backend for SqliteBackend {
     async fn events(&self, f: &EventFilter) -> Result<Vec<EventRow>> {
         let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
         let statuses = serde_json::Value::from(statuses).to_string();
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM webhook_events
-             WHERE (json_array_length(?1) = 0 OR status IN (SELECT value FROM json_each(?1)))
-               AND (?2 IS NULL OR source = ?2)
-               AND (?3 IS NULL OR created_at >= ?3)
-               AND (?4 IS NULL OR created_at <= ?4)
-               AND (?6 IS NULL OR parent_id = ?6)
-             ORDER BY id LIMIT ?5"
-        ))
-        .bind(&statuses)
-        .bind(&f.source)
-        .bind(opt_ts(f.since))
-        .bind(opt_ts(f.until))
-        .bind(if f.limit > 0 { f.limit } else { i64::MAX })
-        .bind(f.parent_id)
-        .fetch_all(&self.pool)
-        .await?;
+        macro_rules! select_events {
+            ($order:literal) => {
+                concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM webhook_events
+                     WHERE (json_array_length(?1) = 0 OR status IN (SELECT value FROM json_each(?1)))
+                       AND (?2 IS NULL OR source = ?2)
+                       AND (?3 IS NULL OR created_at >= ?3)
+                       AND (?4 IS NULL OR created_at <= ?4)
+                       AND (?6 IS NULL OR parent_id = ?6)
+                       AND (?7 IS NULL OR kind = ?7)
+                       AND (?8 IS NULL OR (?9 = 0 AND id > ?8) OR (?9 = 1 AND id < ?8))
+                     ORDER BY ",
+                    $order,
+                    " LIMIT ?5"
+                )
+            };
+        }
+        let sql = if f.newest_first {
+            select_events!("id DESC")
+        } else {
+            select_events!("id")
+        };
+        let rows = sqlx::query(sql)
+            .bind(&statuses)
+            .bind(&f.source)
+            .bind(opt_ts(f.since))
+            .bind(opt_ts(f.until))
+            .bind(if f.limit > 0 { f.limit } else { i64::MAX })
+            .bind(f.parent_id)
+            .bind(f.kind.map(|k| k.as_str()))
+            .bind(f.after_id)
+            .bind(i64::from(f.newest_first))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(event_row).collect()
+    }
+
+    async fn tenants(&self) -> Result<Vec<(i64, String, Timestamp)>> {
+        Ok(
+            sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn event_counts(&self) -> Result<EventCounts> {
@@ -623,31 +648,22 @@ impl Tx for SqliteTx {
     }
 
     async fn merge_contact(&mut self, keep: i64, gone: i64) -> Result<()> {
-        // One person has one open case: the gone contact's open cases fold
-        // into the kept one's (their messages move), the rest move as they are.
+        let theirs = self.contact_identity(gone).await?.unwrap_or_default();
+        // One person has one open case: the gone contact's open cases close
+        // when the kept one has one (the CRM may hold their ids: none is deleted).
         let keep_open: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM cases WHERE contact_id = ? AND status = 'open' ORDER BY id DESC LIMIT 1",
+            "SELECT id FROM cases WHERE contact_id = ? AND status = 'open' LIMIT 1",
         )
         .bind(keep)
         .fetch_optional(&mut *self.tx)
         .await?;
-        if let Some(open) = keep_open {
-            let folded: Vec<i64> =
-                sqlx::query_scalar("SELECT id FROM cases WHERE contact_id = ? AND status = 'open'")
-                    .bind(gone)
-                    .fetch_all(&mut *self.tx)
-                    .await?;
-            for case in folded {
-                sqlx::query("UPDATE messages SET case_id = ? WHERE case_id = ?")
-                    .bind(open)
-                    .bind(case)
-                    .execute(&mut *self.tx)
-                    .await?;
-                sqlx::query("DELETE FROM cases WHERE id = ?")
-                    .bind(case)
-                    .execute(&mut *self.tx)
-                    .await?;
-            }
+        if keep_open.is_some() {
+            sqlx::query(
+                "UPDATE cases SET status = 'closed' WHERE contact_id = ? AND status = 'open'",
+            )
+            .bind(gone)
+            .execute(&mut *self.tx)
+            .await?;
         }
         for sql in [
             "UPDATE cases SET contact_id = ? WHERE contact_id = ?",
@@ -663,6 +679,65 @@ impl Tx for SqliteTx {
             .bind(gone)
             .execute(&mut *self.tx)
             .await?;
+        // What the kept contact lacked, the gone one had.
+        sqlx::query(
+            "UPDATE contacts SET phone = COALESCE(phone, ?), user_id = COALESCE(user_id, ?),
+             parent_user_id = COALESCE(parent_user_id, ?), username = COALESCE(username, ?),
+             name = COALESCE(name, ?) WHERE id = ?",
+        )
+        .bind(theirs.phone)
+        .bind(theirs.user_id)
+        .bind(theirs.parent_user_id)
+        .bind(theirs.username)
+        .bind(theirs.name)
+        .bind(keep)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn contact_identity(&mut self, contact_id: i64) -> Result<Option<ContactRef>> {
+        let row: Option<(
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT phone, user_id, parent_user_id, username, name FROM contacts WHERE id = ?",
+        )
+        .bind(contact_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.map(
+            |(phone, user_id, parent_user_id, username, name)| ContactRef {
+                phone,
+                user_id,
+                parent_user_id,
+                username,
+                name,
+            },
+        ))
+    }
+
+    async fn release_contact_key(&mut self, contact_id: i64, key: ContactKey) -> Result<()> {
+        let sql = match key {
+            ContactKey::Phone => "UPDATE contacts SET phone = NULL WHERE id = ?",
+            ContactKey::UserId => "UPDATE contacts SET user_id = NULL WHERE id = ?",
+        };
+        sqlx::query(sql)
+            .bind(contact_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn lock_contact_keys(
+        &mut self,
+        _tenant_id: i64,
+        _keys: &[(ContactKey, &str)],
+    ) -> Result<()> {
+        // One writer: nothing else can create a contact meanwhile.
         Ok(())
     }
 
@@ -752,9 +827,13 @@ impl Tx for SqliteTx {
         edited: Option<(&str, Timestamp)>,
         deleted_at: Option<Timestamp>,
     ) -> Result<()> {
+        // Edits may arrive out of order: only a later one than the last applied counts.
         sqlx::query(
-            "UPDATE messages SET body = COALESCE(?, body), edited_at = COALESCE(?, edited_at),
-             deleted_at = COALESCE(?, deleted_at) WHERE id = ?",
+            "UPDATE messages SET
+               body = CASE WHEN ?1 IS NOT NULL AND (edited_at IS NULL OR edited_at <= ?2) THEN ?1 ELSE body END,
+               edited_at = CASE WHEN ?1 IS NOT NULL AND (edited_at IS NULL OR edited_at <= ?2) THEN ?2 ELSE edited_at END,
+               deleted_at = COALESCE(deleted_at, ?3)
+             WHERE id = ?4",
         )
         .bind(edited.map(|(body, _)| body))
         .bind(edited.map(|(_, at)| at))
@@ -945,7 +1024,8 @@ impl Tx for SqliteTx {
     async fn end_outbox(&mut self, id: i64, end: &OutboxEnd<'_>) -> Result<()> {
         sqlx::query(
             "UPDATE outbox SET status = ?, error = ?, external_id = COALESCE(?, external_id),
-               next_attempt_at = ?, claimed_by = NULL, lease_until = NULL, updated_at = ?
+               next_attempt_at = ?, claimed_by = NULL, lease_until = NULL, updated_at = ?,
+               attempts = MAX(attempts - ?, 0)
              WHERE id = ?",
         )
         .bind(end.status.as_str())
@@ -953,9 +1033,104 @@ impl Tx for SqliteTx {
         .bind(end.external_id)
         .bind(opt_ts(end.next_attempt_at))
         .bind(ts(end.now))
+        .bind(i64::from(end.uncount_attempt))
         .bind(id)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    use std::str::FromStr;
+
+    /// Migration 0007 rebuilds `contacts` with foreign keys off: on a database
+    /// with rows, every contact keeps its id and every case and message its
+    /// contact, and foreign keys hold (and are on) afterwards.
+    #[tokio::test]
+    async fn contacts_keep_their_rows_and_ids_across_the_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("up.db").display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .unwrap();
+        let mut before = sqlx::migrate!("../migrations/sqlite");
+        before.migrations = std::borrow::Cow::Owned(
+            before
+                .migrations
+                .iter()
+                .filter(|m| m.version <= 6)
+                .cloned()
+                .collect(),
+        );
+        before.run(&pool).await.unwrap();
+        for sql in [
+            "INSERT INTO tenants (id, name) VALUES (1, 'Acme')",
+            "INSERT INTO contacts (id, tenant_id, phone, name) VALUES (7, 1, '16505551234', 'Ana'), (9, 1, '5511987654321', NULL)",
+            "INSERT INTO cases (id, tenant_id, contact_id) VALUES (3, 1, 7), (4, 1, 9)",
+            "INSERT INTO messages (tenant_id, contact_id, case_id, channel, direction, external_id, kind, body, status)
+             VALUES (1, 7, 3, 'whatsapp', 'inbound', 'wamid.A', 'text', 'hi', 'received'),
+                    (1, 9, 4, 'whatsapp', 'inbound', 'wamid.B', 'text', 'oi', 'received')",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let store = crate::store::Store::open(&url).await.unwrap();
+        drop(store);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let contacts: Vec<(i64, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT id, phone, name FROM contacts ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            contacts,
+            vec![
+                (7, Some("16505551234".into()), Some("Ana".into())),
+                (9, Some("5511987654321".into()), None)
+            ]
+        );
+        let links: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT contact_id, case_id FROM messages ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(links, vec![(7, 3), (9, 4)]);
+        let broken: Vec<(String,)> =
+            sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert!(broken.is_empty(), "{broken:?}");
+        // The new shape: a contact by user id alone, and foreign keys enforced.
+        sqlx::query("INSERT INTO contacts (tenant_id, user_id) VALUES (1, 'US.1')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(
+            sqlx::query("INSERT INTO cases (tenant_id, contact_id) VALUES (1, 999)")
+                .execute(&pool)
+                .await
+                .is_err(),
+            "foreign keys are on again"
+        );
+        let edited: Option<String> = sqlx::query_scalar("SELECT edited_at FROM messages LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(edited, None);
     }
 }

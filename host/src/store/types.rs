@@ -222,9 +222,24 @@ impl Timestamp {
         }
     }
 
+    /// The latest time RFC 3339 text holds (9999-12-31T23:59:59.999Z).
+    const LAST_MILLIS: i64 = 253_402_300_799_999;
+
     /// RFC 3339, UTC, milliseconds: `2026-11-29T18:08:39.123Z`. Text order is time order.
+    /// Times outside 1970..=9999 are written as the nearest end (they come only
+    /// from a provider's nonsense, and must never stop a write).
     pub fn to_rfc3339(self) -> String {
-        humantime::format_rfc3339_millis(self.to_system()).to_string()
+        let clamped = Timestamp {
+            millis: self.millis.clamp(0, Self::LAST_MILLIS),
+        };
+        humantime::format_rfc3339_millis(clamped.to_system()).to_string()
+    }
+
+    /// Unix seconds from a provider, if they are a time RFC 3339 can hold.
+    pub fn from_provider_seconds(secs: i64) -> Option<Timestamp> {
+        (0..=Self::LAST_MILLIS / 1000)
+            .contains(&secs)
+            .then(|| Timestamp::from_unix_millis(secs * 1000))
     }
 
     /// Parse RFC 3339 (`Z` or no offset; fractions optional), or a bare date (midnight UTC).
@@ -258,6 +273,21 @@ impl Serialize for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_out_of_range_are_written_not_panicked_on() {
+        assert_eq!(
+            Timestamp::from_unix_millis(-5).to_rfc3339(),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_millis(i64::MAX).to_rfc3339(),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert!(Timestamp::from_provider_seconds(1_749_416_383_000).is_none());
+        assert!(Timestamp::from_provider_seconds(-1).is_none());
+        assert!(Timestamp::from_provider_seconds(1_749_416_383).is_some());
+    }
 
     #[test]
     fn names_round_trip_and_unknown_names_say_what_is_known() {

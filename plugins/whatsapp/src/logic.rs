@@ -298,7 +298,8 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                 let timestamp = s(&msg["timestamp"]).and_then(|t| t.parse().ok());
                 // Scoped by the number: two tenants' numbers may see the same id.
                 let dedup_key = format!("msg:{}:{wamid}", pnid.as_deref().unwrap_or("-"));
-                if sender.is_empty() {
+                // An edit or a revoke needs only the original's id; a message its sender.
+                if sender.is_empty() && !matches!(kind.as_str(), "edit" | "revoke") {
                     let why =
                         format!("message {wamid} names no sender (neither from nor from_user_id)");
                     items.push(ignored(&path, pnid.clone(), why, msg));
@@ -324,6 +325,14 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                                 let t = s(&inner["type"]).unwrap_or_else(|| "text".into());
                                 readable(&t, inner).0
                             });
+                            // An edit whose new content cannot be read changes nothing.
+                            if edited.as_deref().is_some_and(|b| b.trim().is_empty()) {
+                                let why = format!(
+                                    "edit {wamid} of {original} carries no content this adapter can read: the original message is unchanged"
+                                );
+                                items.push(ignored(&path, pnid.clone(), why, msg));
+                                continue;
+                            }
                             let change = Change {
                                 original,
                                 edited,
@@ -1204,9 +1213,16 @@ mod tests {
             {"from":"1","id":"wamid.E","timestamp":"5","type":"edit","edit":{"original_message_id":"wamid.O","message":{"type":"text","text":{"body":"fixed"}}}},
             {"from":"1","id":"wamid.R","timestamp":"6","type":"revoke","revoke":{"original_message_id":"wamid.O2"}},
             {"from":"1","id":"wamid.Y","timestamp":"7","type":"system","system":{"body":"changed","wa_id":"2","type":"user_changed_number"}},
-            {"from":"1","id":"wamid.Z","timestamp":"8","type":"revoke","revoke":{}}]}));
+            {"from":"1","id":"wamid.Z","timestamp":"8","type":"revoke","revoke":{}},
+            {"from":"1","id":"wamid.Q","timestamp":"9","type":"edit","edit":{"original_message_id":"wamid.O","message":{"type":"mystery"}}},
+            {"id":"wamid.N","timestamp":"10","type":"revoke","revoke":{"original_message_id":"wamid.O3"}}]}));
         let kinds: Vec<&str> = items.iter().map(|i| i.kind).collect();
-        assert_eq!(kinds, ["change", "change", "identity", "ignored"]);
+        assert_eq!(
+            kinds,
+            [
+                "change", "change", "identity", "ignored", "ignored", "change"
+            ]
+        );
         let edit: Change = serde_json::from_slice(&items[0].payload).unwrap();
         assert_eq!(
             (edit.original.as_str(), edit.edited.as_deref()),

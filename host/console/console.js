@@ -5,12 +5,16 @@
 
 const TOKEN_KEY = "portico-admin-token"; // sessionStorage: this tab only
 const PAGE = 50;
+const REPLAYABLE = ["failed", "dead"];
 
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem(TOKEN_KEY);
+let dlqQuery = null; // the filter the shown rows came from
 let dlqCursor = null;
 let dlqShown = 0;
 let openEvent = null;
+let openSeq = 0;
+let dryRun = null; // the request the operator confirmed, as counted
 let pluginTimer = null;
 
 class Refused extends Error {}
@@ -23,11 +27,14 @@ async function api(path, options = {}) {
     method: options.method || "GET",
     headers,
     body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    cache: "no-store",
   });
-  if (r.status === 401) throw new Refused("The admin token was refused: check PORTICO_ADMIN_TOKEN and sign in again.");
   const text = await r.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
+  if (r.status === 401) {
+    throw new Refused(json && json.message ? json.message : "The admin token was refused.");
+  }
   if (!r.ok) {
     const why = json && json.message ? json.message : text || r.statusText;
     throw new Error(`${r.status}: ${why}`);
@@ -43,7 +50,7 @@ function say(message, isError) {
 
 function failed(e) {
   if (e instanceof Refused) {
-    signOut(e.message);
+    signOut(`Signed out: ${e.message}`);
   } else {
     say(e.message || String(e), true);
   }
@@ -63,6 +70,14 @@ function when(iso) {
   return isNaN(d) ? iso : d.toLocaleString();
 }
 
+// A date input's day, in the operator's own time zone, as an instant.
+function dayStart(value) {
+  return new Date(value + "T00:00").toISOString();
+}
+function dayEnd(value) {
+  return new Date(new Date(value + "T00:00").getTime() + 86400000 - 1).toISOString();
+}
+
 // Signing in and out.
 
 async function signIn(candidate) {
@@ -71,17 +86,22 @@ async function signIn(candidate) {
     await api("/api/admin/tenants");
   } catch (e) {
     token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
     const el = $("sign-in-error");
-    el.textContent = e instanceof Refused ? "That token was refused: it is not this server's PORTICO_ADMIN_TOKEN." : e.message;
+    el.textContent = e instanceof Refused ? `That token was refused: ${e.message}` : e.message;
     el.hidden = false;
+    $("sign-in").hidden = false;
+    $("token").focus();
     return;
   }
   sessionStorage.setItem(TOKEN_KEY, candidate);
+  $("token").value = "";
   $("sign-in-error").hidden = true;
   $("sign-in").hidden = true;
   $("app").hidden = false;
   $("who").hidden = false;
   show("plugins");
+  $("tab-plugins").focus();
 }
 
 function signOut(message) {
@@ -100,7 +120,7 @@ function signOut(message) {
 
 // Tabs.
 
-const views = { plugins: loadPlugins, dlq: loadDlq, deliveries: loadDeliveries, outbox: loadOutbox, tenants: loadTenants };
+const views = { plugins: loadPlugins, dlq: () => loadDlq(false), deliveries: loadDeliveries, outbox: loadOutbox, tenants: loadTenants };
 
 function show(view) {
   for (const tab of document.querySelectorAll(".tabs button")) {
@@ -110,7 +130,7 @@ function show(view) {
     $(tab.dataset.view).hidden = !on;
   }
   clearInterval(pluginTimer);
-  if (view === "plugins") pluginTimer = setInterval(loadPlugins, 5000);
+  if (view === "plugins") pluginTimer = setInterval(() => loadPlugins().catch(failed), 5000);
   say("");
   views[view]().catch(failed);
 }
@@ -118,7 +138,8 @@ function show(view) {
 // Plugins (refreshed every 5 s while shown).
 
 async function health() {
-  const r = await fetch("/api/health");
+  const r = await fetch("/api/health", { cache: "no-store" });
+  if (!r.ok) throw new Error(`health answered ${r.status}`);
   return r.json();
 }
 
@@ -148,18 +169,25 @@ async function loadPlugins() {
 
 // Dead letters: paged by the API (a cursor), never filtered in the page.
 
-function dlqQuery() {
+function filterNow() {
   const f = $("dlq-filter").elements;
-  const q = new URLSearchParams({ status: f.status.value, limit: String(PAGE) });
-  if (f.source.value) q.set("source", f.source.value);
-  if (f.since.value) q.set("since", f.since.value);
-  if (f.until.value) q.set("until", f.until.value + "T23:59:59Z");
-  return q;
+  return {
+    status: f.status.value,
+    source: f.source.value,
+    since: f.since.value ? dayStart(f.since.value) : "",
+    until: f.until.value ? dayEnd(f.until.value) : "",
+    order: f.order.value,
+  };
 }
 
 async function loadDlq(more) {
-  const q = dlqQuery();
-  if (more && dlqCursor) q.set("after", String(dlqCursor));
+  if (!more) {
+    dlqQuery = filterNow();
+    dlqCursor = null;
+  }
+  const q = new URLSearchParams({ status: dlqQuery.status, order: dlqQuery.order, limit: String(PAGE) });
+  for (const k of ["source", "since", "until"]) if (dlqQuery[k]) q.set(k, dlqQuery[k]);
+  if (more && dlqCursor) q.set(dlqQuery.order === "newest" ? "before" : "after", String(dlqCursor));
   const page = await api("/api/admin/dlq?" + q.toString());
   const body = $("dlq-table").tBodies[0];
   if (!more) {
@@ -168,34 +196,49 @@ async function loadDlq(more) {
   }
   for (const e of page.events) {
     const row = body.insertRow();
-    row.className = "clickable";
-    row.tabIndex = 0;
     row.dataset.id = e.id;
-    cell(row, e.id);
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "row-open";
+    open.textContent = String(e.id);
+    open.setAttribute("aria-label", `Open event ${e.id}`);
+    open.addEventListener("click", () => openDetail(e.id).catch(failed));
+    const first = document.createElement("td");
+    first.appendChild(open);
+    row.appendChild(first);
     cell(row, e.source);
     cell(row, e.item_kind || e.kind);
-    cell(row, e.status, "st-" + e.status);
+    cell(row, e.status, "st-" + e.status).dataset.role = "status";
     cell(row, e.attempts);
     cell(row, e.error ? (e.error.length > 160 ? e.error.slice(0, 160) + "…" : e.error) : "", "error-cell");
     cell(row, when(e.created_at));
-    row.addEventListener("click", () => openDetail(e.id, row));
-    row.addEventListener("keydown", (ev) => {
-      if (ev.key === "Enter" || ev.key === " ") {
-        ev.preventDefault();
-        openDetail(e.id, row);
-      }
-    });
   }
   dlqShown += page.events.length;
-  dlqCursor = page.next_after || null;
+  dlqCursor = page.next_after || page.next_before || null;
   $("dlq-more").hidden = !dlqCursor;
   $("dlq-count").textContent = dlqShown === 0 ? "No events match." : `${dlqShown} shown${dlqCursor ? ", more to load" : ""}.`;
+  // Only failed and dead events can be replayed as a filter.
+  const statuses = dlqQuery.status.split(",");
+  $("replay-filter").disabled = !statuses.every((s) => REPLAYABLE.includes(s));
 }
 
-async function openDetail(id, row) {
-  for (const r of document.querySelectorAll("#dlq-table tr.selected")) r.classList.remove("selected");
-  if (row) row.classList.add("selected");
+async function openDetail(id) {
+  const seq = ++openSeq;
   const e = await api("/api/admin/dlq/" + encodeURIComponent(id));
+  if (seq !== openSeq) return; // a later one was asked for
+  for (const r of document.querySelectorAll("#dlq-table tr.selected")) r.classList.remove("selected");
+  const row = document.querySelector(`#dlq-table tr[data-id="${Number(e.id)}"]`);
+  if (row) {
+    row.classList.add("selected");
+    const status = row.querySelector('[data-role="status"]');
+    if (status) {
+      status.textContent = e.status;
+      status.className = "st-" + e.status;
+      // The row shows the event as it is now (its error too).
+      status.nextElementSibling.textContent = e.attempts;
+      status.nextElementSibling.nextElementSibling.textContent = e.error || "";
+    }
+  }
   openEvent = e;
   $("event-title").textContent = `Event ${e.id}`;
   const facts = $("event-facts");
@@ -219,10 +262,20 @@ async function openDetail(id, row) {
   fact("Created", when(e.created_at));
   fact("Updated", when(e.updated_at));
   $("event-headers").textContent = JSON.stringify(e.headers || {}, null, 2);
-  $("event-payload").textContent = e.payload_json !== undefined ? JSON.stringify(e.payload_json, null, 2) : e.payload_text || "";
-  $("replay-result").textContent = "";
+  $("event-payload").textContent = e.payload_pretty !== undefined ? e.payload_pretty : e.payload_text || "";
   $("event").hidden = false;
-  $("replay-one").focus();
+  $("event-title").focus();
+}
+
+// What one replayed event came to, in words.
+function outcomeText(o) {
+  if (!o) return "no outcome";
+  if (o.kind === "skipped") return `skipped: ${o.reason}`;
+  if (o.kind === "delivery") {
+    const items = (o.items || []).map((i) => `${i.dedup_key}: ${i.status}${i.error ? " — " + i.error : ""}`);
+    return `delivery ${o.status || ""}${items.length ? " (" + items.join("; ") + ")" : ""}`;
+  }
+  return `${o.status}${o.error ? " — " + o.error : ""}`;
 }
 
 async function replayOne() {
@@ -232,47 +285,58 @@ async function replayOne() {
   $("replay-result").textContent = "Replaying…";
   try {
     const r = await api(`/api/admin/dlq/${openEvent.id}/replay`, { method: "POST" });
-    const o = r.outcome || {};
-    const status = o.status || (o.kind === "skipped" ? "skipped" : "");
-    $("replay-result").textContent = r.succeeded
-      ? `Replayed: ${status || "done"}.`
-      : `The replay did not succeed: ${status}${o.error || o.reason ? " — " + (o.error || o.reason) : ""}`;
-    await openDetail(openEvent.id, document.querySelector(`#dlq-table tr[data-id="${openEvent.id}"]`));
-    $("replay-result").textContent = r.succeeded ? `Replayed: ${status || "done"}.` : $("replay-result").textContent;
+    const text = r.succeeded ? `Replayed: ${outcomeText(r.outcome)}.` : `The replay did not succeed: ${outcomeText(r.outcome)}`;
+    await openDetail(openEvent.id);
+    $("replay-result").textContent = text;
   } catch (e) {
+    $("replay-result").textContent = "";
     failed(e);
   } finally {
     button.disabled = false;
   }
 }
 
-function replayFilter() {
-  const f = $("dlq-filter").elements;
-  const body = { status: f.status.value.split(",").filter((s) => ["failed", "dead", "received"].includes(s)) };
-  if (body.status.length === 0) body.status = ["failed"];
-  if (f.source.value) body.source = f.source.value;
-  if (f.since.value) body.since = f.since.value;
-  if (f.until.value) body.until = f.until.value + "T23:59:59Z";
-  return body;
-}
-
 async function replayDryRun() {
-  const body = Object.assign(replayFilter(), { dry_run: true });
-  const r = await api("/api/admin/dlq/replay", { method: "POST", body });
-  $("replay-confirm-text").textContent = r.matched === 0
+  const q = dlqQuery || filterNow();
+  const body = { status: q.status.split(",").filter((s) => REPLAYABLE.includes(s)) };
+  if (q.source) body.source = q.source;
+  if (q.since) body.since = q.since;
+  // What exists now: events failing after the count are not replayed unseen.
+  body.until = q.until || new Date().toISOString();
+  const counted = await api("/api/admin/dlq/replay", { method: "POST", body: Object.assign({ dry_run: true }, body) });
+  dryRun = Object.assign(body, { limit: counted.matched });
+  $("replay-confirm-text").textContent = counted.matched === 0
     ? "No failed or dead event matches this filter: nothing to replay."
-    : `${r.matched} event(s) match (status ${body.status.join(", ")}${body.source ? ", source " + body.source : ""}). Replay them?`;
-  $("replay-filter-go").hidden = r.matched === 0;
+    : `${counted.matched} event(s) match (status ${body.status.join(", ")}${body.source ? ", source " + body.source : ""}). Replay them?`;
+  $("replay-filter-go").hidden = counted.matched === 0;
   $("replay-confirm").hidden = false;
-  (r.matched === 0 ? $("replay-filter-cancel") : $("replay-filter-go")).focus();
+  $("replay-filter-cancel").focus();
 }
 
 async function replayGo() {
+  if (!dryRun) return;
+  const body = dryRun;
+  dryRun = null;
   $("replay-confirm").hidden = true;
+  for (const b of ["replay-filter", "replay-filter-go"]) $(b).disabled = true;
   say("Replaying…");
-  const r = await api("/api/admin/dlq/replay", { method: "POST", body: replayFilter() });
-  say(`Replayed ${r.matched}: ${r.succeeded} succeeded, ${r.failed} still failing.`);
-  await loadDlq(false);
+  try {
+    const r = await api("/api/admin/dlq/replay", { method: "POST", body });
+    say(`Replayed ${r.matched}: ${r.succeeded} succeeded, ${r.failed} still failing.`);
+    const list = $("replay-report-list");
+    list.replaceChildren();
+    for (const o of r.outcomes || []) {
+      const li = document.createElement("li");
+      li.textContent = `Event ${o.event_id}: ${outcomeText(o)}`;
+      list.appendChild(li);
+    }
+    $("replay-report-title").textContent = `Replay of ${r.matched} event(s)`;
+    $("replay-report").hidden = false;
+    $("replay-report-title").focus();
+    await loadDlq(false);
+  } finally {
+    for (const b of ["replay-filter", "replay-filter-go"]) $(b).disabled = false;
+  }
 }
 
 // Deliveries, outbox, tenants.
@@ -297,6 +361,11 @@ async function loadOutbox() {
   const body = $("outbox-table").tBodies[0];
   body.replaceChildren();
   const o = h.outbox || {};
+  if (o.error) {
+    $("outbox-totals").textContent = "";
+    say(o.error, true);
+    return;
+  }
   for (const k of o.kinds || []) {
     const row = body.insertRow();
     cell(row, k.plugin);
@@ -305,6 +374,7 @@ async function loadOutbox() {
     cell(row, k.oldest_pending_age_seconds === null || k.oldest_pending_age_seconds === undefined ? "" : `${Math.round(k.oldest_pending_age_seconds)} s ago`);
     cell(row, k.stopped || "", k.stopped ? "error-cell st-failed" : "");
   }
+  if ((o.kinds || []).length === 0) say("No loaded plugin declares an outbox.");
   $("outbox-totals").textContent = `Delivered ${o.delivered || 0}, failed ${o.failed || 0} since this process started.${o.last_error ? " Last error: " + o.last_error : ""}`;
 }
 
@@ -348,16 +418,21 @@ $("sign-in-form").addEventListener("submit", (ev) => {
   signIn($("token").value.trim());
 });
 $("sign-out").addEventListener("click", () => signOut(""));
-for (const tab of document.querySelectorAll(".tabs button")) {
+const tabs = [...document.querySelectorAll(".tabs button")];
+for (const tab of tabs) {
   tab.addEventListener("click", () => show(tab.dataset.view));
   tab.addEventListener("keydown", (ev) => {
-    const tabs = [...document.querySelectorAll(".tabs button")];
     const at = tabs.indexOf(tab);
-    const next = ev.key === "ArrowRight" ? tabs[(at + 1) % tabs.length] : ev.key === "ArrowLeft" ? tabs[(at - 1 + tabs.length) % tabs.length] : null;
-    if (next) {
+    const to = {
+      ArrowRight: (at + 1) % tabs.length,
+      ArrowLeft: (at - 1 + tabs.length) % tabs.length,
+      Home: 0,
+      End: tabs.length - 1,
+    }[ev.key];
+    if (to !== undefined) {
       ev.preventDefault();
-      next.focus();
-      show(next.dataset.view);
+      tabs[to].focus();
+      show(tabs[to].dataset.view);
     }
   });
 }
@@ -366,15 +441,24 @@ $("dlq-filter").addEventListener("submit", (ev) => {
   $("event").hidden = true;
   loadDlq(false).catch(failed);
 });
+// A changed filter no longer matches what was counted or shown.
+$("dlq-filter").addEventListener("change", () => {
+  $("replay-confirm").hidden = true;
+  dryRun = null;
+});
 $("dlq-more").addEventListener("click", () => loadDlq(true).catch(failed));
 $("replay-one").addEventListener("click", () => replayOne());
 $("replay-filter").addEventListener("click", () => replayDryRun().catch(failed));
 $("replay-filter-go").addEventListener("click", () => replayGo().catch(failed));
-$("replay-filter-cancel").addEventListener("click", () => { $("replay-confirm").hidden = true; });
+$("replay-filter-cancel").addEventListener("click", () => {
+  $("replay-confirm").hidden = true;
+  dryRun = null;
+});
 $("add-tenant").addEventListener("submit", (ev) => addTenant(ev).catch(failed));
 $("add-source").addEventListener("submit", (ev) => addSource(ev).catch(failed));
 
 if (token) {
+  $("sign-in").hidden = true;
   signIn(token);
 } else {
   $("token").focus();

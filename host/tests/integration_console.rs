@@ -230,8 +230,46 @@ impl Driver {
         .await;
     }
 
-    /// A screenshot of the page (always taken: a blank page fails here).
+    /// Run `script` in the page; its return value.
+    async fn script(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    /// Press a key (a WebDriver key code such as "\u{E014}", arrow right) in `css`.
+    async fn press(&self, css: &str, key: &str) {
+        let id = self.element(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": key})),
+        )
+        .await;
+    }
+
+    async fn attribute(&self, css: &str, name: &str) -> Value {
+        let id = self.element(css).await;
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{id}/attribute/{name}"),
+            None,
+        )
+        .await
+    }
+
+    /// A screenshot of the page, which must show some text (a blank page fails here).
     async fn shot(&self, name: &str) {
+        let shown = self
+            .script("return document.body.innerText.trim().length")
+            .await;
+        assert!(
+            shown.as_u64().unwrap_or(0) > 40,
+            "{name}: the page shows nothing"
+        );
         let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(png.as_str().unwrap_or_default())
@@ -250,15 +288,18 @@ async fn an_operator_finds_a_failed_event_and_replays_it_in_the_console() {
         return;
     };
     let server = Server::start(&meta_entry(""), &[]);
-    // A lead for a page no tenant has mapped: stored, then failed.
-    let answer = post_signed(
-        &server.url("/api/integrations/meta/webhook"),
-        &lead_body(PAGE_ID, "91000001"),
-        APP_SECRET,
-    )
-    .await;
-    let outcome = server.processed(answer).await;
-    assert_eq!(outcome["items"][0]["status"], "failed", "{outcome}");
+    // Leads for two pages no tenant has mapped: stored, then failed.
+    const OTHER_PAGE: &str = "555000111222333";
+    for (page, lead) in [(PAGE_ID, "91000001"), (OTHER_PAGE, "91000002")] {
+        let answer = post_signed(
+            &server.url("/api/integrations/meta/webhook"),
+            &lead_body(page, lead),
+            APP_SECRET,
+        )
+        .await;
+        let outcome = server.processed(answer).await;
+        assert_eq!(outcome["items"][0]["status"], "failed", "{outcome}");
+    }
 
     browser.go(&server.url("/console")).await;
     browser.wait_text("h1", "Portico console").await;
@@ -275,14 +316,23 @@ async fn an_operator_finds_a_failed_event_and_replays_it_in_the_console() {
     assert!(plugins.contains("loaded"), "{plugins}");
     browser.shot("2-plugins").await;
 
-    // The failed event, its error and its payload.
-    browser.click("#tab-dlq").await;
+    // The tabs answer the keyboard: arrow right from Plugins opens Dead letters.
+    browser.press("#tab-plugins", "\u{E014}").await;
+    assert_eq!(browser.attribute("#tab-dlq", "aria-selected").await, "true");
+
+    // The failed events, newest first; open the older one: error and payload.
     browser.wait_text("#dlq-table", "no tenant is mapped").await;
+    browser.wait_text("#dlq-count", "2 shown").await;
     browser.shot("3-dead-letters").await;
-    browser.click("#dlq-table tbody tr").await;
+    browser
+        .click("#dlq-table tbody tr:last-child button.row-open")
+        .await;
     let facts = browser.wait_text("#event-facts", "failed").await;
-    assert!(facts.contains("Correlation id"), "{facts}");
-    browser.wait_text("#event-payload", PAGE_ID).await;
+    assert!(
+        facts.contains("Correlation id") && facts.contains("leadgen:91000001"),
+        "{facts}"
+    );
+    browser.wait_text("#event-payload", "91000001").await;
     let headers = browser.text("#event-headers").await;
     assert!(
         headers.contains("[redacted]"),
@@ -298,6 +348,9 @@ async fn an_operator_finds_a_failed_event_and_replays_it_in_the_console() {
         .wait_text("#replay-result", "Replayed: processed")
         .await;
     browser.wait_text("#event-facts", "processed").await;
+    browser
+        .wait_text("#dlq-table tbody tr:last-child", "processed")
+        .await;
     browser.shot("5-replayed").await;
     let db = server.db().await;
     assert_eq!(
@@ -309,14 +362,41 @@ async fn an_operator_finds_a_failed_event_and_replays_it_in_the_console() {
         1
     );
 
-    // A filter's replay shows its dry run's count first.
+    // The other page mapped too: a filter's replay shows its dry run's count
+    // first, then what became of each event.
+    let other: i64 = server
+        .cli(&["tenant", "add", "Other"])
+        .trim()
+        .parse()
+        .unwrap();
+    server.cli(&[
+        "source",
+        "add",
+        "--tenant",
+        &other.to_string(),
+        "--kind",
+        "meta",
+        "--key",
+        OTHER_PAGE,
+    ]);
     browser.click("#dlq-filter button[type=submit]").await;
-    browser.wait_text("#dlq-count", "No events match").await;
+    browser.wait_text("#dlq-count", "1 shown").await;
     browser.click("#replay-filter").await;
     browser
-        .wait_text("#replay-confirm-text", "nothing to replay")
+        .wait_text("#replay-confirm-text", "1 event(s) match")
         .await;
-    browser.click("#replay-filter-cancel").await;
+    browser.click("#replay-filter-go").await;
+    browser.wait_text("#replay-report-list", "processed").await;
+    browser.wait_text("#status", "1 succeeded").await;
+    browser.wait_text("#dlq-count", "No events match").await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM leads WHERE external_id = '91000002'"
+        )
+        .await,
+        1
+    );
 
     // Deliveries, the outbox, tenants (and adding one).
     browser.click("#tab-deliveries").await;
@@ -324,22 +404,41 @@ async fn an_operator_finds_a_failed_event_and_replays_it_in_the_console() {
     browser.shot("6-deliveries").await;
     browser.click("#tab-outbox").await;
     browser.wait_text("#outbox-totals", "Delivered").await;
+    browser
+        .wait_text("#status", "No loaded plugin declares an outbox")
+        .await;
+    browser.shot("7-outbox").await;
     browser.click("#tab-tenants").await;
     browser.wait_text("#tenants-table", PAGE_ID).await;
     browser.type_into("#tenant-name", "Beta Ltd").await;
     browser.click("#add-tenant button[type=submit]").await;
     browser.wait_text("#tenants-table", "Beta Ltd").await;
-    browser.shot("7-tenants").await;
+    browser.shot("8-tenants").await;
 
     // Readable on a phone.
     browser.size(390, 844).await;
     browser.click("#tab-dlq").await;
+    browser
+        .click("#dlq-filter select[name=status] option[value=processed]")
+        .await;
     browser.click("#dlq-filter button[type=submit]").await;
-    browser.shot("8-phone").await;
+    browser.wait_text("#dlq-table", "processed").await;
+    browser.shot("9-phone").await;
 
-    // Signing out forgets the token.
+    // Signing out forgets the token: a reload asks for it again.
     browser.click("#sign-out").await;
     browser.wait_text("#sign-in-title", "Sign in").await;
+    assert_eq!(
+        browser.script("return sessionStorage.length").await,
+        json!(0)
+    );
+    browser.go(&server.url("/console")).await;
+    assert_eq!(
+        browser
+            .script("return document.getElementById('app').hidden")
+            .await,
+        json!(true)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,8 +81,12 @@ pub struct ListQuery {
     since: Option<String>,
     /// Created at or before (RFC 3339 or YYYY-MM-DD).
     until: Option<String>,
-    /// Only events after this id: the `next_after` of the previous page.
+    /// Only events after this id: the `next_after` of the previous page (oldest first).
     after: Option<i64>,
+    /// `oldest` (default) or `newest` first.
+    order: Option<String>,
+    /// Only events before this id: the `next_before` of the previous page (newest first).
+    before: Option<i64>,
     /// At most this many (1 to 10000; default 100).
     limit: Option<i64>,
 }
@@ -95,7 +99,7 @@ pub struct ListQuery {
     params(ListQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Events, oldest first: `{\"events\": [...], \"next_after\"}` without payload bytes; `next_after` (the last id) is set when the page is full: pass it as `after` for the next page", body = serde_json::Value),
+        (status = 200, description = "Events, oldest first: `{\"events\": [...], \"next_after\"}` without payload bytes; `next_after` (the last id) is set when the page is full: pass it as `after` for the next page. With `order=newest`: newest first, `next_before` for `before`", body = serde_json::Value),
         (status = 400, description = "A status that is not one", body = super::openapi::ErrorBody),
         (status = 401, description = "No or wrong bearer token", body = super::openapi::ErrorBody)
     )
@@ -116,21 +120,35 @@ pub async fn list(
         None => vec![EventStatus::Failed, EventStatus::Dead],
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let newest_first = match q.order.as_deref().map(str::trim) {
+        None | Some("") | Some("oldest") => false,
+        Some("newest") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("order {other:?} is neither oldest nor newest"),
+            ));
+        }
+    };
     let filter = EventFilter {
         statuses,
         source: q.source,
         since: parse_time("since", q.since)?,
         until: parse_time("until", q.until)?,
-        after_id: q.after,
+        after_id: if newest_first { q.before } else { q.after },
+        newest_first,
         limit,
         ..Default::default()
     };
     let events = app.store.list_events(&filter).await?;
     let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= limit;
-    let next_after = events.last().filter(|_| full).map(|e| e.id);
-    Ok(Json(
-        json!({"events": events.iter().map(event_json).collect::<Vec<_>>(), "next_after": next_after}),
-    ))
+    let next = events.last().filter(|_| full).map(|e| e.id);
+    let events: Vec<Value> = events.iter().map(event_json).collect();
+    Ok(Json(if newest_first {
+        json!({"events": events, "next_before": next})
+    } else {
+        json!({"events": events, "next_after": next})
+    }))
 }
 
 /// Header names whose values are credentials or signatures: shown as a
@@ -139,12 +157,20 @@ fn sensitive_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     [
         "authorization",
+        "auth-",
+        "-auth",
         "cookie",
         "signature",
+        "hmac",
         "token",
         "secret",
+        "password",
+        "credential",
+        "session",
         "api-key",
         "apikey",
+        "api_key",
+        "functions-key",
     ]
     .iter()
     .any(|s| name.contains(s))
@@ -194,7 +220,12 @@ pub async fn event(
         .collect();
     view["headers"] = Value::Object(headers);
     match serde_json::from_slice::<Value>(&event.payload) {
-        Ok(parsed) => view["payload_json"] = parsed,
+        Ok(parsed) => {
+            // Pretty-printed here: a browser's JSON.parse would round long numbers.
+            view["payload_pretty"] =
+                Value::String(serde_json::to_string_pretty(&parsed).unwrap_or_default());
+            view["payload_json"] = parsed;
+        }
         Err(_) => {
             view["payload_text"] =
                 Value::String(String::from_utf8_lossy(&event.payload).into_owned())

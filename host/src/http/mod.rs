@@ -165,7 +165,8 @@ async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Res
             }
         }
     };
-    if path == "/api/admin" || path.starts_with("/api/admin/") {
+    let admin = path == "/api/admin" || path.starts_with("/api/admin/");
+    if admin {
         if let Err(e) = guard.credentials.check(auth::Access::Admin, req.headers()) {
             return e.into_response();
         }
@@ -189,7 +190,15 @@ async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Res
             axum::body::Body::new(listener::DeadlineBody::new(body, limit))
         }
     });
-    next.run(req).await
+    let mut response = next.run(req).await;
+    if admin {
+        // Admin answers carry payloads and personal data: no cache keeps them.
+        response.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
 }
 
 /// The body length a request declares, if it declares one.

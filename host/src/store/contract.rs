@@ -2,7 +2,7 @@
 //! the same tests through the same rules (`contract_suite!(name, open)` per
 //! backend). They speak only the `Store` API, as the rest of the host does.
 
-use super::types::{EventStatus, RecordKind};
+use super::types::{EventKind, EventStatus, RecordKind};
 use super::{
     Applied, FailState, ItemContext, ItemSlot, NewDelivery, OutboxOutcome, Store, StoreError,
     Timestamp,
@@ -840,6 +840,74 @@ pub async fn concurrent_claims_never_take_the_same_event_twice(store: Store) {
 
 /// The suite, as `#[tokio::test]`s for one backend opened by `$open` (an async
 /// expression giving `(guard, Store)`; the guard lives as long as the test).
+pub async fn events_page_by_cursor_either_way(store: Store) {
+    let mut deliveries = Vec::new();
+    for n in 0..3 {
+        let (delivery, _) = deliver(&store, "me", &[item(&format!("p{n}"), None)]).await;
+        deliveries.push(delivery);
+    }
+    let all = |f: super::EventFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .list_events(&f)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<i64>>()
+        }
+    };
+    let every = all(super::EventFilter::default()).await;
+    assert_eq!(every.len(), 6, "three deliveries, an item each");
+    // Oldest first: a page, then the rest after its last id.
+    let first = all(super::EventFilter {
+        limit: 4,
+        ..Default::default()
+    })
+    .await;
+    let rest = all(super::EventFilter {
+        after_id: first.last().copied(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!([first, rest].concat(), every);
+    // Newest first: the cursor is an upper bound.
+    let newest = all(super::EventFilter {
+        newest_first: true,
+        limit: 2,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(newest, vec![every[5], every[4]]);
+    let older = all(super::EventFilter {
+        newest_first: true,
+        after_id: Some(every[4]),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(older, vec![every[3], every[2], every[1], every[0]]);
+    // Deliveries only.
+    let only = all(super::EventFilter {
+        kind: Some(EventKind::Delivery),
+        newest_first: true,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(only, deliveries.iter().rev().copied().collect::<Vec<_>>());
+    // Tenants, oldest first.
+    let a = store.create_tenant("A").await.unwrap();
+    let b = store.create_tenant("B").await.unwrap();
+    let names: Vec<(i64, String)> = store
+        .tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, name, _)| (id, name))
+        .collect();
+    assert_eq!(names, vec![(a, "A".to_string()), (b, "B".to_string())]);
+}
+
 macro_rules! contract_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -865,6 +933,7 @@ macro_rules! contract_suite {
             case!(concurrent_writes_share_commits_and_fail_alone);
             case!(an_attempt_whose_lease_was_taken_over_writes_nothing);
             case!(concurrent_claims_never_take_the_same_event_twice);
+            case!(events_page_by_cursor_either_way);
         }
     };
 }

@@ -320,10 +320,16 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
                 let (item_kind, payload) = match kind.as_str() {
                     "edit" | "revoke" => match s(&msg[kind.as_str()]["original_message_id"]) {
                         Some(original) => {
+                            // Edits change a text or a media caption; anything
+                            // else is a shape this adapter does not know.
                             let edited = (kind == "edit").then(|| {
                                 let inner = &msg["edit"]["message"];
                                 let t = s(&inner["type"]).unwrap_or_else(|| "text".into());
-                                readable(&t, inner).0
+                                if EDITABLE.contains(&t.as_str()) {
+                                    readable(&t, inner).0
+                                } else {
+                                    String::new()
+                                }
                             });
                             // An edit whose new content cannot be read changes nothing.
                             if edited.as_deref().is_some_and(|b| b.trim().is_empty()) {
@@ -437,6 +443,9 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
     }
     Ok(items)
 }
+
+/// Message types an edit can change (a text, or a media message's caption).
+const EDITABLE: [&str; 6] = ["text", "image", "video", "audio", "document", "sticker"];
 
 /// A system message that changes who the user is: (before, after).
 /// `user_changed_number` carries the new phone (and new user id);

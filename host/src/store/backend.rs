@@ -115,6 +115,15 @@ pub struct EventFilter {
     pub limit: i64,
 }
 
+/// The id bound a filter's page starts from: its cursor, else no bound at all.
+pub fn cursor_bound(f: &EventFilter) -> i64 {
+    match (f.after_id, f.newest_first) {
+        (Some(id), _) => id,
+        (None, true) => i64::MAX,
+        (None, false) => i64::MIN,
+    }
+}
+
 /// Counts behind the DLQ block of health.
 #[derive(Debug, Clone, Default)]
 pub struct EventCounts {

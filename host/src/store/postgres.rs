@@ -16,7 +16,7 @@ use super::StoreError;
 use super::backend::{
     Backend, ContactKey, ConversionState, EventCounts, EventEnd, EventFilter, EventRow, EventState,
     Lease, MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxBacklog,
-    OutboxEnd, OutboxRow, Result, SourceCredentials, SourceRow, Tx,
+    OutboxEnd, OutboxRow, Result, SourceCredentials, SourceRow, Tx, cursor_bound,
 };
 use super::types::Timestamp;
 use crate::domain::{ContactRef, NewLead};
@@ -299,7 +299,7 @@ impl Backend for PostgresBackend {
     async fn events(&self, f: &EventFilter) -> Result<Vec<EventRow>> {
         let statuses: Vec<String> = f.statuses.iter().map(|s| s.as_str().to_string()).collect();
         macro_rules! select_events {
-            ($order:literal) => {
+            ($bound:literal, $order:literal) => {
                 concat!(
                     "SELECT ",
                     event_columns!(),
@@ -310,17 +310,20 @@ impl Backend for PostgresBackend {
                        AND ($4::timestamptz IS NULL OR created_at <= $4)
                        AND ($6::bigint IS NULL OR parent_id = $6)
                        AND ($7::text IS NULL OR kind = $7)
-                       AND ($8::bigint IS NULL OR (NOT $9 AND id > $8) OR ($9 AND id < $8))
+                       AND id ",
+                    $bound,
+                    " $8
                      ORDER BY ",
                     $order,
                     " LIMIT $5"
                 )
             };
         }
+        // The cursor is a plain bound on the key, so a deep page is a range scan.
         let sql = if f.newest_first {
-            select_events!("id DESC")
+            select_events!("<", "id DESC")
         } else {
-            select_events!("id")
+            select_events!(">", "id")
         };
         let rows = sqlx::query(sql)
             .bind(&statuses)
@@ -330,8 +333,7 @@ impl Backend for PostgresBackend {
             .bind(if f.limit > 0 { Some(f.limit) } else { None })
             .bind(f.parent_id)
             .bind(f.kind.map(|k| k.as_str()))
-            .bind(f.after_id)
-            .bind(f.newest_first)
+            .bind(cursor_bound(f))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(event_row).collect()

@@ -9,7 +9,7 @@ use super::StoreError;
 use super::backend::{
     Backend, ContactKey, ConversionState, EventCounts, EventEnd, EventFilter, EventRow, EventState,
     Lease, MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxBacklog,
-    OutboxEnd, OutboxRow, Result, SourceCredentials, SourceRow, Tx,
+    OutboxEnd, OutboxRow, Result, SourceCredentials, SourceRow, Tx, cursor_bound,
 };
 use super::types::Timestamp;
 use crate::domain::{ContactRef, NewLead};
@@ -188,7 +188,7 @@ impl Backend for SqliteBackend {
         let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
         let statuses = serde_json::Value::from(statuses).to_string();
         macro_rules! select_events {
-            ($order:literal) => {
+            ($bound:literal, $order:literal) => {
                 concat!(
                     "SELECT ",
                     event_columns!(),
@@ -199,17 +199,20 @@ impl Backend for SqliteBackend {
                        AND (?4 IS NULL OR created_at <= ?4)
                        AND (?6 IS NULL OR parent_id = ?6)
                        AND (?7 IS NULL OR kind = ?7)
-                       AND (?8 IS NULL OR (?9 = 0 AND id > ?8) OR (?9 = 1 AND id < ?8))
+                       AND id ",
+                    $bound,
+                    " ?8
                      ORDER BY ",
                     $order,
                     " LIMIT ?5"
                 )
             };
         }
+        // The cursor is a plain bound on the key, so a deep page is a range scan.
         let sql = if f.newest_first {
-            select_events!("id DESC")
+            select_events!("<", "id DESC")
         } else {
-            select_events!("id")
+            select_events!(">", "id")
         };
         let rows = sqlx::query(sql)
             .bind(&statuses)
@@ -219,8 +222,7 @@ impl Backend for SqliteBackend {
             .bind(if f.limit > 0 { f.limit } else { i64::MAX })
             .bind(f.parent_id)
             .bind(f.kind.map(|k| k.as_str()))
-            .bind(f.after_id)
-            .bind(i64::from(f.newest_first))
+            .bind(cursor_bound(f))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(event_row).collect()

@@ -321,7 +321,8 @@ fn main() {
     let wasm = meta_wasm();
     let file = meta_spec(&wasm);
     let verify_flag = file.plugins[0].config["verify_signature"].clone();
-    let runtime = Runtime::new(None, None).expect("wasm runtime");
+    let runtime =
+        Runtime::new(None, None, portico::runtime::engine::Recompile::Whole).expect("wasm runtime");
     let set = rt.block_on(runtime.load_all(&file));
     let plugin: Arc<LoadedPlugin> = match set.resolve("meta", "POST", "webhook") {
         Resolved::Found(plugin, RouteKind::Webhook, false) => plugin.clone(),

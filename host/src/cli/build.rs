@@ -5,7 +5,23 @@ use anyhow::{Context, bail};
 use std::time::Instant;
 
 pub async fn build_all(file: &PluginsFile) -> anyhow::Result<()> {
-    let to_build: Vec<_> = file.plugins.iter().filter(|p| p.build.is_some()).collect();
+    for off in file
+        .plugins
+        .iter()
+        .filter(|p| p.build.is_some() && !p.enabled)
+    {
+        eprintln!(
+            "skipping plugin {}: it is disabled in {}",
+            off.name,
+            file.path.display()
+        );
+    }
+    // A disabled plugin is not loaded, so it need not build (its toolchain may be missing).
+    let to_build: Vec<_> = file
+        .plugins
+        .iter()
+        .filter(|p| p.build.is_some() && p.enabled)
+        .collect();
     if to_build.is_empty() {
         eprintln!(
             "no plugin in {} declares a build command",

@@ -68,20 +68,30 @@ pub async fn dev(settings: &Settings) -> anyhow::Result<()> {
             rebuild_touched(&file, &paths).await;
         }
     });
-    let served = super::serve::serve(settings).await;
+    let served =
+        super::serve::serve(settings, crate::runtime::engine::Recompile::ReuseFunctions).await;
     rebuilds.abort();
     served
 }
 
 async fn rebuild_touched(file: &PluginsFile, paths: &[PathBuf]) {
-    // Build output lands under target/: never a reason to rebuild.
+    // Build output, and what Python and npm write beside the sources
+    // (bytecode caches, installed packages), is never a reason to rebuild.
     let relevant: Vec<&PathBuf> = paths
         .iter()
-        .filter(|p| !p.components().any(|c| c.as_os_str() == "target"))
+        .filter(|p| {
+            !p.components().any(|c| {
+                matches!(
+                    c.as_os_str().to_str(),
+                    Some("target" | "__pycache__" | "node_modules" | ".pytest_cache")
+                )
+            })
+        })
         .collect();
     let mut names = BTreeSet::new();
     for plugin in &file.plugins {
         if plugin.build.is_some()
+            && plugin.enabled
             && relevant
                 .iter()
                 .any(|p| plugin.watch.iter().any(|w| p.starts_with(w)))

@@ -86,8 +86,12 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()>
     let store = super::open_store(settings).await?;
     let file = load_plugins_file(&settings.plugins_path, FileCheck::Require)?;
     let directory = super::source::directory(&store).await?;
-    let runtime =
-        Runtime::new(file.cache_dir(), Some(directory)).context("cannot start the wasm runtime")?;
+    let runtime = Runtime::new(
+        file.cache_dir(),
+        Some(directory),
+        crate::runtime::engine::Recompile::Whole,
+    )
+    .context("cannot start the wasm runtime")?;
     let plugins = runtime.load_all(&file).await;
     if let Some(id) = args.id {
         let event = store

@@ -4,6 +4,7 @@ mod build;
 mod dev;
 mod dlq;
 mod plugin;
+mod scaffold;
 mod serve;
 pub(crate) mod source;
 mod toolchain;
@@ -79,8 +80,13 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
-    /// Scaffold plugins/NAME from the SDK template.
-    New { name: String },
+    /// Scaffold plugins/NAME from the template of its language.
+    New {
+        name: String,
+        /// The adapter's language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: scaffold::Lang,
+    },
     /// Load a component, check it implements the world, print its manifest.
     Check { file: PathBuf },
     /// Run verify, parse and map-to-domain offline and print the result as JSON.
@@ -212,7 +218,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings()?;
     match &cli.command {
-        Command::Serve => serve::serve(&settings).await,
+        Command::Serve => serve::serve(&settings, crate::runtime::engine::Recompile::Whole).await,
         Command::Build => {
             let file = load_plugins_file(&settings.plugins_path, FileCheck::Skip)?;
             build::build_all(&file).await
@@ -220,13 +226,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up => {
             let file = load_plugins_file(&settings.plugins_path, FileCheck::Skip)?;
             build::build_all(&file).await?;
-            serve::serve(&settings).await
+            serve::serve(&settings, crate::runtime::engine::Recompile::Whole).await
         }
         Command::Dev => dev::dev(&settings).await,
-        Command::Plugin(PluginCommand::New { name }) => {
-            plugin::new_plugin(&settings.plugins_path, name)
+        Command::Plugin(PluginCommand::New { name, lang }) => {
+            scaffold::new_plugin(&settings.plugins_path, name, *lang)
         }
-        Command::Plugin(PluginCommand::Check { file }) => plugin::check(file).await,
+        Command::Plugin(PluginCommand::Check { file }) => {
+            plugin::check(&settings.plugins_path, file).await
+        }
         Command::Plugin(PluginCommand::Call {
             name,
             body,

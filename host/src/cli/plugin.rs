@@ -1,80 +1,21 @@
-//! `portico plugin new | check | call`: the adapter author's tools.
+//! `portico plugin check | call`: the adapter author's tools (`new` is in scaffold.rs).
 
 use crate::config::PluginSpec;
 use crate::config::limits::Limits;
 use crate::config::plugins::{FileCheck, load_plugins_file};
 use crate::runtime::Runtime;
+use crate::runtime::engine::Recompile;
 use crate::runtime::session::{AdapterRequest, Verdict};
 use crate::runtime::{Session, SlotState};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The WIT package this host speaks.
 pub const WIT_PACKAGE: &str = "portico:adapter";
 use crate::runtime::{
     WHAT_0_2_1_ADDED, WHAT_0_2_2_ADDED, WHAT_0_2_CHANGED, WHAT_0_3_CHANGED, WIT_VERSION,
 };
-
-const TEMPLATE_CARGO: &str = include_str!("../../templates/plugin/Cargo.toml.tmpl");
-const TEMPLATE_LIB: &str = include_str!("../../templates/plugin/lib.rs.tmpl");
-const TEMPLATE_LOGIC: &str = include_str!("../../templates/plugin/logic.rs.tmpl");
-
-/// `portico plugin new NAME`: scaffold plugins/NAME beside plugins.toml.
-pub fn new_plugin(plugins_toml: &Path, name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 48
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !ok {
-        bail!(
-            "plugin name {name:?}: use lower-case letters, digits and '-', starting with a letter (e.g. acme-crm)"
-        );
-    }
-    let base = std::path::absolute(plugins_toml)?
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let dir = base.join("plugins").join(name);
-    if dir.exists() {
-        bail!(
-            "{} already exists; pick another name or remove it",
-            dir.display()
-        );
-    }
-    let package = format!("portico-{name}");
-    let fill = |t: &str| t.replace("{{name}}", name).replace("{{package}}", &package);
-    std::fs::create_dir_all(dir.join("src"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::write(dir.join("Cargo.toml"), fill(TEMPLATE_CARGO))?;
-    std::fs::write(dir.join("src/lib.rs"), fill(TEMPLATE_LIB))?;
-    std::fs::write(dir.join("src/logic.rs"), fill(TEMPLATE_LOGIC))?;
-    let wasm = format!(
-        "target/wasm32-wasip2/plugin/{}.wasm",
-        package.replace('-', "_")
-    );
-    println!("created plugins/{name} (package {package})\n");
-    println!("test it natively:   cargo test -p {package}");
-    println!(
-        "build the component: cargo build --profile plugin --target wasm32-wasip2 -p {package}"
-    );
-    println!(
-        "try it offline:      portico plugin call {name} --body event.json --header 'X-Signature: sha256=...'\n"
-    );
-    println!("then add it to plugins.toml (a running Portico picks the edit up):\n");
-    println!("[plugins.{name}]");
-    println!("path = \"{wasm}\"");
-    println!("build = \"cargo build --profile plugin --target wasm32-wasip2 -p {package}\"");
-    println!("watch = [\"plugins/{name}\"]");
-    println!("[plugins.{name}.secrets]");
-    println!(
-        "signing_secret = {{ env = \"{}_SIGNING_SECRET\" }}",
-        name.to_ascii_uppercase().replace('-', "_")
-    );
-    Ok(())
-}
 
 /// The `portico:adapter` interfaces a component imports or exports, with versions.
 fn wit_versions(
@@ -134,18 +75,19 @@ fn notes(interfaces: &[String]) -> Vec<&'static str> {
 }
 
 /// `portico plugin check FILE.wasm`
-pub async fn check(file: &Path) -> anyhow::Result<()> {
+///
+/// The component is compiled once, through the cache of `plugins_toml`'s folder
+/// (or PORTICO_CACHE_DIR): checking a 20 MB component then serving it
+/// compiles it once.
+pub async fn check(plugins_toml: &Path, file: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let runtime = Runtime::new(None, None)?;
-    let engine = runtime.engine().clone();
-    let component = {
-        let bytes = bytes.clone();
-        tokio::task::spawn_blocking(move || {
-            wasmtime::component::Component::from_binary(&engine, &bytes)
-        })
-        .await?
-    }
-    .map_err(|e| {
+    let base = std::path::absolute(plugins_toml)?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let cache_dir = crate::config::PluginsFile::cache_dir_for(&base);
+    let runtime = Runtime::new(cache_dir, None, Recompile::Whole)?;
+    let component = runtime.compile(bytes.clone()).await.map_err(|e| {
         anyhow::anyhow!(
             "{} is not a valid WebAssembly component: {e:#}",
             file.display()
@@ -238,7 +180,7 @@ pub async fn call(
         };
         parsed_headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
-    let runtime = Runtime::new(file.cache_dir(), None)?;
+    let runtime = Runtime::new(file.cache_dir(), None, Recompile::Whole)?;
     let set = runtime
         .load_all(&crate::config::PluginsFile {
             plugins: vec![spec.clone()],

@@ -7,10 +7,12 @@ use crate::config::{IntegrationToggles, Settings};
 use crate::http::{AppState, router};
 use crate::jobs::worker;
 use crate::runtime::Runtime;
+use crate::runtime::engine::Recompile;
 use anyhow::Context;
 use std::sync::Arc;
 
-pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
+/// Serve; `recompile` says what a changed plugin's compilation may reuse.
+pub async fn serve(settings: &Settings, recompile: Recompile) -> anyhow::Result<()> {
     let file = load_plugins_file(&settings.plugins_path, FileCheck::Require)?;
     crate::telemetry::metrics::install().context("cannot start the metrics recorder")?;
     let store = super::open_store(settings).await?;
@@ -23,7 +25,8 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let directory = super::source::directory(&store).await?;
     let secret_keys = directory.keys.clone();
     let runtime = Arc::new(
-        Runtime::new(file.cache_dir(), Some(directory)).context("cannot start the wasm runtime")?,
+        Runtime::new(file.cache_dir(), Some(directory), recompile)
+            .context("cannot start the wasm runtime")?,
     );
     let started = std::time::Instant::now();
     let set = runtime.load_all(&file).await;

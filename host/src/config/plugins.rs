@@ -264,10 +264,16 @@ impl PluginsFile {
     /// Where compiled components are cached: `PORTICO_CACHE_DIR`, `off` for
     /// nowhere, by default `.portico/cache` beside plugins.toml.
     pub fn cache_dir(&self) -> Option<PathBuf> {
+        Self::cache_dir_for(&self.base_dir)
+    }
+
+    /// The component cache of a plugins.toml in `base_dir`: PORTICO_CACHE_DIR
+    /// (`off`: none), else `.portico/cache` there.
+    pub fn cache_dir_for(base_dir: &Path) -> Option<PathBuf> {
         match std::env::var("PORTICO_CACHE_DIR") {
             Ok(v) if v.trim().eq_ignore_ascii_case("off") => None,
             Ok(v) if !v.trim().is_empty() => Some(PathBuf::from(v.trim())),
-            _ => Some(self.base_dir.join(".portico").join("cache")),
+            _ => Some(base_dir.join(".portico").join("cache")),
         }
     }
 }

@@ -149,3 +149,56 @@ fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // artifact's header against this engine before using it.
     unsafe { Component::deserialize_file(engine, path) }
 }
+
+/// Cranelift's per-function results, kept in memory for the life of the
+/// process, so that recompiling a component whose code mostly did not change
+/// reuses what did not. That is the common case for components built from
+/// Python or JavaScript: an edit changes the interpreter's memory snapshot
+/// (data), not its tens of thousands of compiled functions, and the toolchains
+/// do not build the same file twice, so the whole-component cache above
+/// cannot hit after a rebuild. Bounded: past the limit, new functions are
+/// simply not kept.
+#[derive(Debug)]
+pub struct FunctionCache {
+    entries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Vec<u8>>>,
+    bytes: std::sync::atomic::AtomicUsize,
+    limit: usize,
+}
+
+impl FunctionCache {
+    /// Keep at most `limit` bytes of keys and compiled functions.
+    pub fn new(limit: usize) -> Self {
+        FunctionCache {
+            entries: Default::default(),
+            bytes: Default::default(),
+            limit,
+        }
+    }
+
+    /// Bytes kept now.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl wasmtime::CacheStore for FunctionCache {
+    fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(key).map(|v| std::borrow::Cow::Owned(v.clone()))
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        use std::sync::atomic::Ordering;
+        let size = key.len() + value.len();
+        if self.bytes.load(Ordering::Relaxed) + size > self.limit {
+            return false;
+        }
+        let Ok(mut entries) = self.entries.lock() else {
+            return false;
+        };
+        if entries.insert(key.to_vec(), value).is_none() {
+            self.bytes.fetch_add(size, Ordering::Relaxed);
+        }
+        true
+    }
+}

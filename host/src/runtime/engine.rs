@@ -1,13 +1,29 @@
 //! The one wasmtime engine and linker every plugin shares.
 
 use super::bindings::Adapter;
+use super::cache::FunctionCache;
 use super::host_api::HostState;
 use crate::config::limits::{EPOCH_TICK, MAX_CONCURRENT_INSTANCES, MEMORY_MB_RANGE};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+/// What `portico dev` keeps of compiled functions for recompiles (a Python
+/// and a JavaScript adapter together keep about 100 MiB).
+const FUNCTION_CACHE_BYTES: usize = 256 << 20;
+
+/// How a changed component is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recompile {
+    /// From scratch: nothing is kept between compilations (serve: adapters
+    /// change seldom, and memory is the operator's).
+    Whole,
+    /// Reusing every function that did not change ([`FunctionCache`]): the
+    /// development loop, where the same adapter is rebuilt again and again.
+    ReuseFunctions,
+}
+
 /// Build the engine: component model, epoch interruption, pooling allocator.
-pub fn build_engine() -> anyhow::Result<Engine> {
+pub fn build_engine(recompile: Recompile) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Deadlines are enforced by epochs: cheap checks at loop heads and calls.
@@ -54,6 +70,12 @@ pub fn build_engine() -> anyhow::Result<Engine> {
     pool.table_keep_resident(64 << 10);
     tracing::debug!(pagemap_scan = pagemap, "wasm pooling allocator configured");
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+
+    if recompile == Recompile::ReuseFunctions {
+        config.enable_incremental_compilation(std::sync::Arc::new(FunctionCache::new(
+            FUNCTION_CACHE_BYTES,
+        )))?;
+    }
 
     let engine = Engine::new(&config)?;
     start_epoch_ticker(&engine);

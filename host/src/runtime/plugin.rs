@@ -117,6 +117,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The compiled component of `bytes` (whose sha256 is `sha256`), from the
+/// disk cache when it holds it (true), else compiled and kept there (false).
+pub async fn compile(
+    engine: &Engine,
+    cache: &ComponentCache,
+    sha256: &str,
+    bytes: Vec<u8>,
+) -> anyhow::Result<(Component, bool)> {
+    let (engine, cache, sha256) = (engine.clone(), cache.clone(), sha256.to_string());
+    tokio::task::spawn_blocking(move || {
+        if let Some(component) = cache.load(&engine, &sha256) {
+            return Ok((component, true));
+        }
+        let component = Component::from_binary(&engine, &bytes)?;
+        cache.store(&sha256, &component);
+        Ok::<_, wasmtime::Error>((component, false))
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("{e:#}"))
+}
+
 /// Load one plugin from its spec.
 pub async fn load(
     engine: &Engine,
@@ -135,20 +156,9 @@ pub async fn load(
     let sha256 = sha256_hex(&bytes);
     // Compiling is CPU-heavy (tens of ms to seconds): keep it off the async
     // workers, and skip it when the disk cache has this exact component.
-    let compile_engine = engine.clone();
-    let compile_cache = cache.clone();
-    let compile_sha = sha256.clone();
-    let (component, from_cache) = tokio::task::spawn_blocking(move || {
-        if let Some(component) = compile_cache.load(&compile_engine, &compile_sha) {
-            return Ok((component, true));
-        }
-        let component = Component::from_binary(&compile_engine, &bytes)?;
-        compile_cache.store(&compile_sha, &component);
-        Ok::<_, wasmtime::Error>((component, false))
-    })
-    .await
-    .map_err(|e| LoadError::Compile(e.to_string()))?
-    .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+    let (component, from_cache) = compile(engine, cache, &sha256, bytes)
+        .await
+        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
     let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
         let ty = component.component_type();
         let old_wit = ty

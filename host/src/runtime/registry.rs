@@ -11,7 +11,7 @@
 //! for health), and an invalid plugins.toml edit is refused as a whole.
 
 use super::cache::ComponentCache;
-use super::engine::{build_engine, build_linker};
+use super::engine::{Recompile, build_engine, build_linker};
 use super::host_api::HostState;
 use super::plugin::{LoadedPlugin, RouteKind, load};
 use crate::config::plugins::{FileCheck, load_plugins_file};
@@ -143,8 +143,9 @@ impl Runtime {
     pub fn new(
         cache_dir: Option<PathBuf>,
         directory: Option<super::host_api::Directory>,
+        recompile: Recompile,
     ) -> anyhow::Result<Runtime> {
-        let engine = build_engine()?;
+        let engine = build_engine(recompile)?;
         let linker = build_linker(&engine)?;
         let http = super::outbound::Clients::new()?;
         let cache = ComponentCache::open(&engine, cache_dir)?;
@@ -162,6 +163,17 @@ impl Runtime {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Compile `bytes` through this runtime's disk cache (a later load of the
+    /// same file is then a cache hit).
+    pub async fn compile(&self, bytes: Vec<u8>) -> anyhow::Result<wasmtime::component::Component> {
+        let sha256 = super::plugin::sha256_hex(&bytes);
+        Ok(
+            super::plugin::compile(&self.engine, &self.cache, &sha256, bytes)
+                .await?
+                .0,
+        )
     }
 
     /// Load one plugin outside any set (for `portico plugin check`).

@@ -1,0 +1,85 @@
+"""JSON helpers whose errors name the field path, e.g. `data.source_key is missing`."""
+
+import json
+
+
+class FieldError(Exception):
+    """A problem with one field: `path` is dotted (`data.fields.city`), `$` for the document."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path} {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def parse_json(raw):
+    """Parse bytes or text as JSON; the error says where the syntax breaks."""
+    try:
+        if isinstance(raw, (bytes, bytearray)):
+            raw = bytes(raw).decode("utf-8")
+        return json.loads(raw)
+    except UnicodeDecodeError as e:
+        raise FieldError("$", f"is not UTF-8: {e}") from None
+    except json.JSONDecodeError as e:
+        raise FieldError("$", f"is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def at(value, path: str):
+    """The value at a dotted path (`a.0.b`: numbers index arrays); null counts as missing."""
+    current = value
+    for part in path.split("."):
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            current = None
+        if current is None:
+            raise FieldError(path, "is missing")
+    return current
+
+
+def str_at(value, path: str) -> str:
+    """A string at `path`; numbers are accepted and written out (ids often come as either)."""
+    found = at(value, path)
+    if isinstance(found, str):
+        return found
+    if isinstance(found, (int, float)) and not isinstance(found, bool):
+        return str(found)
+    raise FieldError(path, f"must be a string, not {_kind(found)}")
+
+
+def opt_str_at(value, path: str):
+    """Like `str_at`, but a missing field or a blank string is None."""
+    try:
+        found = str_at(value, path)
+    except FieldError as e:
+        if e.problem == "is missing":
+            return None
+        raise
+    return found if found.strip() else None
+
+
+def obj_at(value, path: str, default=None):
+    """An object at `path`; missing or null is `default` (an empty dict unless given)."""
+    try:
+        found = at(value, path)
+    except FieldError:
+        return {} if default is None else default
+    if not isinstance(found, dict):
+        raise FieldError(path, f"must be an object, not {_kind(found)}")
+    return found

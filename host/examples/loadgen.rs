@@ -34,6 +34,9 @@ enum Target {
     Health,
     /// Google offline conversions.
     Conversions,
+    /// Signed Standard Webhooks `lead.created` events, one lead each, to
+    /// `/api/integrations/{--mount}/webhook` (`--secret` is the `whsec_...` secret).
+    Standard,
 }
 
 #[derive(Parser)]
@@ -47,6 +50,9 @@ struct Args {
     /// A page id (or WhatsApp phone number id) mapped to a tenant.
     #[arg(long, default_value = "138124712925158")]
     page: String,
+    /// With --target standard: the adapter's mount (standard, standard-py, ...).
+    #[arg(long, default_value = "standard")]
+    mount: String,
     /// Requests to send (default 1000 unless --duration is given).
     #[arg(long)]
     requests: Option<u64>,
@@ -223,6 +229,22 @@ fn sign(body: &[u8], secret: &str) -> String {
     format!("sha256={hex}")
 }
 
+/// Standard Webhooks: `v1,` + base64 HMAC-SHA256 of `{id}.{ts}.{body}` with the
+/// key inside `whsec_<base64>`.
+fn standard_signature(secret: &str, id: &str, ts: &str, body: &[u8]) -> String {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .expect("--secret must be whsec_<base64> for --target standard");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
 /// What every request of a run shares.
 #[derive(Clone)]
 struct Plan {
@@ -231,6 +253,7 @@ struct Plan {
     url: String,
     secret: String,
     page: String,
+    mount: String,
     /// Unix microseconds at start: ids stay unique across runs on one database.
     run_id: u128,
 }
@@ -273,6 +296,30 @@ impl Plan {
                     .header("content-type", "application/json")
                     // The intake route takes the CRM's bearer token.
                     .bearer_auth(std::env::var("PORTICO_INTAKE_TOKEN").unwrap_or_default())
+                    .body(body);
+                (request, id)
+            }
+            Target::Standard => {
+                let id = format!("std-{run}{n:09}");
+                let body = format!(
+                    r#"{{"type":"lead.created","timestamp":"2026-11-28T12:00:00Z","data":{{"id":"{id}","source_key":"{page}","full_name":"Ana Silva","email":"ana@example.com","phone":"+5511900000000","fields":{{"city":"Recife"}}}}}}"#
+                );
+                let msg = format!("msg_{id}");
+                let ts = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+                    .to_string();
+                let request = self
+                    .client
+                    .post(format!("{url}/api/integrations/{}/webhook", self.mount))
+                    .header("webhook-id", &msg)
+                    .header("webhook-timestamp", &ts)
+                    .header(
+                        "webhook-signature",
+                        standard_signature(&self.secret, &msg, &ts, body.as_bytes()),
+                    )
+                    .header("content-type", "application/json")
                     .body(body);
                 (request, id)
             }
@@ -571,6 +618,7 @@ async fn main() {
             url: args.url.trim_end_matches('/').to_string(),
             secret: args.secret.clone(),
             page: args.page.clone(),
+            mount: args.mount.clone(),
             run_id,
         })
     };

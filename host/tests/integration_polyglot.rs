@@ -26,8 +26,49 @@ fn tools_dir() -> PathBuf {
     workspace_root().join("target").join("portico-tools")
 }
 
+fn succeeds(command: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", command])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Python 3 with venv and Node.js with npm, which the guest libraries' builds
+/// run. On a fresh Debian machine, as root, they are installed first (as the
+/// PostgreSQL tests install their server), so the README's `cargo test
+/// --workspace` needs nothing set up by hand.
+fn ensure_language_tools() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let present = || {
+            succeeds("python3 -c 'import venv, ensurepip'")
+                && succeeds("node --version")
+                && succeeds("npm --version")
+        };
+        if present() {
+            return;
+        }
+        if succeeds("[ \"$(id -u)\" = 0 ] && apt-get --version") {
+            eprintln!(
+                "installing Python 3 and Node.js for the adapters in those languages: apt-get install python3 python3-venv nodejs npm"
+            );
+            succeeds(
+                "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+                 apt-get install -y -qq --no-install-recommends python3 python3-venv nodejs npm",
+            );
+        }
+        assert!(
+            present(),
+            "the Python and JavaScript adapter tests need python3 (with venv) and Node.js 20+ with npm: install them, e.g. `apt-get install python3 python3-venv nodejs npm` (.ci/run does this when they are missing)"
+        );
+    });
+}
+
 /// Run a guest library's build.sh (`build DIR OUT` or `test DIR`) in `root`.
 fn guest_tool(root: &Path, sdk: &str, args: &[&str]) -> std::process::Output {
+    ensure_language_tools();
     let out = Command::new("sh")
         .current_dir(root)
         .arg(format!("plugins/{sdk}/build.sh"))
@@ -446,6 +487,7 @@ fn printed_entry(printed: &str, name: &str) -> String {
 
 #[test]
 fn python_and_javascript_templates_build_pass_their_tests_and_run_offline() {
+    ensure_language_tools();
     let ws = author_workspace();
     let mut plugins = String::new();
     for (name, lang, sdk) in [
@@ -545,6 +587,7 @@ fn python_and_javascript_templates_build_pass_their_tests_and_run_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portico_dev_serves_an_edited_python_adapter_and_keeps_serving_through_a_broken_edit() {
+    ensure_language_tools();
     let ws = author_workspace();
     let printed = assert_ok(&portico(
         ws.path(),
@@ -659,4 +702,104 @@ async fn portico_dev_serves_an_edited_python_adapter_and_keeps_serving_through_a
     );
     server.processed(post("3").await).await;
     assert_eq!(source_of("3").await, "Acme (edited)");
+}
+
+/// A test adapter of host/tests/polyglot, built once per test binary.
+fn probe(lang: &str) -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    static JS: OnceLock<PathBuf> = OnceLock::new();
+    let (cell, sdk, dir) = match lang {
+        "python" => (&PY, "sdk-python", "probe-py"),
+        _ => (&JS, "sdk-js", "probe-js"),
+    };
+    cell.get_or_init(|| {
+        let root = workspace_root();
+        let out = root
+            .join("target/test-polyglot")
+            .join(format!("{}.wasm", dir.replace('-', "_")));
+        guest_tool(
+            &root,
+            sdk,
+            &[
+                "build",
+                &format!("host/tests/polyglot/{dir}"),
+                out.to_str().unwrap(),
+            ],
+        );
+        out
+    })
+    .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guest_libraries_reach_config_secrets_the_cache_the_log_and_outbound_http() {
+    use axum::routing::post;
+    let fake = serve_fake(axum::Router::new().route(
+        "/hook",
+        post(|headers: axum::http::HeaderMap, body: String| async move {
+            let got: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let probe = headers
+                .get("x-probe")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (
+                axum::http::StatusCode::CREATED,
+                axum::Json(serde_json::json!({"got": got, "probe": probe})),
+            )
+        }),
+    ))
+    .await;
+    let mut plugins = String::new();
+    for (name, lang) in [("probe-py", "python"), ("probe-js", "javascript")] {
+        plugins.push_str(&format!(
+            "[plugins.{name}]\npath = \"{}\"\nallowed_hosts = [\"{fake}\"]\nconfig = {{ target_url = \"{fake}/hook\" }}\nsecrets = {{ token = \"t0k\" }}\n",
+            probe(lang).display()
+        ));
+    }
+    let server = Server::start(&plugins, &[("PORTICO_CACHE_DIR", &shared_cache())]);
+    for (name, language) in [("probe-py", "python"), ("probe-js", "javascript")] {
+        let get = |to: &str| {
+            let url = server.url(&format!("/api/integrations/{name}/probe?to={to}"));
+            async move {
+                let r = reqwest::get(url).await.unwrap();
+                (
+                    r.status().as_u16(),
+                    r.json::<serde_json::Value>().await.unwrap(),
+                )
+            }
+        };
+        let (status, first) = get("allowed").await;
+        assert_eq!(status, 200, "{name}: {first}\n{}", server.log_text());
+        assert_eq!(first["status"], 201, "{first}");
+        assert_eq!(
+            first["answer"]["got"]["hello"],
+            format!("from {language}"),
+            "{first}"
+        );
+        assert_eq!(first["answer"]["probe"], &name[6..], "{first}");
+        assert_eq!(first["content_type"], "application/json", "{first}");
+        assert_eq!(first["secret_set"], true, "{first}");
+        // The cache outlives the instance: each call runs in a fresh one.
+        let (_, second) = get("allowed").await;
+        assert_eq!(
+            (first["hits"].as_i64(), second["hits"].as_i64()),
+            (Some(1), Some(2))
+        );
+        let (status, denied) = get("denied").await;
+        assert_eq!(status, 502, "{denied}");
+        assert_eq!(denied["error"], "not_allowed", "{denied}");
+        assert!(
+            denied["message"]
+                .as_str()
+                .unwrap()
+                .contains("is not allowed for plugin"),
+            "{denied}"
+        );
+        server
+            .wait_for_log("the adapter's log line", |l| {
+                l.contains("probe call 3") && l.contains(&format!("plugin=\"{name}\""))
+            })
+            .await;
+    }
 }

@@ -64,12 +64,15 @@ export function cachePut(key, value, ttlMs) {
   cache.put(key, value, ttlMs);
 }
 
-/** A call that got no answer: `kind` is not-allowed, timeout or failed. */
+/** A call that got no answer: `kind` is not_allowed, timeout or failed (as in
+ *  the Python library), `detail` the host's words. */
 export class OutboundError extends Error {
-  constructor(kind, message) {
-    super(`${kind}: ${message}`);
+  constructor(kind, detail) {
+    const name = String(kind).replace(/-/g, '_');
+    super(`${name}: ${detail}`);
     this.name = 'OutboundError';
-    this.kind = kind;
+    this.kind = name;
+    this.detail = detail;
   }
 }
 

@@ -16,6 +16,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// The leads' `fields`, as the Rust adapter stores them: keys sorted, text as UTF-8.
+const FIELDS: &str =
+    r#"{"a":"ünïcode \"quoted\"","b":{"a":true,"y":[1,2.5,null]},"city":"São Paulo","n":1}"#;
+
 /// source, external_id, full_name, phone, fields_json, tenant_id
 type LeadRow = (String, String, Option<String>, Option<String>, String, i64);
 
@@ -180,7 +184,7 @@ async fn standard_run(server: &Server, mount: &str) -> Vec<String> {
     let ts = now();
     let lead = |id: &str, name: &str| {
         format!(
-            r#"{{"type":"lead.created","timestamp":"2026-11-28T12:00:00Z","data":{{"id":"{id}","source_key":"acme-site","full_name":"{name}","email":"ana@example.com","phone":"+5511900000000","fields":{{"city":"Recife","n":1}}}}}}"#
+            r#"{{"type":"lead.created","timestamp":"2026-11-28T12:00:00Z","data":{{"id":"{id}","source_key":"acme-site","full_name":"{name}","email":"ana@example.com","phone":"+5511900000000","fields":{{"city":"São Paulo","n":1,"b":{{"y":[1,2.5,null],"a":true}},"a":"ünïcode \"quoted\""}}}}}}"#
         )
     };
     // Lead ids are the mount's own: a lead is unique per tenant, source and id.
@@ -296,7 +300,13 @@ async fn standard_webhooks_in_rust_python_and_javascript_answer_and_store_alike(
         entry("standard-webhooks-js", "standard-js", &ported("javascript")),
     ]
     .concat();
-    let server = Server::start(&plugins, &[("STANDARD_WEBHOOK_SECRET", WHSEC)]);
+    let server = Server::start(
+        &plugins,
+        &[
+            ("STANDARD_WEBHOOK_SECRET", WHSEC),
+            ("PORTICO_CACHE_DIR", &shared_cache()),
+        ],
+    );
     let tenant = server.cli(&["tenant", "add", "Acme"]).trim().to_string();
     server.cli(&[
         "source",
@@ -398,7 +408,7 @@ async fn standard_webhooks_in_rust_python_and_javascript_answer_and_store_alike(
                 "MOUNT-1".to_string(),
                 Some("Ana Silva".to_string()),
                 Some("+5511900000000".to_string()),
-                r#"{"city":"Recife","n":1}"#.to_string(),
+                FIELDS.to_string(),
                 tenant
             ),
             (
@@ -406,7 +416,7 @@ async fn standard_webhooks_in_rust_python_and_javascript_answer_and_store_alike(
                 "MOUNT-2".to_string(),
                 Some("Bruno Lima".to_string()),
                 Some("+5511900000000".to_string()),
-                r#"{"city":"Recife","n":1}"#.to_string(),
+                FIELDS.to_string(),
                 tenant
             ),
         ]
@@ -509,7 +519,11 @@ fn python_and_javascript_templates_build_pass_their_tests_and_run_offline() {
             String::from_utf8_lossy(&tested.stdout),
             String::from_utf8_lossy(&tested.stderr)
         );
-        assert!(said.contains("OK") || said.contains("# pass 2"), "{said}");
+        assert!(
+            said.contains("Ran 2 tests")
+                || (said.contains("# pass 2") && said.contains("# fail 0")),
+            "{said}"
+        );
         plugins.push_str(&printed_entry(&printed, name));
         // Scaffolding twice is refused.
         assert!(
@@ -801,5 +815,38 @@ async fn the_guest_libraries_reach_config_secrets_the_cache_the_log_and_outbound
                 l.contains("probe call 3") && l.contains(&format!("plugin=\"{name}\""))
             })
             .await;
+    }
+}
+
+#[test]
+fn the_guest_libraries_and_the_ports_pass_their_own_unit_tests() {
+    let root = workspace_root();
+    for (sdk, dir, at_least) in [
+        ("sdk-python", "plugins/sdk-python/tests", 12),
+        ("sdk-python", "plugins/standard-webhooks-py", 5),
+        ("sdk-js", "plugins/sdk-js", 12),
+        ("sdk-js", "plugins/standard-webhooks-js", 5),
+    ] {
+        let out = guest_tool(&root, sdk, &["test", dir]);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // unittest: "Ran N tests" then "OK"; node --test: "# pass N", "# fail 0".
+        let count = |prefix: &str| {
+            said.lines()
+                .find_map(|l| l.trim().strip_prefix(prefix))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<u32>().ok())
+        };
+        let ran = count("Ran ").or_else(|| count("# pass ")).unwrap_or(0);
+        assert!(
+            ran >= at_least,
+            "{dir}: {ran} tests ran, expected {at_least}:\n{said}"
+        );
+        assert!(
+            said.contains("\nOK") || said.contains("# fail 0"),
+            "{dir}:\n{said}"
+        );
     }
 }

@@ -8,7 +8,8 @@ key inside `whsec_<base64>`, sent as `webhook-signature: v1,<base64>`.
 
 import json
 
-from portico_sdk import FieldError, obj_at, opt_str_at, parse_json, str_at, verify_standard_webhook
+from portico_sdk import (
+    FieldError, obj_at, opt_str_at, parse_json, str_at, to_json, verify_standard_webhook)
 
 LEAD_SOURCE = "Standard"
 TENANT_KIND = "standard"
@@ -35,12 +36,11 @@ def parse(body: bytes, webhook_id: str) -> Parsed:
     kind = str_at(event, "type")
     if kind != "lead.created":
         return Parsed(f"msg:{webhook_id}", opt_str_at(event, "data.source_key"), "ignored",
-                      f"event type {json.dumps(kind)} is not handled (only lead.created)".encode())
+                      f"event type {json.dumps(kind, ensure_ascii=False)} is not handled (only lead.created)".encode())
     lead_id = str_at(event, "data.id")
     source_key = str_at(event, "data.source_key")
     data = event["data"]
-    return Parsed(f"lead:{lead_id}", source_key, "lead",
-                  json.dumps(data, separators=(",", ":")).encode())
+    return Parsed(f"lead:{lead_id}", source_key, "lead", to_json(data).encode())
 
 
 def map_lead(payload: bytes) -> dict:

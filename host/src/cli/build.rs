@@ -24,7 +24,7 @@ pub async fn build_all(file: &PluginsFile) -> anyhow::Result<()> {
         .collect();
     if to_build.is_empty() {
         eprintln!(
-            "no plugin in {} declares a build command",
+            "no enabled plugin in {} declares a build command",
             file.path.display()
         );
         return Ok(());

@@ -70,7 +70,14 @@ impl ComponentCache {
             return None;
         }
         match deserialize(engine, &path) {
-            Ok(component) => Some(component),
+            Ok(component) => {
+                // Used now: the last to be pruned (see `prune`).
+                let _ = std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                Some(component)
+            }
             Err(e) => {
                 tracing::warn!(
                     "ignoring unreadable component cache {}: {e:#}",
@@ -99,6 +106,40 @@ impl ComponentCache {
         };
         if let Err(e) = write() {
             tracing::warn!("cannot write component cache {}: {e:#}", path.display());
+        }
+        if let Some(dir) = path.parent() {
+            prune(dir, CACHE_BYTES);
+        }
+    }
+}
+
+/// What the cache folder may hold: each rebuild of a Python or JavaScript
+/// adapter is a new file of tens of MB (their toolchains never build the same
+/// bytes twice), so the folder is pruned, least recently used first.
+const CACHE_BYTES: u64 = 2 << 30;
+
+/// Remove the least recently used compilations until `dir` holds at most `limit` bytes.
+fn prune(dir: &Path, limit: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((meta.modified().ok()?, meta.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    for (_, len, path) in files {
+        if total <= limit {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            tracing::debug!(file = %path.display(), "component cache pruned");
+            total = total.saturating_sub(len);
         }
     }
 }
@@ -156,8 +197,9 @@ fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
 /// Python or JavaScript: an edit changes the interpreter's memory snapshot
 /// (data), not its tens of thousands of compiled functions, and the toolchains
 /// do not build the same file twice, so the whole-component cache above
-/// cannot hit after a rebuild. Bounded: past the limit, new functions are
-/// simply not kept.
+/// cannot hit after a rebuild. Bounded: when a new function would pass the
+/// limit, everything kept so far is dropped (what a long session kept is
+/// mostly earlier builds' functions; the next compilation fills it again).
 #[derive(Debug)]
 pub struct FunctionCache {
     entries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Vec<u8>>>,
@@ -190,15 +232,63 @@ impl wasmtime::CacheStore for FunctionCache {
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
         use std::sync::atomic::Ordering;
         let size = key.len() + value.len();
-        if self.bytes.load(Ordering::Relaxed) + size > self.limit {
+        if size > self.limit {
             return false;
         }
         let Ok(mut entries) = self.entries.lock() else {
             return false;
         };
-        if entries.insert(key.to_vec(), value).is_none() {
-            self.bytes.fetch_add(size, Ordering::Relaxed);
+        if self.bytes.load(Ordering::Relaxed) + size > self.limit {
+            entries.clear();
+            self.bytes.store(0, Ordering::Relaxed);
         }
+        let previous = entries.insert(key.to_vec(), value);
+        let freed = previous.map_or(0, |v| key.len() + v.len());
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        self.bytes.fetch_sub(freed, Ordering::Relaxed);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_removes_the_least_recently_used_compilations_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |secs: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        for (name, used) in [("old", 1), ("new", 3), ("mid", 2)] {
+            let path = dir.path().join(format!("{name}.cwasm"));
+            std::fs::write(&path, vec![0u8; 100]).unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(at(used)).unwrap();
+        }
+        std::fs::write(dir.path().join("other.txt"), vec![0u8; 1000]).unwrap();
+        prune(dir.path(), 200);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["mid.cwasm", "new.cwasm", "other.txt"]);
+    }
+
+    #[test]
+    fn the_function_cache_starts_over_when_full() {
+        use wasmtime::CacheStore;
+        let cache = FunctionCache::new(10);
+        assert!(cache.insert(b"a", vec![0; 4]));
+        assert!(cache.insert(b"b", vec![0; 4]));
+        assert_eq!(cache.bytes(), 10);
+        assert!(cache.insert(b"c", vec![0; 4]));
+        assert_eq!(
+            (cache.get(b"a").is_none(), cache.get(b"c").is_some()),
+            (true, true)
+        );
+        assert_eq!(cache.bytes(), 5);
+        assert!(cache.insert(b"c", vec![0; 2]));
+        assert_eq!(cache.bytes(), 3);
+        assert!(!cache.insert(b"big", vec![0; 20]));
     }
 }

@@ -60,7 +60,7 @@ export function lead(source, externalId, {
       fullName: fullName ?? undefined,
       email: email ?? undefined,
       phone: phone ?? undefined,
-      fieldsJson: JSON.stringify(fields),
+      fieldsJson: canonicalJson(fields),
     },
   };
 }
@@ -74,6 +74,19 @@ export function textResponse(status, text) {
     headers: [['content-type', 'text/plain; charset=utf-8']],
     body: encoder.encode(text),
   };
+}
+
+/** JSON with object keys sorted, as the Rust adapters write it (serde_json):
+ *  the same fields make the same `fields_json` whatever the language. */
+export function canonicalJson(value) {
+  const sorted = (v) => {
+    if (Array.isArray(v)) return v.map(sorted);
+    if (v !== null && typeof v === 'object') {
+      return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted(v[k])]));
+    }
+    return v;
+  };
+  return JSON.stringify(sorted(value));
 }
 
 // s64 ids arrive as BigInt, which JSON.stringify refuses.

@@ -60,7 +60,13 @@ export function at(value, path) {
 export function strAt(value, path) {
   const found = at(value, path);
   if (typeof found === 'string') return found;
-  if (typeof found === 'number') return String(found);
+  if (typeof found === 'number') {
+    // JavaScript numbers are doubles: an id past 2^53 has already lost digits.
+    if (Number.isInteger(found) && !Number.isSafeInteger(found)) {
+      throw new FieldError(path, 'is a number too large to read exactly; send it as a string');
+    }
+    return String(found);
+  }
   throw new FieldError(path, `must be a string, not ${kind(found)}`);
 }
 

@@ -10,11 +10,19 @@ export function header(req, name) {
   return null;
 }
 
+/** Percent-decode; a malformed escape is kept as written, the rest decoded. */
 function decode(part) {
+  const text = part.replace(/\+/g, ' ');
   try {
-    return decodeURIComponent(part.replace(/\+/g, ' '));
+    return decodeURIComponent(text);
   } catch {
-    return part;
+    return text.replace(/(%[0-9a-fA-F]{2})+/g, (run) => {
+      try {
+        return decodeURIComponent(run);
+      } catch {
+        return run;
+      }
+    });
   }
 }
 

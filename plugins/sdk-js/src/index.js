@@ -4,4 +4,4 @@
 export * from './signature.js';
 export * from './fields.js';
 export * from './http.js';
-export { sha256, hmacSha256 } from './sha256.js';
+export { sha256 } from './sha256.js';

@@ -16,6 +16,7 @@ const K = new Uint32Array([
 
 /** The SHA-256 digest (32 bytes) of `bytes` (a Uint8Array). */
 export function sha256(bytes) {
+  if (!ArrayBuffer.isView(bytes)) throw new TypeError('sha256 takes bytes (Uint8Array)');
   const h = new Uint32Array([
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
   ]);
@@ -64,8 +65,12 @@ export function sha256(bytes) {
   return out;
 }
 
-/** HMAC-SHA256 (RFC 2104) of `message` with `key`, both Uint8Array. */
+/** HMAC-SHA256 (RFC 2104) of `message` with `key`, both Uint8Array (signature.js's
+ *  `hmacSha256` takes strings too, and refuses anything else). */
 export function hmacSha256(key, message) {
+  if (!ArrayBuffer.isView(key) || !ArrayBuffer.isView(message)) {
+    throw new TypeError('hmacSha256 takes bytes (Uint8Array)');
+  }
   let k = key.length > 64 ? sha256(key) : key;
   const block = new Uint8Array(64);
   block.set(k);

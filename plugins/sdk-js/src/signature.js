@@ -2,7 +2,7 @@
 // HMAC-SHA256 as hex or base64, Meta's `X-Hub-Signature-256` and handshake,
 // and Standard Webhooks (standardwebhooks.com).
 
-import { hmacSha256 } from './sha256.js';
+import { hmacSha256 as hmacBytes } from './sha256.js';
 import { queryParam } from './http.js';
 
 /** How far a Standard Webhooks timestamp may be from now, either way (seconds). */
@@ -18,11 +18,20 @@ export class SignatureError extends Error {
 
 const encoder = new TextEncoder();
 
-/** Bytes of a string (UTF-8) or of a Uint8Array/ArrayLike as given. */
+/** Bytes of a string (UTF-8), a typed array or an ArrayBuffer. Anything else is
+ *  a TypeError: a key must never become zeros by accident. */
 export function bytes(value) {
   if (typeof value === 'string') return encoder.encode(value);
   if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-  return Uint8Array.from(value);
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  throw new TypeError(`expected a string or bytes, not ${value === null ? 'null' : typeof value}`);
+}
+
+/** The secrets to try: one string, or several (a rotation); never an empty one. */
+function secretList(secrets) {
+  const list = (Array.isArray(secrets) ? secrets : [secrets]).filter((s) => s != null && s !== '');
+  for (const s of list) bytes(s);
+  return list;
 }
 
 export function toHex(data) {
@@ -63,12 +72,17 @@ export function base64Decode(text) {
   return out;
 }
 
+/** HMAC-SHA256 of `message` with `key` (strings or bytes), as bytes. */
+export function hmacSha256(key, message) {
+  return hmacBytes(bytes(key), bytes(message));
+}
+
 export function hmacSha256Hex(key, message) {
-  return toHex(hmacSha256(bytes(key), bytes(message)));
+  return toHex(hmacSha256(key, message));
 }
 
 export function hmacSha256Base64(key, message) {
-  return base64Encode(hmacSha256(bytes(key), bytes(message)));
+  return base64Encode(hmacSha256(key, message));
 }
 
 /** a === b, in time that depends only on their lengths. */
@@ -91,17 +105,20 @@ export function verifyHmacBase64(secret, body, given) {
 }
 
 /** Meta's `X-Hub-Signature-256: sha256=<hex HMAC of the body with the app secret>`.
- *  Throws SignatureError naming what is wrong. */
-export function verifyHubSha256(appSecret, body, headerValue) {
-  if (!appSecret) throw new SignatureError('the app secret is not set');
+ *  `appSecrets`: one secret or several (during a rotation), each checked in
+ *  constant time. Throws SignatureError naming what is wrong. */
+export function verifyHubSha256(appSecrets, body, headerValue) {
+  const secrets = secretList(appSecrets);
+  if (secrets.length === 0) throw new SignatureError('the app secret is not set');
   if (headerValue == null) throw new SignatureError('missing X-Hub-Signature-256');
   const value = headerValue.trim();
-  if (!value.startsWith('sha256=')) {
-    throw new SignatureError('X-Hub-Signature-256 must be sha256=<hex>');
+  const hex = value.startsWith('sha256=') ? value.slice('sha256='.length) : '';
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) {
+    throw new SignatureError('X-Hub-Signature-256 must be sha256=<64 hex digits>');
   }
-  if (!verifyHmacHex(appSecret, body, value.slice('sha256='.length))) {
-    throw new SignatureError('X-Hub-Signature-256 does not match the body');
-  }
+  let matched = false;
+  for (const secret of secrets) matched = verifyHmacHex(secret, body, hex) || matched;
+  if (!matched) throw new SignatureError('X-Hub-Signature-256 does not match the body');
 }
 
 /** Meta's subscription handshake: the `hub.challenge` to echo when `hub.mode`
@@ -116,7 +133,8 @@ export function hubChallenge(query, verifyToken) {
 export function standardWebhookKey(secret) {
   const text = secret.trim().replace(/^whsec_/, '');
   const key = base64Decode(text);
-  if (key === null) {
+  // An empty key would let anyone sign.
+  if (key === null || key.length === 0) {
     throw new SignatureError('the signing secret must be whsec_ followed by base64');
   }
   return key;
@@ -133,7 +151,7 @@ export function verifyStandardWebhook(header, body, secrets, now, tolerance = ST
     if (value == null) throw new SignatureError(`missing ${name} header`);
     values[name] = value.trim();
   }
-  if (!/^-?\d+$/.test(values['webhook-timestamp'])) {
+  if (!/^[+-]?[0-9]+$/.test(values['webhook-timestamp'])) {
     throw new SignatureError('webhook-timestamp must be unix seconds');
   }
   const skew = Number(values['webhook-timestamp']) - now;
@@ -142,7 +160,8 @@ export function verifyStandardWebhook(header, body, secrets, now, tolerance = ST
       `webhook-timestamp is ${skew} s from now; at most ${tolerance} s is accepted`,
     );
   }
-  if (!secrets.length) throw new SignatureError('no signing secret is set');
+  const keys = secretList(secrets);
+  if (!keys.length) throw new SignatureError('no signing secret is set');
   const prefix = bytes(`${values['webhook-id']}.${values['webhook-timestamp']}.`);
   const body_ = bytes(body);
   const signed = new Uint8Array(prefix.length + body_.length);
@@ -153,8 +172,8 @@ export function verifyStandardWebhook(header, body, secrets, now, tolerance = ST
     .filter((s) => s.startsWith('v1,'))
     .map((s) => s.slice(3));
   let matched = false;
-  for (const secret of secrets) {
-    const expected = base64Encode(hmacSha256(standardWebhookKey(secret), signed));
+  for (const secret of keys) {
+    const expected = base64Encode(hmacBytes(standardWebhookKey(secret), signed));
     for (const signature of given) matched = constantTimeEqual(expected, signature) || matched;
   }
   if (!matched) throw new SignatureError('no v1 signature in webhook-signature matches');

@@ -31,3 +31,9 @@ test('errors name the path and the problem', () => {
       `${path} ${problem}`);
   }
 });
+
+test('ids past 2^53 are refused rather than rounded', () => {
+  const doc = parseJson('{"id":12345678901234567890,"ok":9007199254740991}');
+  assert.equal(strAt(doc, 'ok'), '9007199254740991');
+  assert.throws(() => strAt(doc, 'id'), (e) => e instanceof FieldError && /send it as a string/.test(e.problem));
+});

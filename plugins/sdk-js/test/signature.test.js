@@ -48,8 +48,8 @@ test('Meta hub signature and handshake', () => {
   const body = '{"object":"page"}';
   verifyHubSha256('s3cret', body, `sha256=${hmacSha256Hex('s3cret', body)}`);
   assert.throws(() => verifyHubSha256('s3cret', body, null), /missing X-Hub-Signature-256/);
-  assert.throws(() => verifyHubSha256('s3cret', body, 'md5=00'), /must be sha256=<hex>/);
-  assert.throws(() => verifyHubSha256('s3cret', body, 'sha256=00'),
+  assert.throws(() => verifyHubSha256('s3cret', body, 'md5=00'), /must be sha256=<64 hex digits>/);
+  assert.throws(() => verifyHubSha256('s3cret', body, `sha256=${'0'.repeat(64)}`),
     (e) => e instanceof SignatureError && /does not match/.test(e.message));
   const query = 'hub.mode=subscribe&hub.verify_token=tok%20en&hub.challenge=1158201444';
   assert.equal(hubChallenge(query, 'tok en'), '1158201444');
@@ -68,4 +68,26 @@ test('Standard Webhooks: the spec example, and huge timestamps refused', () => {
   assert.throws(() => verifyStandardWebhook(h, '{"test": 2432232315}', [secret], 1614265330), SignatureError);
   const huge = (name) => ({ 'webhook-id': 'm', 'webhook-timestamp': '1'.repeat(400), 'webhook-signature': 'v1,AA' })[name];
   assert.throws(() => verifyStandardWebhook(huge, '{}', [secret], 1614265330), /at most 300 s/);
+});
+
+test('keys are strings or bytes, never zeros by accident; Meta secrets rotate', () => {
+  assert.throws(() => hmacSha256Hex(['s1', 's2'], 'x'), TypeError);
+  assert.throws(() => hmacSha256Hex({}, 'x'), TypeError);
+  assert.throws(() => sha256('abc'), TypeError);
+  const body = '{"object":"page"}';
+  const zeros = `sha256=${hmacSha256Hex(new Uint8Array(2), body)}`;
+  assert.throws(() => verifyHubSha256(['s1', 's2'], body, zeros), /does not match/);
+  verifyHubSha256(['old', 's3cret'], body, `sha256=${hmacSha256Hex('s3cret', body)}`);
+  assert.throws(() => verifyHubSha256([], body, zeros), /app secret is not set/);
+  assert.throws(() => verifyHubSha256('s3cret', body, 'sha256=abc'), /64 hex digits/);
+});
+
+test('Standard Webhooks: unpadded secrets, signed timestamps, empty keys refused', () => {
+  const key = standardWebhookKey('whsec_aGk');
+  assert.equal(new TextDecoder().decode(key), 'hi');
+  assert.throws(() => standardWebhookKey('whsec_'), /whsec_ followed by base64/);
+  const body = '{}';
+  const sig = `v1,${hmacSha256Base64(key, `m.+1614265330.${body}`)}`;
+  const h = (name) => ({ 'webhook-id': 'm', 'webhook-timestamp': '+1614265330', 'webhook-signature': sig })[name];
+  verifyStandardWebhook(h, body, ['whsec_aGk'], 1614265330);
 });

@@ -19,7 +19,7 @@ from wit_world import exports
 from wit_world.exports import plugin as plugin_types
 from wit_world.imports import types
 
-from .fields import FieldError
+from .fields import FieldError, to_json
 
 __all__ = [
     "Adapter", "types", "plugin_types", "accept", "reject", "webhook_route",
@@ -64,7 +64,7 @@ def item(dedup_key: str, kind: str, payload, tenant_kind: Optional[str] = None,
          tenant_key: Optional[str] = None) -> types.Item:
     """An item; `payload` (bytes, str or a JSON-able value) comes back to map_to_domain."""
     if not isinstance(payload, (bytes, bytearray, str)):
-        payload = json.dumps(payload, separators=(",", ":"))
+        payload = to_json(payload)
     if isinstance(payload, str):
         payload = payload.encode()
     tenant = types.TenantRef(kind=tenant_kind, key=tenant_key) if tenant_kind and tenant_key else None
@@ -77,7 +77,7 @@ def lead(source: str, external_id: str, *, form_id=None, ad_id=None, campaign_id
     return types.DomainOp_CreateLead(types.Lead(
         source=source, external_id=external_id, form_id=form_id, ad_id=ad_id,
         campaign_id=campaign_id, full_name=full_name, email=email, phone=phone,
-        fields_json=json.dumps(fields or {}, separators=(",", ":"))))
+        fields_json=to_json(fields or {})))
 
 
 def ignore(reason: str) -> types.DomainOp:

@@ -12,16 +12,32 @@ class FieldError(Exception):
         self.problem = problem
 
 
+def _no_constant(name):
+    # NaN and Infinity are not JSON (Python reads them unless told not to).
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def parse_json(raw):
-    """Parse bytes or text as JSON; the error says where the syntax breaks."""
+    """Parse bytes or text as JSON (strictly: no NaN or Infinity); the error says what is wrong."""
     try:
         if isinstance(raw, (bytes, bytearray)):
             raw = bytes(raw).decode("utf-8")
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
     except UnicodeDecodeError as e:
         raise FieldError("$", f"is not UTF-8: {e}") from None
     except json.JSONDecodeError as e:
         raise FieldError("$", f"is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise FieldError("$", "is not valid JSON: nested too deeply") from None
+    except ValueError as e:
+        raise FieldError("$", f"is not valid JSON: {e}") from None
+
+
+def to_json(value) -> str:
+    """Compact JSON with keys sorted and text as UTF-8, as the Rust adapters write it
+    (serde_json): the same fields make the same `fields_json` whatever the language."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False,
+                      allow_nan=False)
 
 
 def _kind(value) -> str:

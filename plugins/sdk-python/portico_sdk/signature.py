@@ -9,6 +9,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 # hmac imports `warnings` lazily, and componentize-py only bundles what is
 # imported when the component is built: import it here, or `hmac` fails at
 # run time with "No module named 'warnings'".
@@ -59,18 +60,30 @@ def verify_hmac_base64(secret, body: bytes, given: str) -> bool:
     return constant_time_eq(expected, (given or "").strip())
 
 
-def verify_hub_sha256(app_secret, body: bytes, header_value) -> None:
-    """Meta's `X-Hub-Signature-256: sha256=<hex HMAC of the body with the app secret>`.
+def _secrets(secrets) -> list:
+    """One secret or several (a rotation), blanks left out."""
+    if isinstance(secrets, (str, bytes, bytearray)):
+        secrets = [secrets]
+    return [s for s in (secrets or []) if s]
 
-    Raises SignatureError naming what is wrong."""
-    if not app_secret:
+
+def verify_hub_sha256(app_secrets, body: bytes, header_value) -> None:
+    """Meta's `X-Hub-Signature-256: sha256=<hex HMAC of the body with the app secret>`.
+    `app_secrets`: one secret or several (during a rotation), each checked in
+    constant time. Raises SignatureError naming what is wrong."""
+    secrets = _secrets(app_secrets)
+    if not secrets:
         raise SignatureError("the app secret is not set")
     if header_value is None:
         raise SignatureError("missing X-Hub-Signature-256")
     value = header_value.strip()
-    if not value.startswith("sha256="):
-        raise SignatureError("X-Hub-Signature-256 must be sha256=<hex>")
-    if not verify_hmac_hex(app_secret, body, value[len("sha256="):]):
+    given = value[len("sha256="):] if value.startswith("sha256=") else ""
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", given):
+        raise SignatureError("X-Hub-Signature-256 must be sha256=<64 hex digits>")
+    matched = False
+    for secret in secrets:
+        matched |= verify_hmac_hex(secret, body, given)
+    if not matched:
         raise SignatureError("X-Hub-Signature-256 does not match the body")
 
 
@@ -79,10 +92,16 @@ def standard_webhook_key(secret: str) -> bytes:
     text = secret.strip()
     if text.startswith("whsec_"):
         text = text[len("whsec_"):]
+    # Padding is optional, as in the Rust and JavaScript adapters.
+    text = text.rstrip("=")
     try:
-        return base64.b64decode(text, validate=True)
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise SignatureError("the signing secret must be whsec_ followed by base64") from None
+        key = b""
+    # An empty key would let anyone sign.
+    if not key:
+        raise SignatureError("the signing secret must be whsec_ followed by base64")
+    return key
 
 
 def verify_standard_webhook(header, body: bytes, secrets, now: int,
@@ -99,14 +118,15 @@ def verify_standard_webhook(header, body: bytes, secrets, now: int,
         if value is None:
             raise SignatureError(f"missing {name} header")
         values[name] = value.strip()
-    try:
-        stamp = int(values["webhook-timestamp"])
-    except ValueError:
-        raise SignatureError("webhook-timestamp must be unix seconds") from None
+    # ASCII digits only, as Rust reads them (int() would take "1_700" and other scripts' digits).
+    if not re.fullmatch(r"[+-]?[0-9]+", values["webhook-timestamp"]):
+        raise SignatureError("webhook-timestamp must be unix seconds")
+    stamp = int(values["webhook-timestamp"])
     skew = stamp - now
     if abs(skew) > tolerance:
         raise SignatureError(
             f"webhook-timestamp is {skew} s from now; at most {tolerance} s is accepted")
+    secrets = _secrets(secrets)
     if not secrets:
         raise SignatureError("no signing secret is set")
     signed = (values["webhook-id"] + "." + values["webhook-timestamp"] + ".").encode() + bytes(body)

@@ -32,5 +32,18 @@ class FieldsTest(unittest.TestCase):
         self.assertIn("UTF-8", str(caught.exception))
 
 
+class StrictJsonTest(unittest.TestCase):
+    def test_nan_deep_nesting_and_huge_numbers_are_named_errors(self):
+        for raw in (b'{"id":NaN}', b'[1, Infinity]', b"[" * 100000, b"1" * 5000):
+            with self.assertRaises(FieldError) as caught:
+                parse_json(raw)
+            self.assertEqual(caught.exception.path, "$")
+
+    def test_to_json_matches_the_rust_adapters(self):
+        from portico_sdk import to_json
+        self.assertEqual(to_json({"z": "S\u00e3o Paulo", "a": {"y": 1, "b": 2}}),
+                         '{"a":{"b":2,"y":1},"z":"S\u00e3o Paulo"}')
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -32,11 +32,18 @@ class MetaTest(unittest.TestCase):
     def test_hub_signature(self):
         verify_hub_sha256("s3cret", self.BODY, "sha256=" + hmac_sha256_hex(b"s3cret", self.BODY))
         for header, message in ((None, "missing X-Hub-Signature-256"),
-                                ("md5=00", "must be sha256=<hex>"),
-                                ("sha256=00", "does not match")):
+                                ("md5=00", "must be sha256=<64 hex digits>"),
+                                ("sha256=" + "0" * 64, "does not match")):
             with self.assertRaises(SignatureError) as caught:
                 verify_hub_sha256("s3cret", self.BODY, header)
             self.assertIn(message, str(caught.exception))
+
+    def test_secrets_rotate_and_each_is_checked(self):
+        signature = "sha256=" + hmac_sha256_hex(b"s3cret", self.BODY)
+        verify_hub_sha256(["old", "s3cret"], self.BODY, signature)
+        with self.assertRaises(SignatureError) as caught:
+            verify_hub_sha256([], self.BODY, signature)
+        self.assertIn("app secret is not set", str(caught.exception))
 
     def test_handshake(self):
         query = "hub.mode=subscribe&hub.verify_token=tok%20en&hub.challenge=1158201444"
@@ -64,6 +71,22 @@ class StandardWebhooksTest(unittest.TestCase):
         with self.assertRaises(SignatureError) as caught:
             verify_standard_webhook(h, b"{}", [self.SECRET], 1614265330)
         self.assertIn("at most 300 s", str(caught.exception))
+
+
+class StandardWebhooksFormsTest(unittest.TestCase):
+    def test_unpadded_secrets_signed_timestamps_and_empty_keys(self):
+        self.assertEqual(standard_webhook_key("whsec_aGk"), b"hi")
+        with self.assertRaises(SignatureError):
+            standard_webhook_key("whsec_")
+        body = b"{}"
+        sig = "v1," + hmac_sha256_base64(b"hi", b"m.+1614265330." + body)
+        h = {"webhook-id": "m", "webhook-timestamp": "+1614265330", "webhook-signature": sig}.get
+        verify_standard_webhook(h, body, ["whsec_aGk"], 1614265330)
+        for stamp in ("1_614_265_330", "\u0661\u0662"):
+            h = {"webhook-id": "m", "webhook-timestamp": stamp, "webhook-signature": sig}.get
+            with self.assertRaises(SignatureError) as caught:
+                verify_standard_webhook(h, body, ["whsec_aGk"], 1614265330)
+            self.assertIn("unix seconds", str(caught.exception))
 
 
 if __name__ == "__main__":

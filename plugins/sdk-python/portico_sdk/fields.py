@@ -17,12 +17,19 @@ def _no_constant(name):
     raise ValueError(f"{name} is not a JSON value")
 
 
+# Made at import, so that they are in the snapshot every instance starts from
+# (json.loads/dumps with options would build a new decoder or encoder per call).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False,
+                            allow_nan=False)
+
+
 def parse_json(raw):
     """Parse bytes or text as JSON (strictly: no NaN or Infinity); the error says what is wrong."""
     try:
         if isinstance(raw, (bytes, bytearray)):
             raw = bytes(raw).decode("utf-8")
-        return json.loads(raw, parse_constant=_no_constant)
+        return _DECODER.decode(raw)
     except UnicodeDecodeError as e:
         raise FieldError("$", f"is not UTF-8: {e}") from None
     except json.JSONDecodeError as e:
@@ -36,8 +43,7 @@ def parse_json(raw):
 def to_json(value) -> str:
     """Compact JSON with keys sorted and text as UTF-8, as the Rust adapters write it
     (serde_json): the same fields make the same `fields_json` whatever the language."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False,
-                      allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def _kind(value) -> str:

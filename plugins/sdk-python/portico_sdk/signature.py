@@ -15,6 +15,11 @@ import re
 # run time with "No module named 'warnings'".
 import warnings  # noqa: F401
 
+# Compiled at import: a component's modules are imported when it is built (the
+# snapshot every instance starts from), so an instance never compiles them again.
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_UNIX_SECONDS = re.compile(r"[+-]?[0-9]+")
+
 #: How far a Standard Webhooks timestamp may be from now, either way (seconds).
 STANDARD_TOLERANCE_SECS = 5 * 60
 
@@ -78,7 +83,7 @@ def verify_hub_sha256(app_secrets, body: bytes, header_value) -> None:
         raise SignatureError("missing X-Hub-Signature-256")
     value = header_value.strip()
     given = value[len("sha256="):] if value.startswith("sha256=") else ""
-    if not re.fullmatch(r"[0-9a-fA-F]{64}", given):
+    if not _HEX64.fullmatch(given):
         raise SignatureError("X-Hub-Signature-256 must be sha256=<64 hex digits>")
     matched = False
     for secret in secrets:
@@ -119,7 +124,7 @@ def verify_standard_webhook(header, body: bytes, secrets, now: int,
             raise SignatureError(f"missing {name} header")
         values[name] = value.strip()
     # ASCII digits only, as Rust reads them (int() would take "1_700" and other scripts' digits).
-    if not re.fullmatch(r"[+-]?[0-9]+", values["webhook-timestamp"]):
+    if not _UNIX_SECONDS.fullmatch(values["webhook-timestamp"]):
         raise SignatureError("webhook-timestamp must be unix seconds")
     stamp = int(values["webhook-timestamp"])
     skew = stamp - now

@@ -44,7 +44,8 @@ impl std::fmt::Display for VerifyError {
     }
 }
 
-/// The key inside a `whsec_<base64>` secret (the prefix is optional).
+/// The key inside a `whsec_<base64>` secret (the prefix is optional); none when
+/// it is not base64 or empty (an empty key would let anyone sign).
 pub fn secret_key(secret: &str) -> Option<Vec<u8>> {
     base64_decode(
         secret
@@ -52,6 +53,7 @@ pub fn secret_key(secret: &str) -> Option<Vec<u8>> {
             .strip_prefix("whsec_")
             .unwrap_or(secret.trim()),
     )
+    .filter(|key| !key.is_empty())
 }
 
 /// Verify a request: `header(name)` reads headers, `now` is unix seconds.
@@ -235,6 +237,17 @@ mod tests {
             Err(VerifyError::MissingHeader("webhook-id"))
         );
         assert_eq!(base64_encode(&secret_key("whsec_aGkh").unwrap()), "aGkh");
+        // An empty key would verify anyone's signature.
+        assert_eq!(secret_key("whsec_"), None);
+        assert_eq!(
+            verify(
+                &headers("msg_1", now, "v1,AAAA".into()),
+                BODY,
+                &["whsec_".into()],
+                now
+            ),
+            Err(VerifyError::BadSecret)
+        );
     }
 
     #[test]

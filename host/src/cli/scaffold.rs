@@ -76,10 +76,26 @@ struct Recipe {
     wasm: String,
     build: String,
     test: String,
-    /// What else its `watch` list names besides its own folder.
-    shared: &'static [&'static str],
-    /// Folders of the workspace the build needs (checked, with a hint).
-    needs: &'static [&'static str],
+    /// The guest library it is built with: its `watch` list names it too, and
+    /// the workspace must have it (checked, with a hint).
+    library: &'static str,
+}
+
+impl Recipe {
+    /// A Python or JavaScript adapter, built and tested by its guest library's build.sh.
+    fn by_script(name: &str, files: &'static [TemplateFile], library: &'static str) -> Recipe {
+        let wasm = format!(
+            "target/wasm32-wasip2/plugin/{}.wasm",
+            name.replace('-', "_")
+        );
+        Recipe {
+            files,
+            build: format!("sh {library}/build.sh build plugins/{name} {wasm}"),
+            test: format!("sh {library}/build.sh test plugins/{name}"),
+            wasm,
+            library,
+        }
+    }
 }
 
 impl Lang {
@@ -94,37 +110,10 @@ impl Lang {
                 ),
                 build: format!("cargo build --profile plugin --target wasm32-wasip2 -p {package}"),
                 test: format!("cargo test -p {package}"),
-                shared: &["plugins/sdk"],
-                needs: &["plugins/sdk"],
+                library: "plugins/sdk",
             },
-            Lang::Python => {
-                let wasm = format!(
-                    "target/wasm32-wasip2/plugin/{}.wasm",
-                    name.replace('-', "_")
-                );
-                Recipe {
-                    files: PYTHON,
-                    build: format!("sh plugins/sdk-python/build.sh build plugins/{name} {wasm}"),
-                    wasm,
-                    test: format!("sh plugins/sdk-python/build.sh test plugins/{name}"),
-                    shared: &["plugins/sdk-python"],
-                    needs: &["plugins/sdk-python"],
-                }
-            }
-            Lang::Javascript => {
-                let wasm = format!(
-                    "target/wasm32-wasip2/plugin/{}.wasm",
-                    name.replace('-', "_")
-                );
-                Recipe {
-                    files: JAVASCRIPT,
-                    build: format!("sh plugins/sdk-js/build.sh build plugins/{name} {wasm}"),
-                    wasm,
-                    test: format!("sh plugins/sdk-js/build.sh test plugins/{name}"),
-                    shared: &["plugins/sdk-js"],
-                    needs: &["plugins/sdk-js"],
-                }
-            }
+            Lang::Python => Recipe::by_script(name, PYTHON, "plugins/sdk-python"),
+            Lang::Javascript => Recipe::by_script(name, JAVASCRIPT, "plugins/sdk-js"),
         }
     }
 }
@@ -158,14 +147,13 @@ pub fn new_plugin(plugins_toml: &Path, name: &str, lang: Lang) -> anyhow::Result
         );
     }
     let recipe = lang.recipe(name);
-    for need in recipe.needs {
-        if !base.join(need).is_dir() || !base.join("wit/adapter.wit").is_file() {
-            bail!(
-                "{} needs {need} and wit/adapter.wit beside {}: run it in a Portico checkout (or copy those folders from one)",
-                dir.display(),
-                plugins_toml.display()
-            );
-        }
+    if !base.join(recipe.library).is_dir() || !base.join("wit/adapter.wit").is_file() {
+        bail!(
+            "{} needs {} and wit/adapter.wit beside {}: run it in a Portico checkout (or copy those folders from one)",
+            dir.display(),
+            recipe.library,
+            plugins_toml.display()
+        );
     }
     let package = format!("portico-{name}");
     let fill = |t: &str| t.replace("{{name}}", name).replace("{{package}}", &package);
@@ -192,9 +180,7 @@ pub fn new_plugin(plugins_toml: &Path, name: &str, lang: Lang) -> anyhow::Result
     println!("[plugins.{name}]");
     println!("path = \"{}\"", recipe.wasm);
     println!("build = \"{}\"", recipe.build);
-    let mut watch = vec![format!("\"plugins/{name}\"")];
-    watch.extend(recipe.shared.iter().map(|s| format!("\"{s}\"")));
-    println!("watch = [{}]", watch.join(", "));
+    println!("watch = [\"plugins/{name}\", \"{}\"]", recipe.library);
     println!("[plugins.{name}.secrets]");
     println!(
         "signing_secret = {{ env = \"{}_SIGNING_SECRET\" }}",

@@ -135,6 +135,13 @@ pub fn new_plugin(plugins_toml: &Path, name: &str, lang: Lang) -> anyhow::Result
             "plugin name {name:?}: use lower-case letters, digits and '-', starting with a letter (e.g. acme-crm)"
         );
     }
+    // Rust packages are portico-NAME and their files portico_NAME.wasm: a plugin
+    // named portico-x could write over the bundled adapter's file.
+    if let Some(rest) = name.strip_prefix("portico-") {
+        bail!(
+            "plugin name {name:?}: the portico- prefix is added for you (packages are portico-NAME); name it {rest:?}"
+        );
+    }
     let base = std::path::absolute(plugins_toml)?
         .parent()
         .map(Path::to_path_buf)
@@ -253,6 +260,16 @@ mod tests {
             std::fs::read_to_string(&manifest).unwrap(),
             "[workspace]\nmembers = [\"plugins/*\"]\n"
         );
+    }
+
+    #[test]
+    fn names_that_would_clash_with_the_bundled_adapters_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("plugins.toml");
+        let e = new_plugin(&toml, "portico-meta", Lang::Python).unwrap_err();
+        assert!(e.to_string().contains("name it \"meta\""), "{e}");
+        let e = new_plugin(&toml, "Acme", Lang::Rust).unwrap_err();
+        assert!(e.to_string().contains("lower-case"), "{e}");
     }
 
     #[test]

@@ -89,29 +89,36 @@ fn guest_tool(root: &Path, sdk: &str, args: &[&str]) -> std::process::Output {
     out
 }
 
-/// The Python and JavaScript ports of Standard Webhooks, built once per test binary.
+/// An adapter folder built with its guest library's build.sh into
+/// target/test-polyglot, once per test binary.
+fn built(sdk: &str, dir: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, out)) = built.iter().find(|(d, _)| d == dir) {
+        return out.clone();
+    }
+    let root = workspace_root();
+    let name = Path::new(dir)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace('-', "_");
+    let out = root
+        .join("target/test-polyglot")
+        .join(format!("{name}.wasm"));
+    let started = Instant::now();
+    guest_tool(&root, sdk, &["build", dir, out.to_str().unwrap()]);
+    eprintln!("{dir}: built (or up to date) in {:?}", started.elapsed());
+    built.push((dir.to_string(), out.clone()));
+    out
+}
+
+/// The Python and JavaScript ports of Standard Webhooks.
 fn ported(lang: &str) -> PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    static JS: OnceLock<PathBuf> = OnceLock::new();
-    let (cell, sdk, dir) = match lang {
-        "python" => (&PY, "sdk-python", "standard-webhooks-py"),
-        _ => (&JS, "sdk-js", "standard-webhooks-js"),
-    };
-    cell.get_or_init(|| {
-        let root = workspace_root();
-        let out = root
-            .join("target/test-polyglot")
-            .join(format!("{}.wasm", dir.replace('-', "_")));
-        let started = Instant::now();
-        guest_tool(
-            &root,
-            sdk,
-            &["build", &format!("plugins/{dir}"), out.to_str().unwrap()],
-        );
-        eprintln!("{dir}: built (or up to date) in {:?}", started.elapsed());
-        out
-    })
-    .clone()
+    match lang {
+        "python" => built("sdk-python", "plugins/standard-webhooks-py"),
+        _ => built("sdk-js", "plugins/standard-webhooks-js"),
+    }
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -718,31 +725,12 @@ async fn portico_dev_serves_an_edited_python_adapter_and_keeps_serving_through_a
     assert_eq!(source_of("3").await, "Acme (edited)");
 }
 
-/// A test adapter of host/tests/polyglot, built once per test binary.
+/// A test adapter of host/tests/polyglot.
 fn probe(lang: &str) -> PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    static JS: OnceLock<PathBuf> = OnceLock::new();
-    let (cell, sdk, dir) = match lang {
-        "python" => (&PY, "sdk-python", "probe-py"),
-        _ => (&JS, "sdk-js", "probe-js"),
-    };
-    cell.get_or_init(|| {
-        let root = workspace_root();
-        let out = root
-            .join("target/test-polyglot")
-            .join(format!("{}.wasm", dir.replace('-', "_")));
-        guest_tool(
-            &root,
-            sdk,
-            &[
-                "build",
-                &format!("host/tests/polyglot/{dir}"),
-                out.to_str().unwrap(),
-            ],
-        );
-        out
-    })
-    .clone()
+    match lang {
+        "python" => built("sdk-python", "host/tests/polyglot/probe-py"),
+        _ => built("sdk-js", "host/tests/polyglot/probe-js"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,9 @@
 #  4. Portico Meta at full speed on PostgreSQL (a throwaway server of this run,
 #     fsync on, on 127.0.0.1), to read against the SQLite run of 1 (set PG=0 to skip);
 #  5. peak resident memory (VmHWM) of each portico process, and per run the share of
-#     the machine's CPU other processes took (a neighbour's noise: run again).
+#     the machine's CPU other processes took (a neighbour's noise: run again);
+#  6. the disk's own sync latency (`loadgen --sync-probe`), before 1 and before 3:
+#     every 2xx waits for one sync, so its tail is the webhook p99's floor.
 #   bench/ingest.sh [SECONDS] [CONCURRENCY]
 # Binaries are taken from $CARGO_TARGET_DIR (default target/); only 127.0.0.1 is used.
 # Exits non-zero if Portico answered a non-2xx or lost an acknowledged id.
@@ -156,6 +158,8 @@ wait_port "$bport" "$base_pid"
 start_portico "sqlite://$work/bench.db"
 rss_idle=$(awk '/^VmRSS/ { printf "%.0f MB", $2 / 1024 }' "/proc/$server/status")
 
+echo "== the database disk's sync latency (what every 2xx waits for once)"
+measure sync1 --sync-probe "$work"
 echo "== bare baseline: $secs s, $conc connections"
 measure base --url "http://127.0.0.1:$bport" --target baseline --duration "$secs" --concurrency "$conc" --warmup 2
 echo "== Portico Meta: $secs s, $conc connections"
@@ -177,6 +181,8 @@ graph_pid=$!
 pids+=("$graph_pid")
 wait_port "$gport" "$graph_pid"
 export META_GRAPH_BASE_URL=http://127.0.0.1:$gport META_PAGE_ACCESS_TOKEN=bench-token
+echo "== the database disk's sync latency again"
+measure sync2 --sync-probe "$work"
 start_portico "sqlite://$work/graph.db"
 echo "== Portico Meta, Graph answering after 2 s: $graph_secs s at $graph_rate/s, open loop"
 measure graph --url "$purl" --target meta --page "$page" --duration "$graph_secs" --rate "$graph_rate" --ids-out "$work/graph.ids"
@@ -225,6 +231,11 @@ row meta "portico meta, full speed"
 row half "portico meta, $half/s"
 row wa "portico whatsapp, full speed"
 row graph "meta + Graph 2 s, $graph_rate/s"
+# The disk's own tail: a webhook's p99 cannot beat the sync it waits for.
+for s in sync1 sync2; do
+  printf '%-30s %8s %8s %7s %9s %7s %9s %9s %9s %8s %6s  %s\n' "disk sync ($s)" "$(val $s sent)" - - - - \
+    "$(val $s p50_ms)" "$(val $s p99_ms)" "$(val $s max_ms)" - "${others[$s]:--}" "over 50 ms: $(val $s over50)"
+done
 if [ -n "${res[pgmeta]:-}" ]; then
   row pgmeta "portico meta on postgres"
   awk -v p="$(val pgmeta rps)" -v s="$(val meta rps)" 'BEGIN { if (s > 0) printf "postgres/sqlite, one process, meta full speed: %.2f\n", p / s }'
@@ -232,7 +243,8 @@ fi
 echo "(non2xx counts transport errors too; x-base: throughput over the baseline's, full-speed runs only;" \
   "peak-rss: the portico process's VmHWM so far; others: the machine's CPU taken by other" \
   "processes during the run (more than a few % and the figures are noise: run again); stored: acknowledged ids in the database," \
-  "seconds after the load ended; Graph row: with full_name, waiting at most $graph_wait s)"
+  "seconds after the load ended; Graph row: with full_name, waiting at most $graph_wait s;" \
+  "disk sync: 4 KiB appended and fdatasync'd, 300 at 50/s, before the Meta runs and before the Graph run)"
 echo "resident memory: portico $rss_idle once ready, peak ${rss[wa]:-?} over the meta and whatsapp" \
   "runs (a fresh portico for the Graph run); the bare baseline server's peak $rss_base"
 exit "$fail"

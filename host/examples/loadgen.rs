@@ -81,6 +81,10 @@ struct Args {
     /// Write the leadgen ids (wamids) that got a 2xx here, one a line.
     #[arg(long)]
     ids_out: Option<PathBuf>,
+    /// Write each 2xx's request number and latency in ms here, one a line in
+    /// the order they were sent (to see when a slow answer came: the first, or in a burst).
+    #[arg(long)]
+    latencies_out: Option<PathBuf>,
     /// Instead of sending load, wait until every id of --ids is stored in this
     /// SQLite database (leads.external_id; messages.external_id with --target whatsapp).
     #[arg(long)]
@@ -100,6 +104,11 @@ struct Args {
     /// Instead of sending load, serve a fake Graph API on this address (until killed).
     #[arg(long)]
     fake_graph: Option<String>,
+    /// Instead of sending load, time what a commit waits for on this folder's
+    /// disk: 4 KiB written at the end of a file then `fdatasync`, 300 times,
+    /// 50 a second (a webhook's answer waits for one; their tail is its floor).
+    #[arg(long)]
+    sync_probe: Option<PathBuf>,
     /// With --fake-graph: every n-th lead GET answers 500 (0: never).
     #[arg(long, default_value_t = 0)]
     fail_every: u64,
@@ -332,6 +341,8 @@ impl Plan {
 #[derive(Default)]
 struct Outcome {
     latencies: Vec<Duration>,
+    /// (request number, latency) of every 2xx, in the order answers came.
+    timeline: Vec<(u64, Duration)>,
     wall: Duration,
     non_2xx: u64,
     errors: u64,
@@ -361,6 +372,7 @@ async fn send(plan: &Plan, n: u64, since: Instant, out: &Mutex<Outcome>) {
     match status {
         Some(s) if s.is_success() => {
             out.latencies.push(latency);
+            out.timeline.push((n, latency));
             out.acked.push(id);
         }
         Some(s) => {
@@ -578,6 +590,51 @@ async fn check_stored(args: &Args) -> bool {
     }
 }
 
+/// `--sync-probe`: the disk's sync latency, as a `RESULT target=sync` line.
+fn sync_probe(dir: &std::path::Path) {
+    use std::io::Write;
+    const SYNCS: usize = 300;
+    let path = dir.join(format!("sync-probe-{}", std::process::id()));
+    let mut file = std::fs::File::create(&path).unwrap();
+    let mut latencies = Vec::with_capacity(SYNCS);
+    let started = Instant::now();
+    for n in 0..SYNCS {
+        let due = started + Duration::from_millis(20 * n as u64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        file.write_all(&[b'x'; 4096]).unwrap();
+        let t = Instant::now();
+        file.sync_data().unwrap();
+        latencies.push(t.elapsed());
+    }
+    let wall = started.elapsed();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    latencies.sort();
+    let over = |ms: u64| {
+        latencies
+            .iter()
+            .filter(|l| **l > Duration::from_millis(ms))
+            .count()
+    };
+    println!(
+        "fdatasync of 4 KiB, {SYNCS} at 50/s: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; over 10 ms: {}, over 50 ms: {}",
+        ms(pct(&latencies, 0.5)),
+        ms(pct(&latencies, 0.99)),
+        ms(latencies[SYNCS - 1]),
+        over(10),
+        over(50)
+    );
+    println!(
+        "RESULT target=sync rate=50 sent={SYNCS} ok={SYNCS} non2xx=0 errors=0 secs={:.3} rps={:.1} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} over50={}",
+        wall.as_secs_f64(),
+        SYNCS as f64 / wall.as_secs_f64(),
+        ms(pct(&latencies, 0.5)),
+        ms(pct(&latencies, 0.99)),
+        ms(latencies[SYNCS - 1]),
+        over(50)
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -597,6 +654,10 @@ async fn main() {
     }
     if let Some(addr) = &args.fake_google {
         fake_google(addr).await;
+        return;
+    }
+    if let Some(dir) = &args.sync_probe {
+        sync_probe(dir);
         return;
     }
     if args.check_stored.is_some() {
@@ -701,6 +762,15 @@ async fn main() {
     if let Some(path) = &args.ids_out {
         let mut text = out.acked.join("\n");
         text.push('\n');
+        std::fs::write(path, text).unwrap();
+    }
+    if let Some(path) = &args.latencies_out {
+        let mut timeline = out.timeline.clone();
+        timeline.sort();
+        let text: String = timeline
+            .iter()
+            .map(|(n, latency)| format!("{n} {:.3}\n", latency.as_secs_f64() * 1e3))
+            .collect();
         std::fs::write(path, text).unwrap();
     }
     if out.failures() > 0 {

@@ -5,7 +5,7 @@ use crate::config::plugins::{FileCheck, load_plugins_file};
 use crate::jobs::replay::{Replayer, replay_event, replay_matching};
 use crate::runtime::Runtime;
 use crate::store::types::EventStatus;
-use crate::store::{EventFilter, Timestamp};
+use crate::store::{Durability, EventFilter, Timestamp};
 use anyhow::{Context, bail};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ fn replayer(owner: &str) -> Replayer<'_> {
     Replayer {
         owner,
         lease: Duration::from_secs(300),
+        durability: Durability::Synced,
     }
 }
 

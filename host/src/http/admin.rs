@@ -6,7 +6,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::jobs::replay::{Replayer, replay_event, replay_matching};
 use crate::store::types::EventStatus;
-use crate::store::{EventFilter, EventRow, Timestamp};
+use crate::store::{Durability, EventFilter, EventRow, Timestamp};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -19,6 +19,7 @@ fn replayer(app: &AppState) -> Replayer<'_> {
     Replayer {
         owner: &app.owner,
         lease: app.tunables.lease,
+        durability: Durability::Synced,
     }
 }
 

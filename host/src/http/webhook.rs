@@ -16,7 +16,7 @@ use crate::jobs::pipeline::StoredDelivery;
 use crate::runtime::session::{AdapterRequest, AdapterResponse, CallError, Verdict};
 use crate::runtime::{LoadedPlugin, Resolved, RouteKind, Session};
 use crate::store::types::EventStatus;
-use crate::store::{ItemSlot, NewDelivery};
+use crate::store::{Durability, ItemSlot, NewDelivery};
 use crate::telemetry::metrics::{self, DeliveryOutcome};
 use axum::Json;
 use axum::body::Body;
@@ -296,6 +296,8 @@ fn pass<'a>(app: &'a AppState, cid: &'a str, plugin: &'a LoadedPlugin) -> Pass<'
         correlation_id: cid,
         owner: &app.owner,
         lease: app.tunables.lease,
+        // The caller's answer reports what was stored.
+        durability: Durability::Synced,
     }
 }
 

@@ -10,7 +10,7 @@ use crate::domain::{ParsedItem, RecordRef};
 use crate::runtime::session::{AdapterError, AdapterRequest, CallError};
 use crate::runtime::{LoadedPlugin, Session};
 use crate::store::types::EventStatus;
-use crate::store::{Applied, FailState, ItemContext, ItemSlot, Store, StoreError};
+use crate::store::{Applied, Durability, FailState, ItemContext, ItemSlot, Store, StoreError};
 use crate::telemetry::metrics;
 use serde::Serialize;
 use std::time::Duration;
@@ -25,6 +25,11 @@ pub struct Pass<'a> {
     /// This process, as it signs leases.
     pub owner: &'a str,
     pub lease: Duration,
+    /// How the items' writes are committed: [`Durability::Deferred`] where the
+    /// delivery is already stored (webhooks, retries), so a write undone by a
+    /// crash of the machine is done again from it; synced where an answer
+    /// reports them (intake routes, an operator's replay).
+    pub durability: Durability,
 }
 
 /// What became of one item.
@@ -228,6 +233,7 @@ pub async fn split(
             items,
             pass.owner,
             pass.lease,
+            pass.durability,
         )
         .await
 }
@@ -317,7 +323,7 @@ async fn apply_one(
         immediate_kinds: &immediate,
     };
     let outcome = match session.map_to_domain(item).await {
-        Ok(Ok(ops)) => match pass.store.apply_item(&ctx, &ops).await {
+        Ok(Ok(ops)) => match pass.store.apply_item(&ctx, &ops, pass.durability).await {
             Err(StoreError::LeaseLost { .. }) => {
                 // Our lease ran out and another process took the item: its
                 // attempt counts, not this one.

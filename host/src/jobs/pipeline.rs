@@ -16,7 +16,7 @@
 use super::ingest::{self, DeliveryReport, Pass};
 use crate::runtime::session::AdapterRequest;
 use crate::runtime::{LoadedPlugin, Session};
-use crate::store::Store;
+use crate::store::{Durability, Store};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -122,6 +122,9 @@ impl Pipeline {
                 correlation_id: &correlation_id,
                 owner: &inner.owner,
                 lease: inner.lease,
+                // The delivery is on disk and leased: its items' writes are
+                // done again from it if a machine crash undoes them.
+                durability: Durability::Deferred,
             };
             let report = ingest::process_delivery(pass, &mut session, event_id, 0, &request).await;
             drop(session);

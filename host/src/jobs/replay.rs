@@ -6,7 +6,7 @@ use super::ingest::{self, DeliveryReport, ItemReport, Pass};
 use crate::runtime::session::AdapterRequest;
 use crate::runtime::{PluginSet, Session, SlotState};
 use crate::store::types::EventKind;
-use crate::store::{EventFilter, EventRow, Store, StoreError};
+use crate::store::{Durability, EventFilter, EventRow, Store, StoreError};
 use serde::Serialize;
 use std::time::Duration;
 use tracing::Instrument;
@@ -16,6 +16,9 @@ use tracing::Instrument;
 pub struct Replayer<'a> {
     pub owner: &'a str,
     pub lease: Duration,
+    /// Synced for an operator (the report says what is stored), deferred for
+    /// the retry worker (see [`Pass::durability`]).
+    pub durability: Durability,
 }
 
 /// What one replayed event came to.
@@ -106,6 +109,7 @@ async fn replay_in_span(
         correlation_id: cid,
         owner: by.owner,
         lease: by.lease,
+        durability: by.durability,
     };
     if event.kind == EventKind::Item {
         match event.as_item() {

@@ -12,7 +12,7 @@ use super::replay::{ReplayOutcome, Replayer, replay_event};
 use crate::config::limits::Tunables;
 use crate::runtime::PluginSet;
 use crate::runtime::Runtime;
-use crate::store::Store;
+use crate::store::{Durability, Store};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -103,7 +103,17 @@ async fn retry_one(
     if delivery {
         pipeline.begin(id);
     }
-    let outcome = replay_event(store, plugins, &event, Replayer { owner, lease }).await;
+    let outcome = replay_event(
+        store,
+        plugins,
+        &event,
+        Replayer {
+            owner,
+            lease,
+            durability: Durability::Deferred,
+        },
+    )
+    .await;
     tracing::info!(
         correlation_id = %event.correlation_id,
         event_id = id,

@@ -9,6 +9,7 @@
 //! Reads and single-statement claims run on the backend directly.
 
 use super::StoreError;
+pub use super::batch::Durability;
 use super::types::{
     ConversionStatus, Direction, EventKind, EventStatus, MessageStatus, OutboxStatus, RecordKind,
     Timestamp,
@@ -279,8 +280,10 @@ pub trait Backend: Send + Sync {
     fn single_process(&self) -> bool {
         true
     }
-    /// A write transaction.
-    async fn begin(&self) -> Result<Box<dyn Tx>>;
+    /// A write transaction whose commit waits for the disk, or not
+    /// ([`Durability::Deferred`]: SQLite's synchronous=NORMAL, PostgreSQL's
+    /// `synchronous_commit = off`, for this transaction only).
+    async fn begin(&self, durability: Durability) -> Result<Box<dyn Tx>>;
 
     // Reads.
     async fn source_key(&self, tenant_id: i64, kind: &str) -> Result<Option<String>>;

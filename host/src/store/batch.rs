@@ -10,7 +10,10 @@
 //! having run before.
 //!
 //! Invariant: a job's caller hears its result only after the commit that holds it
-//! returned, so an `Ok` still means "on disk" (synchronous=FULL on SQLite).
+//! returned, so an `Ok` of a [`Durability::Synced`] write still means "on disk"
+//! (synchronous=FULL on SQLite). A batch of [`Durability::Deferred`] writes only
+//! commits without waiting for the disk; a batch with any synced job is synced,
+//! and so hardens every deferred commit before it (one log, flushed in order).
 
 use super::StoreError;
 use super::backend::{Backend, Tx};
@@ -18,6 +21,32 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// Whether a write's commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk when the write returns: what a 2xx, an intake answer, a lease
+    /// before a provider call and an operator's change rely on.
+    Synced,
+    /// Committed (visible, and kept if the process dies) but flushed with the
+    /// next synced commit or checkpoint: an operating-system crash or power
+    /// loss may undo it. Only for work that is redone from a synced state when
+    /// undone, such as an item's outcome after its delivery was stored (the
+    /// item is leased and pending until then, and its writes are idempotent).
+    Deferred,
+}
+
+impl Durability {
+    /// What a transaction holding jobs of these durabilities needs: synced
+    /// as soon as one of them is.
+    fn of_batch(jobs: impl IntoIterator<Item = Durability>) -> Durability {
+        if jobs.into_iter().any(|d| d == Durability::Synced) {
+            Durability::Synced
+        } else {
+            Durability::Deferred
+        }
+    }
+}
 
 /// The future a job's work returns, borrowing the batch's transaction.
 pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 't>>;
@@ -34,12 +63,14 @@ trait Job: Send {
     async fn run(&mut self, tx: &mut dyn Tx);
     /// Whether the work succeeded (else the batch runs again job by job).
     fn succeeded(&self) -> bool;
+    fn durability(&self) -> Durability;
     /// The batch committed (or not): hand the outcome to the caller.
     fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
 }
 
 struct FnJob<T, F> {
     work: F,
+    durability: Durability,
     outcome: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -56,6 +87,10 @@ where
 
     fn succeeded(&self) -> bool {
         matches!(self.outcome, Some(Ok(_)))
+    }
+
+    fn durability(&self) -> Durability {
+        self.durability
     }
 
     fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
@@ -90,8 +125,18 @@ impl GroupCommit {
     }
 
     /// Run `work` in a write transaction shared with whatever else is waiting;
-    /// returns once it is committed. `work` may run twice (see the module doc).
+    /// returns once it is committed and on disk. `work` may run twice (see the
+    /// module doc).
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> Fn(&'t mut dyn Tx) -> TxFuture<'t, T> + Send + Sync + 'static,
+    {
+        self.write_with(Durability::Synced, work).await
+    }
+
+    /// [`GroupCommit::write`] with the durability the caller needs.
+    pub async fn write_with<T, F>(&self, durability: Durability, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'t> Fn(&'t mut dyn Tx) -> TxFuture<'t, T> + Send + Sync + 'static,
@@ -99,6 +144,7 @@ impl GroupCommit {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(FnJob {
             work,
+            durability,
             outcome: None,
             reply,
         });
@@ -135,7 +181,8 @@ async fn commit_loop(db: Arc<dyn Backend>, jobs: Arc<Mutex<mpsc::Receiver<Box<dy
 
 async fn commit_batch(db: &dyn Backend, mut batch: Vec<Box<dyn Job>>) {
     if batch.len() > 1 {
-        let mut tx = match db.begin().await {
+        let durability = Durability::of_batch(batch.iter().map(|j| j.durability()));
+        let mut tx = match db.begin(durability).await {
             Ok(tx) => tx,
             Err(e) => return finish_all(batch, Err(&e)),
         };
@@ -164,7 +211,7 @@ async fn commit_batch(db: &dyn Backend, mut batch: Vec<Box<dyn Job>>) {
 
 /// One job in its own transaction.
 async fn commit_alone(db: &dyn Backend, mut job: Box<dyn Job>) {
-    let mut tx = match db.begin().await {
+    let mut tx = match db.begin(job.durability()).await {
         Ok(tx) => tx,
         Err(e) => return job.finish(Err(&e)),
     };
@@ -180,5 +227,17 @@ async fn commit_alone(db: &dyn Backend, mut job: Box<dyn Job>) {
 fn finish_all(batch: Vec<Box<dyn Job>>, commit: Result<(), &StoreError>) {
     for job in batch {
         job.finish(commit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Durability::{self, Deferred, Synced};
+
+    #[test]
+    fn a_batch_is_synced_when_any_of_its_jobs_is() {
+        assert_eq!(Durability::of_batch([Deferred, Deferred]), Deferred);
+        assert_eq!(Durability::of_batch([Deferred, Synced, Deferred]), Synced);
+        assert_eq!(Durability::of_batch([Synced]), Synced);
     }
 }

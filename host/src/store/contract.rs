@@ -2,6 +2,7 @@
 //! the same tests through the same rules (`contract_suite!(name, open)` per
 //! backend). They speak only the `Store` API, as the rest of the host does.
 
+use super::backend::Durability;
 use super::types::{EventKind, EventStatus, RecordKind};
 use super::{
     Applied, FailState, ItemContext, ItemSlot, NewDelivery, OutboxOutcome, Store, StoreError,
@@ -126,7 +127,7 @@ async fn deliver_leased(
         .await
         .unwrap();
     let slots = store
-        .split_delivery(id, "plug", "cid", items, owner, lease)
+        .split_delivery(id, "plug", "cid", items, owner, lease, Durability::Deferred)
         .await
         .unwrap();
     (id, slots)
@@ -184,6 +185,7 @@ async fn apply_at(
                 immediate_kinds: &immediate,
             },
             ops,
+            Durability::Deferred,
         )
         .await
 }

@@ -13,7 +13,11 @@
 //! - every write of a domain row is idempotent (unique keys), so a replayed or
 //!   re-delivered item never creates a second row;
 //! - whatever calls a provider is an outbox record committed before the call, and
-//!   an attempt is committed as `delivering` before the provider hears of it.
+//!   an attempt is committed as `delivering` before the provider hears of it;
+//! - a write is on disk when it returns, except a [`Durability::Deferred`] one (an
+//!   item's outcome after its delivery was stored), which the next synced commit
+//!   flushes: every lease before a provider call is synced, so no provider call
+//!   rests on a write a machine crash could undo.
 
 pub mod backend;
 mod batch;
@@ -25,7 +29,7 @@ mod rules;
 mod sqlite;
 pub mod types;
 
-pub use backend::{EventFilter, EventRow, OutboxRow, SourceRow};
+pub use backend::{Durability, EventFilter, EventRow, OutboxRow, SourceRow};
 pub use rules::{
     Applied, DlqStats, FailState, ItemContext, ItemSlot, MAY_HAVE_BEEN_ACCEPTED, NewDelivery,
     OutboxBacklogView, OutboxOutcome, StoredCredentials,

@@ -14,9 +14,9 @@
 
 use super::StoreError;
 use super::backend::{
-    Backend, ContactKey, ConversionState, EventCounts, EventEnd, EventFilter, EventRow, EventState,
-    Lease, MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxBacklog,
-    OutboxEnd, OutboxRow, Result, SourceCredentials, SourceRow, Tx, cursor_bound,
+    Backend, ContactKey, ConversionState, Durability, EventCounts, EventEnd, EventFilter, EventRow,
+    EventState, Lease, MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox,
+    OutboxBacklog, OutboxEnd, OutboxRow, Result, SourceCredentials, SourceRow, Tx, cursor_bound,
 };
 use super::types::Timestamp;
 use crate::domain::{ContactRef, NewLead};
@@ -234,8 +234,15 @@ impl Backend for PostgresBackend {
         false
     }
 
-    async fn begin(&self) -> Result<Box<dyn Tx>> {
-        let tx = self.pool.begin().await?;
+    async fn begin(&self, durability: Durability) -> Result<Box<dyn Tx>> {
+        let mut tx = self.pool.begin().await?;
+        if durability == Durability::Deferred {
+            // This transaction only: its commit returns before the WAL is
+            // flushed; the next synchronous commit flushes it (WAL order).
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+        }
         Ok(Box::new(PgTx { tx }))
     }
 

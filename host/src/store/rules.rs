@@ -4,8 +4,8 @@
 //! at most once per idempotency key). No SQL here.
 
 use super::backend::{
-    ContactKey, EventEnd, Lease, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxEnd,
-    OutboxRow, Tx,
+    ContactKey, Durability, EventEnd, Lease, NewConversionRow, NewEvent, NewMessage, NewOutbox,
+    OutboxEnd, OutboxRow, Tx,
 };
 use super::types::{
     ConversionStatus, Direction, EventKind, EventStatus, MessageStatus, OutboxStatus, RecordKind,
@@ -262,6 +262,7 @@ impl Store {
     /// the delivery processed, atomically. An item seen before and not finished
     /// (its first attempt failed, say) is processed again: a provider's resend
     /// after a failure works.
+    #[allow(clippy::too_many_arguments)]
     pub async fn split_delivery(
         &self,
         delivery_id: i64,
@@ -270,6 +271,7 @@ impl Store {
         items: &[ParsedItem],
         owner: &str,
         lease: Duration,
+        durability: Durability,
     ) -> Result<Vec<ItemSlot>> {
         let data = Arc::new((
             source.to_string(),
@@ -278,7 +280,7 @@ impl Store {
             owner.to_string(),
         ));
         self.writer
-            .write(move |tx| {
+            .write_with(durability, move |tx| {
                 let data = data.clone();
                 Box::pin(async move {
                     let (source, cid, items, owner) = &*data;
@@ -290,7 +292,12 @@ impl Store {
     }
 
     /// Apply an item's operations and mark its event, in one transaction.
-    pub async fn apply_item(&self, ctx: &ItemContext<'_>, ops: &[DomainOp]) -> Result<Applied> {
+    pub async fn apply_item(
+        &self,
+        ctx: &ItemContext<'_>,
+        ops: &[DomainOp],
+        durability: Durability,
+    ) -> Result<Applied> {
         let (event_id, lease, attempts_before) = (ctx.event_id, ctx.lease, ctx.attempts_before);
         let data = Arc::new((
             ctx.source.to_string(),
@@ -300,7 +307,7 @@ impl Store {
             ops.to_vec(),
         ));
         self.writer
-            .write(move |tx| {
+            .write_with(durability, move |tx| {
                 let data = data.clone();
                 Box::pin(async move {
                     let (source, tenant, owner, immediate, ops) = &*data;

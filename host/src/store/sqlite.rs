@@ -7,9 +7,9 @@
 
 use super::StoreError;
 use super::backend::{
-    Backend, ContactKey, ConversionState, EventCounts, EventEnd, EventFilter, EventRow, EventState,
-    Lease, MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox, OutboxBacklog,
-    OutboxEnd, OutboxRow, Result, SourceCredentials, SourceRow, Tx, cursor_bound,
+    Backend, ContactKey, ConversionState, Durability, EventCounts, EventEnd, EventFilter, EventRow,
+    EventState, Lease, MessageState, NewConversionRow, NewEvent, NewMessage, NewOutbox,
+    OutboxBacklog, OutboxEnd, OutboxRow, Result, SourceCredentials, SourceRow, Tx, cursor_bound,
 };
 use super::types::Timestamp;
 use crate::domain::{ContactRef, NewLead};
@@ -26,7 +26,15 @@ use std::time::Duration;
 /// Write transactions take SQLite's write lock up front. A deferred transaction
 /// that reads and then writes fails at once with SQLITE_BUSY (no busy wait) when
 /// another writer committed in between; an immediate one waits its turn.
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+///
+/// The sync level is set on every begin, in the same call to SQLite (it cannot
+/// change inside a transaction), so the writer is never left in NORMAL for a
+/// write that must be synced, whatever ran on it before.
+const BEGIN_SYNCED: &str = "PRAGMA synchronous = FULL; BEGIN IMMEDIATE";
+/// A [`Durability::Deferred`] write: committed without waiting for the disk;
+/// the next FULL commit (or checkpoint) flushes it with its own, since both
+/// are in the one write-ahead log.
+const BEGIN_DEFERRED: &str = "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE";
 
 /// The columns of an [`EventRow`], in one place (a literal: sqlx takes static SQL only).
 macro_rules! event_columns {
@@ -44,7 +52,14 @@ macro_rules! outbox_columns {
 }
 
 pub struct SqliteBackend {
+    /// Reads (and migrations).
     pool: SqlitePool,
+    /// The one connection every write transaction runs on (the committer runs
+    /// one at a time). One connection keeps its page cache warm: SQLite drops
+    /// a connection's whole cache when another connection wrote since its last
+    /// transaction, and writes spread over the pool's connections paid for it
+    /// with a read of every page they touched.
+    writer: SqlitePool,
 }
 
 impl SqliteBackend {
@@ -55,12 +70,27 @@ impl SqliteBackend {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // No check before each acquire: a connection to a file cannot have
+        // dropped, and the check is one more round trip to SQLite's worker
+        // thread per transaction and per read.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
             .await?;
-        Ok(SqliteBackend { pool })
+        // An in-memory database is private to its connection: one pool for all.
+        let writer = if options.get_filename() == std::path::Path::new(":memory:") {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire(false)
+                .connect_with(options)
+                .await?
+        };
+        Ok(SqliteBackend { pool, writer })
     }
 }
 
@@ -122,8 +152,12 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
-    async fn begin(&self) -> Result<Box<dyn Tx>> {
-        let tx = self.pool.begin_with(BEGIN_WRITE).await?;
+    async fn begin(&self, durability: Durability) -> Result<Box<dyn Tx>> {
+        let begin = match durability {
+            Durability::Synced => BEGIN_SYNCED,
+            Durability::Deferred => BEGIN_DEFERRED,
+        };
+        let tx = self.writer.begin_with(begin).await?;
         Ok(Box::new(SqliteTx { tx }))
     }
 
@@ -1134,5 +1168,73 @@ mod upgrade_tests {
             .await
             .unwrap();
         assert_eq!(edited, None);
+    }
+}
+
+#[cfg(test)]
+mod durability_tests {
+    use super::{Backend, Durability, SqliteBackend};
+    use crate::store::types::Timestamp;
+
+    /// Every write runs on the one writer connection, at the sync level its
+    /// durability asks for (set at each begin, whatever the last one was); the
+    /// read pool stays FULL; and a deferred commit is a commit: seen by other
+    /// connections at once and kept when the process closes its database
+    /// (only a machine crash may undo it).
+    #[tokio::test]
+    async fn each_write_commits_at_its_own_sync_level_on_the_one_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("d.db").display());
+        let db = SqliteBackend::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        // 2 = FULL, 1 = NORMAL: the writer's level as its last begin left it.
+        let level = |pool: &sqlx::SqlitePool| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        let mut names = Vec::new();
+        for (n, durability, expected) in [
+            (1, Durability::Deferred, 1),
+            (2, Durability::Deferred, 1),
+            (3, Durability::Synced, 2),
+            (4, Durability::Deferred, 1),
+            (5, Durability::Synced, 2),
+        ] {
+            let mut tx = db.begin(durability).await.unwrap();
+            let name = format!("tenant {n}");
+            tx.insert_tenant(&name, Timestamp::now()).await.unwrap();
+            tx.commit().await.unwrap();
+            names.push(name);
+            assert_eq!(level(&db.writer).await, expected, "after write {n}");
+            assert_eq!(level(&db.pool).await, 2, "the read pool stays FULL");
+            let seen: Vec<String> = db
+                .tenants()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.1)
+                .collect();
+            assert_eq!(
+                seen, names,
+                "a write is seen by the read pool once committed"
+            );
+        }
+        db.pool.close().await;
+        db.writer.close().await;
+
+        let again = SqliteBackend::connect(&url).await.unwrap();
+        let kept: Vec<String> = again
+            .tenants()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.1)
+            .collect();
+        assert_eq!(kept, names);
     }
 }

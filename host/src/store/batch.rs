@@ -13,7 +13,8 @@
 //! returned, so an `Ok` of a [`Durability::Synced`] write still means "on disk"
 //! (synchronous=FULL on SQLite). A batch of [`Durability::Deferred`] writes only
 //! commits without waiting for the disk; a batch with any synced job is synced,
-//! and so hardens every deferred commit before it (one log, flushed in order).
+//! and so hardens every deferred commit before it (one log, flushed in order;
+//! a synced transaction that writes nothing flushes nothing).
 
 use super::StoreError;
 use super::backend::{Backend, Tx};
@@ -29,8 +30,8 @@ pub enum Durability {
     /// before a provider call and an operator's change rely on.
     Synced,
     /// Committed (visible, and kept if the process dies) but flushed with the
-    /// next synced commit or checkpoint: an operating-system crash or power
-    /// loss may undo it. Only for work that is redone from a synced state when
+    /// next synced commit or checkpoint: a crash of the machine (or of the
+    /// PostgreSQL server) may undo it. Only for work that is redone from a synced state when
     /// undone, such as an item's outcome after its delivery was stored (the
     /// item is leased and pending until then, and its writes are idempotent).
     Deferred,

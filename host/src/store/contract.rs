@@ -127,7 +127,7 @@ async fn deliver_leased(
         .await
         .unwrap();
     let slots = store
-        .split_delivery(id, "plug", "cid", items, owner, lease, Durability::Deferred)
+        .split_delivery(id, "plug", "cid", items, owner, lease, Durability::Synced)
         .await
         .unwrap();
     (id, slots)

@@ -15,9 +15,10 @@
 //! - whatever calls a provider is an outbox record committed before the call, and
 //!   an attempt is committed as `delivering` before the provider hears of it;
 //! - a write is on disk when it returns, except a [`Durability::Deferred`] one (an
-//!   item's outcome after its delivery was stored), which the next synced commit
-//!   flushes: every lease before a provider call is synced, so no provider call
-//!   rests on a write a machine crash could undo.
+//!   item's split and outcome after its delivery was stored), which the next
+//!   synced commit that writes flushes: every lease before an outbox delivery is
+//!   such a commit, so no send or upload rests on a write that a crash of the
+//!   machine (or of the PostgreSQL server) could undo.
 
 pub mod backend;
 mod batch;

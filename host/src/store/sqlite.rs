@@ -72,24 +72,19 @@ impl SqliteBackend {
             .foreign_keys(true);
         // No check before each acquire: a connection to a file cannot have
         // dropped, and the check is one more round trip to SQLite's worker
-        // thread per transaction and per read.
+        // thread per transaction and per read (sqlx still pings on release).
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
-        // An in-memory database is private to its connection: one pool for all.
-        let writer = if options.get_filename() == std::path::Path::new(":memory:") {
-            pool.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(Duration::from_secs(10))
-                .test_before_acquire(false)
-                .connect_with(options)
-                .await?
-        };
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
         Ok(SqliteBackend { pool, writer })
     }
 }

@@ -31,9 +31,10 @@ pub enum Durability {
     Synced,
     /// Committed (visible, and kept if the process dies) but flushed with the
     /// next synced commit or checkpoint: a crash of the machine (or of the
-    /// PostgreSQL server) may undo it. Only for work that is redone from a synced state when
-    /// undone, such as an item's outcome after its delivery was stored (the
-    /// item is leased and pending until then, and its writes are idempotent).
+    /// PostgreSQL server) may undo it. Only for work that is redone from a
+    /// synced state when undone, such as an item's outcome after its delivery
+    /// was stored (the item is leased and pending until then, and its writes
+    /// are idempotent).
     Deferred,
 }
 

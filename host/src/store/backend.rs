@@ -274,6 +274,12 @@ pub trait Backend: Send + Sync {
     fn writers(&self) -> usize {
         1
     }
+    /// Whether a write transaction's calls block the thread that makes them
+    /// (SQLite's writer, which calls into SQLite directly): its committers
+    /// then run on threads of their own, off the async runtime.
+    fn writes_block(&self) -> bool {
+        false
+    }
     /// Whether one process owns the database, so that leases found at its
     /// start can only be a dead process's (SQLite); false where several
     /// processes share it and a lease may be a live neighbour's (PostgreSQL).

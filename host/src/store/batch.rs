@@ -114,16 +114,32 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Start `committers` committer tasks for `db` on the current tokio runtime
-    /// (one for SQLite's single writer; several for a server database, where
-    /// each commit waits on a round trip that others can overlap).
-    pub fn start(db: Arc<dyn Backend>, committers: usize) -> GroupCommit {
+    /// Start `committers` committer tasks for `db` (one for SQLite's single
+    /// writer; several for a server database, where each commit waits on a
+    /// round trip that others can overlap). They run on the current tokio
+    /// runtime, or, where the backend's writes block their thread
+    /// ([`Backend::writes_block`]), each on a thread of its own.
+    pub fn start(db: Arc<dyn Backend>, committers: usize) -> Result<GroupCommit, StoreError> {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
-        for _ in 0..committers.max(1) {
-            tokio::spawn(commit_loop(db.clone(), jobs.clone()));
+        for n in 0..committers.max(1) {
+            let committer = commit_loop(db.clone(), jobs.clone());
+            if db.writes_block() {
+                // Its own small runtime: jobs are futures, but the only thing
+                // they wait on is the transaction, which answers at once. The
+                // thread ends when the store (the queue's sender) is dropped.
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .map_err(StoreError::WriterThread)?;
+                std::thread::Builder::new()
+                    .name(format!("portico-writer-{n}"))
+                    .spawn(move || runtime.block_on(committer))
+                    .map_err(StoreError::WriterThread)?;
+            } else {
+                tokio::spawn(committer);
+            }
         }
-        GroupCommit { queue }
+        Ok(GroupCommit { queue })
     }
 
     /// Run `work` in a write transaction shared with whatever else is waiting;

@@ -45,6 +45,11 @@ use std::sync::Arc;
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// From SQLite's write connection (`store::sqlite::writer`).
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
+    #[error("cannot start the store's writer thread: {0}")]
+    WriterThread(std::io::Error),
     #[error("cannot apply migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the write was not committed: {0}")]
@@ -95,6 +100,7 @@ impl StoreError {
         matches!(
             self,
             StoreError::Db(_)
+                | StoreError::Sqlite(_)
                 | StoreError::Batch(_)
                 | StoreError::Closed
                 | StoreError::Slow(_)
@@ -107,6 +113,8 @@ impl StoreError {
     pub fn public(&self) -> String {
         match self {
             StoreError::Db(_)
+            | StoreError::Sqlite(_)
+            | StoreError::WriterThread(_)
             | StoreError::Migrate(_)
             | StoreError::Batch(_)
             | StoreError::Closed
@@ -216,7 +224,7 @@ impl Store {
             let scheme = url.split(':').next().unwrap_or_default();
             return Err(StoreError::UnsupportedUrl(scheme.to_string()));
         };
-        let writer = Arc::new(batch::GroupCommit::start(db.clone(), db.writers()));
+        let writer = Arc::new(batch::GroupCommit::start(db.clone(), db.writers())?);
         let store = Store {
             db,
             writer,

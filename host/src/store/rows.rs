@@ -1,22 +1,26 @@
 //! Reading rows into the seam's types, once for every backend: the columns are
 //! the same in each dialect, and [`Timestamp`](super::types::Timestamp) decodes
 //! from each (SQLite: RFC 3339 text; PostgreSQL: `timestamptz`), so a backend
-//! only names its row type: `row_readers!(SqliteRow)`.
+//! only names its row type: `row_readers!(SqliteRow)`. Not every reader is used
+//! by every row type (a backend's reads and its write transactions read
+//! different shapes), hence the `dead_code` allowances.
 
 /// Defines `get_enum`, `event_row`, `event_state`, `outbox_row`,
 /// `message_state`, `conversion_state`, `source_row` and `outbox_backlog_row`
 /// for rows of type `$row`.
 macro_rules! row_readers {
     ($row:ty) => {
-        fn get_enum<E: std::str::FromStr<Err = super::types::UnknownName>>(
+        #[allow(dead_code)]
+        fn get_enum<E: std::str::FromStr<Err = $crate::store::types::UnknownName>>(
             row: &$row,
             col: &str,
         ) -> Result<E> {
             row.try_get::<String, _>(col)?
                 .parse()
-                .map_err(|e: super::types::UnknownName| StoreError::Corrupt(e.to_string()))
+                .map_err(|e: $crate::store::types::UnknownName| StoreError::Corrupt(e.to_string()))
         }
 
+        #[allow(dead_code)]
         fn event_row(row: &$row) -> Result<EventRow> {
             let tenant_kind: Option<String> = row.try_get("tenant_kind")?;
             let tenant_key: Option<String> = row.try_get("tenant_key")?;
@@ -42,6 +46,7 @@ macro_rules! row_readers {
             })
         }
 
+        #[allow(dead_code)]
         fn event_state(row: &$row) -> Result<EventState> {
             Ok(EventState {
                 id: row.try_get("id")?,
@@ -52,6 +57,7 @@ macro_rules! row_readers {
             })
         }
 
+        #[allow(dead_code)]
         fn outbox_row(row: &$row) -> Result<OutboxRow> {
             Ok(OutboxRow {
                 id: row.try_get("id")?,
@@ -67,6 +73,7 @@ macro_rules! row_readers {
             })
         }
 
+        #[allow(dead_code)]
         fn message_state(row: &$row) -> Result<MessageState> {
             Ok(MessageState {
                 id: row.try_get("id")?,
@@ -76,6 +83,7 @@ macro_rules! row_readers {
             })
         }
 
+        #[allow(dead_code)]
         fn conversion_state(row: &$row) -> Result<ConversionState> {
             Ok(ConversionState {
                 id: row.try_get("id")?,
@@ -84,6 +92,7 @@ macro_rules! row_readers {
             })
         }
 
+        #[allow(dead_code)]
         fn source_row(row: &$row) -> Result<SourceRow> {
             Ok(SourceRow {
                 id: row.try_get("id")?,
@@ -97,6 +106,7 @@ macro_rules! row_readers {
             })
         }
 
+        #[allow(dead_code)]
         fn outbox_backlog_row(row: &$row) -> Result<OutboxBacklog> {
             Ok(OutboxBacklog {
                 source: row.try_get("source")?,

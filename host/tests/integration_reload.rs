@@ -162,6 +162,51 @@ async fn swapping_the_wasm_under_load_fails_no_request() {
     }
 }
 
+/// Not only renames: a .wasm written over in place (`cp`), one removed and
+/// linked in again (how cargo puts its outputs), and plugins.toml saved in
+/// place are each picked up. (On Linux the folders are watched for finished
+/// writes, renames, links and removals, not for each write.) The database
+/// sits in the same folder as plugins.toml, as in the default setup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_copied_over_or_linked_in_and_plugins_toml_saved_in_place_are_reloaded() {
+    let a = std::fs::read(plugin_wasm("portico-meta")).unwrap();
+    let b = std::fs::read(plugin_wasm_variant_b("portico-meta")).unwrap();
+    let (sha_a, sha_b) = (sha256_hex(&a), sha256_hex(&b));
+    let live = tempfile::tempdir().unwrap();
+    let wasm = live.path().join("meta.wasm");
+    std::fs::write(&wasm, &a).unwrap();
+    let server = Server::start(&meta_entry_at(&wasm, ""), &[]);
+    wait_for(&server, "meta", Duration::from_secs(20), |h| {
+        h["sha256"] == *sha_a.as_str()
+    })
+    .await;
+
+    std::fs::write(&wasm, &b).unwrap();
+    wait_for(&server, "meta", Duration::from_secs(20), |h| {
+        h["sha256"] == *sha_b.as_str()
+    })
+    .await;
+
+    let built = live.path().join("deps-meta.wasm");
+    std::fs::write(&built, &a).unwrap();
+    std::fs::remove_file(&wasm).unwrap();
+    std::fs::hard_link(&built, &wasm).unwrap();
+    wait_for(&server, "meta", Duration::from_secs(20), |h| {
+        h["sha256"] == *sha_a.as_str()
+    })
+    .await;
+
+    std::fs::write(
+        server.dir.path().join("plugins.toml"),
+        meta_entry_at(&wasm, "enabled = false"),
+    )
+    .unwrap();
+    wait_for(&server, "meta", Duration::from_secs(20), |h| {
+        h["state"] == "disabled"
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_toml_edits_disable_enable_add_and_bad_edits_are_refused() {
     let server = Server::start(&meta_entry(""), &[]);

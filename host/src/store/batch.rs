@@ -1,7 +1,8 @@
-//! Group commit: every write of the store is a job for a committer task, which
+//! Group commit: every write of the store is a job for a committer, which
 //! takes whatever jobs are waiting, runs them in one transaction and commits
-//! once (SQLite: one committer, its one writer; PostgreSQL: a few at once). Under load many deliveries and items share one fsync; alone, a job
-//! commits by itself with no added wait.
+//! once (SQLite: one committer on a thread of its own, its one writer;
+//! PostgreSQL: a few tasks at once). Under load many deliveries and items
+//! share one fsync; alone, a job commits by itself with no added wait.
 //!
 //! Optimistic: a batch runs with no savepoints (each costs statements on the
 //! one writer); when any job of it fails, the whole transaction is rolled back
@@ -129,6 +130,7 @@ impl GroupCommit {
                 // they wait on is the transaction, which answers at once. The
                 // thread ends when the store (the queue's sender) is dropped.
                 let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
                     .build()
                     .map_err(StoreError::WriterThread)?;
                 std::thread::Builder::new()

@@ -1,7 +1,8 @@
 //! Persistence: the rules, written once over a small backend seam.
 //!
 //! - `backend.rs`: the [`Backend`] and [`Tx`] traits, primitives of one statement or so;
-//! - `sqlite.rs`: the SQLite backend (only SQL): one process, one file;
+//! - `sqlite/`: the SQLite backend (only SQL): one process, one file; reads on an
+//!   sqlx pool, writes on one connection the committer's thread drives (`writer.rs`);
 //! - `postgres.rs`: the PostgreSQL backend (only SQL): several processes, one database;
 //! - `rules.rs`: what Portico means by applying an item, a send, an outbox outcome;
 //! - `types.rs`: statuses as enums, time as a type.

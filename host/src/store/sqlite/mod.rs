@@ -57,6 +57,7 @@ pub struct SqliteBackend {
 
 impl SqliteBackend {
     pub async fn connect(url: &str) -> Result<Self> {
+        let open = writer::Open::from_url(url)?;
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -73,7 +74,7 @@ impl SqliteBackend {
             .connect_with(options.clone())
             .await?;
         // After the pool: its first connection created the file and set WAL.
-        let writer = writer::Writer::open(options.get_filename(), BUSY_TIMEOUT)?;
+        let writer = writer::Writer::open(options.get_filename(), &open, BUSY_TIMEOUT)?;
         Ok(SqliteBackend { pool, writer })
     }
 }
@@ -469,20 +470,22 @@ mod durability_tests {
     /// opens that same name).
     #[tokio::test]
     async fn an_in_memory_database_is_one_database_for_reads_and_writes() {
-        let db = SqliteBackend::connect("sqlite::memory:").await.unwrap();
-        db.migrate().await.unwrap();
-        let mut tx = db.begin(Durability::Synced).await.unwrap();
-        tx.insert_tenant("in memory", Timestamp::now())
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        let seen: Vec<String> = db
-            .tenants()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.1)
-            .collect();
-        assert_eq!(seen, vec!["in memory".to_string()]);
+        for url in ["sqlite::memory:", "sqlite::memory:?cache=shared"] {
+            let db = SqliteBackend::connect(url).await.unwrap();
+            db.migrate().await.unwrap();
+            let mut tx = db.begin(Durability::Synced).await.unwrap();
+            tx.insert_tenant("in memory", Timestamp::now())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            let seen: Vec<String> = db
+                .tenants()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.1)
+                .collect();
+            assert_eq!(seen, vec!["in memory".to_string()], "{url}");
+        }
     }
 }

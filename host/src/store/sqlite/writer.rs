@@ -13,8 +13,8 @@
 //! The calls block their thread, fsync included, so the committer of a
 //! SQLite store runs on a thread of its own (see
 //! [`Backend::writes_block`](super::super::backend::Backend::writes_block)).
-//! Every write of the process is on this one connection, which keeps its page
-//! cache warm: SQLite drops a connection's whole cache when another connection
+//! Every write transaction of the process is on this one connection (only
+//! migrations run on the read pool), which keeps its page cache warm: SQLite drops a connection's whole cache when another connection
 //! wrote since its last transaction.
 
 use super::super::StoreError;
@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-/// The sync level is set on every begin, before `BEGIN` (SQLite ignores a
+/// The sync level is set on every begin, before `BEGIN` (SQLite refuses a
 /// change inside a transaction), so the writer is never left in NORMAL for a
 /// write that must be synced, whatever ran on it before.
 const SYNC_FULL: &str = "PRAGMA synchronous = FULL";
@@ -45,7 +45,7 @@ const SYNC_NORMAL: &str = "PRAGMA synchronous = NORMAL";
 /// when another writer committed in between; an immediate one waits its turn.
 const BEGIN: &str = "BEGIN IMMEDIATE";
 
-/// Distinct statements the write path prepares (about forty), with room.
+/// Distinct statements the write path prepares (about fifty), with room.
 const STATEMENT_CACHE: usize = 128;
 
 /// The columns of an [`OutboxRow`](super::super::backend::OutboxRow).
@@ -53,6 +53,59 @@ macro_rules! outbox_columns {
     () => {
         "id, source, kind, record_kind, record_id, payload, status, attempts, claimed_by, lease_until"
     };
+}
+
+/// How the writer opens the database: as the read pool does, from the
+/// DATABASE_URL's query (`mode`, `cache`, `vfs`, `immutable`), which sqlx
+/// reads for the pool but does not hand back.
+#[derive(Debug, Default)]
+pub(super) struct Open {
+    /// An in-memory database (`sqlite::memory:`), shared with the read pool
+    /// through SQLite's shared cache.
+    memory: bool,
+    vfs: Option<String>,
+}
+
+impl Open {
+    pub(super) fn from_url(url: &str) -> Result<Open> {
+        let (database, query) = match url.split_once('?') {
+            Some((database, query)) => (database, query),
+            None => (url, ""),
+        };
+        let mut open = Open {
+            memory: database.ends_with(":memory:"),
+            vfs: None,
+        };
+        let mut private_cache = false;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match (key, value) {
+                // SQLite shares a database so named between connections only
+                // as a `file:` URI; sqlx passes this one as a plain name, so
+                // every connection of the pool would get a database of its own.
+                ("mode", "memory") => {
+                    return Err(StoreError::BadUrl(
+                        "mode=memory gives each connection a database of its own: for a database in memory use sqlite::memory:".into(),
+                    ));
+                }
+                ("mode", "ro") | ("immutable", "true" | "1") => {
+                    return Err(StoreError::BadUrl(format!(
+                        "{key}={value} opens the database read-only, and Portico writes to it: leave it out"
+                    )));
+                }
+                ("cache", "private") => private_cache = true,
+                ("vfs", name) => open.vfs = Some(name.to_string()),
+                // The rest is sqlx's to accept or refuse (with its own message).
+                _ => {}
+            }
+        }
+        if open.memory && private_cache {
+            return Err(StoreError::BadUrl(
+                "cache=private gives each connection its own in-memory database, and Portico reads and writes on different connections: leave it out".into(),
+            ));
+        }
+        Ok(open)
+    }
 }
 
 /// The one write connection.
@@ -63,18 +116,19 @@ pub(super) struct Writer {
 impl Writer {
     /// Open the database file `path` names (sqlx's options give it; the read
     /// pool opened it first, so it exists and is in WAL mode).
-    pub(super) fn open(path: &Path, busy_timeout: Duration) -> Result<Writer> {
+    pub(super) fn open(path: &Path, how: &Open, busy_timeout: Duration) -> Result<Writer> {
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        // sqlx names `sqlite::memory:` databases so; its connections share
-        // that one in-memory database through the shared cache, and so does
-        // this one.
-        if path.to_string_lossy().starts_with("file:sqlx-in-memory-") {
+        // The name and flags sqlx opens it with, so both find the same one.
+        if how.memory {
             flags |= OpenFlags::SQLITE_OPEN_MEMORY | OpenFlags::SQLITE_OPEN_SHARED_CACHE;
         }
-        let conn = Connection::open_with_flags(path, flags)?;
+        let conn = match &how.vfs {
+            Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs.as_str())?,
+            None => Connection::open_with_flags(path, flags)?,
+        };
         conn.busy_timeout(busy_timeout)?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -85,6 +139,11 @@ impl Writer {
 
     pub(super) async fn begin(&self, durability: Durability) -> Result<Box<dyn Tx>> {
         let conn = self.conn.clone().lock_owned().await;
+        // A transaction a failed rollback left open would refuse every later
+        // begin (the sync level cannot change inside it): end it first.
+        if !conn.is_autocommit() {
+            conn.execute_batch("ROLLBACK")?;
+        }
         let sync = match durability {
             Durability::Synced => SYNC_FULL,
             Durability::Deferred => SYNC_NORMAL,
@@ -846,5 +905,29 @@ impl Tx for WriteTx {
             ],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Open;
+
+    #[test]
+    fn the_url_says_how_the_writer_opens_the_database() {
+        assert!(!Open::from_url("sqlite://portico.db").unwrap().memory);
+        assert!(Open::from_url("sqlite::memory:").unwrap().memory);
+        let vfs = Open::from_url("sqlite://x.db?mode=rwc&vfs=unix-dotfile").unwrap();
+        assert_eq!(vfs.vfs.as_deref(), Some("unix-dotfile"));
+        for (url, named) in [
+            ("sqlite://x.db?mode=ro", "mode=ro"),
+            ("sqlite://x.db?immutable=1", "immutable=1"),
+            ("sqlite::memory:?cache=private", "cache=private"),
+        ] {
+            let e = Open::from_url(url).unwrap_err().to_string();
+            assert!(
+                e.contains(named) && e.contains("leave it out"),
+                "{url}: {e}"
+            );
+        }
     }
 }

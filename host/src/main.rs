@@ -2,6 +2,12 @@ use clap::Parser;
 use portico::telemetry::logs::{self, LogFormat};
 use std::process::ExitCode;
 
+/// Small allocations on many threads are most of what the ingest path does
+/// besides SQLite and the guest; glibc's malloc spent about a fifth of the
+/// CPU on them under load (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = portico::cli::Cli::parse();
     let format = std::env::var("PORTICO_LOG_FORMAT").ok();

@@ -11,9 +11,11 @@
 # full speed with 16 connections after a 2 s warm-up, then SECONDS in an open loop
 # at RATE leads/s (default: half of A's first full-speed rate). Prints each run,
 # then the medians of each build and the ratios B/A.
+# BESIDE=1 puts each database in the folder of plugins.toml, which the server
+# watches for hot reload (the default setup: ./portico.db beside ./plugins.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,15p' "$0" >&2; exit 2; }
 rounds=${3:-5}
 secs=${4:-8}
 rate=${5:-}
@@ -52,7 +54,9 @@ page=138124712925158
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 one() { # NAME BINARY: one full-speed run and one open-loop run on a fresh database
   local bin=$2 tenant port full half
-  export DATABASE_URL="sqlite://$work/db/$1-$RANDOM.db"
+  local dir=$work/db
+  [ "${BESIDE:-0}" = 0 ] || dir=$work
+  export DATABASE_URL="sqlite://$dir/$1-$RANDOM.db"
   tenant=$("$bin" tenant add Bench)
   "$bin" source add --tenant "$tenant" --kind meta --key "$page" >/dev/null
   port=$((20000 + RANDOM % 40000))

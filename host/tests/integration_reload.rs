@@ -165,8 +165,8 @@ async fn swapping_the_wasm_under_load_fails_no_request() {
 /// Not only renames: a .wasm written over in place (`cp`), one removed and
 /// linked in again (how cargo puts its outputs), and plugins.toml saved in
 /// place are each picked up. (On Linux the folders are watched for finished
-/// writes, renames, links and removals, not for each write.) The database
-/// sits in the same folder as plugins.toml, as in the default setup.
+/// writes, renames, links and removals, not for each write.) On SQLite the
+/// database sits in the same folder as plugins.toml, as in the default setup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wasm_copied_over_or_linked_in_and_plugins_toml_saved_in_place_are_reloaded() {
     let a = std::fs::read(plugin_wasm("portico-meta")).unwrap();
@@ -187,9 +187,14 @@ async fn a_wasm_copied_over_or_linked_in_and_plugins_toml_saved_in_place_are_rel
     })
     .await;
 
+    // Removed (the reload that follows fails and says so), then linked in.
     let built = live.path().join("deps-meta.wasm");
     std::fs::write(&built, &a).unwrap();
     std::fs::remove_file(&wasm).unwrap();
+    wait_for(&server, "meta", Duration::from_secs(20), |h| {
+        !h["error"].is_null()
+    })
+    .await;
     std::fs::hard_link(&built, &wasm).unwrap();
     wait_for(&server, "meta", Duration::from_secs(20), |h| {
         h["sha256"] == *sha_a.as_str()

@@ -215,10 +215,8 @@ impl WriteTx {
 
     /// The first column of the row `sql` must give.
     fn scalar_one<T: FromSql>(&self, sql: &str, params: &[&dyn ToSql]) -> Result<T> {
-        Ok(self
-            .conn
-            .prepare_cached(sql)?
-            .query_row(params, |row| row.get(0))?)
+        self.scalar(sql, params)?
+            .ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
     }
 
     /// The first row `sql` gives, read by `read`.
@@ -250,30 +248,6 @@ impl WriteTx {
             all.push(read(&Row(row))?);
         }
         Ok(all)
-    }
-
-    fn contact_by_key(&self, tenant_id: i64, key: ContactKey, value: &str) -> Result<Option<i64>> {
-        let select = match key {
-            ContactKey::Phone => "SELECT id FROM contacts WHERE tenant_id = ? AND phone = ?",
-            ContactKey::UserId => "SELECT id FROM contacts WHERE tenant_id = ? AND user_id = ?",
-        };
-        self.scalar(select, params![tenant_id, value])
-    }
-
-    fn identity(&self, contact_id: i64) -> Result<Option<ContactRef>> {
-        self.row(
-            "SELECT phone, user_id, parent_user_id, username, name FROM contacts WHERE id = ?",
-            params![contact_id],
-            |row| {
-                Ok(ContactRef {
-                    phone: row.try_get(0)?,
-                    user_id: row.try_get(1)?,
-                    parent_user_id: row.try_get(2)?,
-                    username: row.try_get(3)?,
-                    name: row.try_get(4)?,
-                })
-            },
-        )
     }
 }
 
@@ -542,7 +516,7 @@ impl Tx for WriteTx {
         now: Timestamp,
     ) -> Result<i64> {
         // Look first: an upsert that conflicts would still consume an id.
-        if let Some(id) = self.contact_by_key(tenant_id, key, value)? {
+        if let Some(id) = self.contact_by(tenant_id, key, value).await? {
             if name.is_some() {
                 self.execute(
                     "UPDATE contacts SET name = ? WHERE id = ?",
@@ -568,7 +542,11 @@ impl Tx for WriteTx {
         key: ContactKey,
         value: &str,
     ) -> Result<Option<i64>> {
-        self.contact_by_key(tenant_id, key, value)
+        let select = match key {
+            ContactKey::Phone => "SELECT id FROM contacts WHERE tenant_id = ? AND phone = ?",
+            ContactKey::UserId => "SELECT id FROM contacts WHERE tenant_id = ? AND user_id = ?",
+        };
+        self.scalar(select, params![tenant_id, value])
     }
 
     async fn set_contact_identity(&mut self, contact_id: i64, who: &ContactRef) -> Result<()> {
@@ -589,7 +567,7 @@ impl Tx for WriteTx {
     }
 
     async fn merge_contact(&mut self, keep: i64, gone: i64) -> Result<()> {
-        let theirs = self.identity(gone)?.unwrap_or_default();
+        let theirs = self.contact_identity(gone).await?.unwrap_or_default();
         // One person has one open case: the gone contact's open cases close
         // when the kept one has one (the CRM may hold their ids: none is deleted).
         let keep_open: Option<i64> = self.scalar(
@@ -627,7 +605,19 @@ impl Tx for WriteTx {
     }
 
     async fn contact_identity(&mut self, contact_id: i64) -> Result<Option<ContactRef>> {
-        self.identity(contact_id)
+        self.row(
+            "SELECT phone, user_id, parent_user_id, username, name FROM contacts WHERE id = ?",
+            params![contact_id],
+            |row| {
+                Ok(ContactRef {
+                    phone: row.try_get(0)?,
+                    user_id: row.try_get(1)?,
+                    parent_user_id: row.try_get(2)?,
+                    username: row.try_get(3)?,
+                    name: row.try_get(4)?,
+                })
+            },
+        )
     }
 
     async fn release_contact_key(&mut self, contact_id: i64, key: ContactKey) -> Result<()> {
